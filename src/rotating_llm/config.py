@@ -1,0 +1,131 @@
+"""One settings object, read from the environment when the object that needs it is created.
+
+Every field has the environment variable it comes from in ``ENV_VARS``; the seed's
+names (``REDIS_URL``, ``SECRET_STORE_TYPE``, ``CONVERSATION_TTL_SECONDS``, ...) are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from rotating_llm.errors import ConfigError
+
+__all__ = ["ENV_VARS", "Settings"]
+
+Strategy = Literal["most_headroom", "round_robin", "weighted"]
+FailureMode = Literal["local", "allow", "deny"]
+
+#: field name -> environment variable
+ENV_VARS: dict[str, str] = {
+    "redis_url": "REDIS_URL",
+    "redis_cluster": "REDIS_CLUSTER",
+    "secret_store_type": "SECRET_STORE_TYPE",
+    "key_store_path": "KEY_STORE_PATH",
+    "key_prefix": "ROTATING_LLM_KEY_PREFIX",
+    "window_seconds": "ROTATING_LLM_WINDOW_SECONDS",
+    "rpd_timezone": "ROTATING_LLM_RPD_TIMEZONE",
+    "strategy": "ROTATING_LLM_STRATEGY",
+    "on_store_failure": "ROTATING_LLM_ON_REDIS_FAILURE",
+    "store_retry_interval": "ROTATING_LLM_REDIS_RETRY_SECONDS",
+    "max_wait": "ROTATING_LLM_MAX_WAIT",
+    "cooldown_base_seconds": "ROTATING_LLM_COOLDOWN_BASE_SECONDS",
+    "cooldown_max_seconds": "ROTATING_LLM_COOLDOWN_MAX_SECONDS",
+    "secret_cache_ttl": "SECRET_CACHE_TTL_SECONDS",
+    "conversation_ttl_seconds": "CONVERSATION_TTL_SECONDS",
+    "user_rpm_default": "USER_RPM_DEFAULT",
+    "global_rpm_max": "GLOBAL_RPM_MAX",
+    "router_enabled": "LLM_MULTI_KEY_ROUTER_ENABLED",
+    "log_file": "ROTATING_LLM_LOG_FILE",
+    "vault_addr": "VAULT_ADDR",
+    "vault_token": "VAULT_TOKEN",
+    "vault_secret_path": "VAULT_SECRET_PATH",
+    "vault_role_id": "VAULT_ROLE_ID",
+    "vault_secret_id": "VAULT_SECRET_ID",
+    "vault_namespace": "VAULT_NAMESPACE",
+    "vault_verify": "VAULT_VERIFY",
+    "aws_region": "AWS_REGION",
+    "aws_secret_prefix": "AWS_SECRET_PREFIX",
+}
+
+
+class Settings(BaseModel):
+    """rotating-llm settings. Build with :meth:`from_env`, or directly for tests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    secret_store_type: Literal["env", "vault", "aws"] = "env"
+    key_store_path: Path = Path("keys.json")
+    key_prefix: str = "rllm:"
+    window_seconds: float = Field(60.0, gt=0)
+    rpd_timezone: str = "America/Los_Angeles"
+    strategy: Strategy = "most_headroom"
+    on_store_failure: FailureMode = "local"
+    store_retry_interval: float = Field(1.0, gt=0)
+    max_wait: float = Field(30.0, ge=0)
+    cooldown_base_seconds: float = Field(5.0, gt=0)
+    cooldown_max_seconds: float = Field(300.0, gt=0)
+    secret_cache_ttl: float = Field(300.0, ge=0)
+    conversation_ttl_seconds: int = Field(86400, gt=0)
+    user_rpm_default: int = Field(10, gt=0)
+    global_rpm_max: int = Field(1000, gt=0)
+    router_enabled: bool = False
+    log_file: Path | None = None
+    vault_addr: str | None = None
+    vault_token: SecretStr | None = None
+    vault_secret_path: str = "secret/llm"
+    vault_role_id: str | None = None
+    vault_secret_id: SecretStr | None = None
+    vault_namespace: str | None = None
+    vault_verify: str = "true"
+    aws_region: str = "us-east-1"
+    aws_secret_prefix: str = "llm/"
+
+    @field_validator("rpd_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix_has_no_braces(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("must not contain '{' or '}' (they are used as the hash tag)")
+        return value
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win.
+
+        Raises:
+            ConfigError: naming the environment variable whose value is invalid.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field, var in ENV_VARS.items():
+            raw = env.get(var)
+            if raw is not None and raw.strip() != "":
+                values[field] = raw.strip()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                name = str(err["loc"][0]) if err["loc"] else "?"
+                source = ENV_VARS.get(name, name) if name not in overrides else name
+                problems.append(f"{source}: {err['msg']}")
+            raise ConfigError("invalid settings: " + "; ".join(problems)) from None

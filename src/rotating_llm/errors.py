@@ -1,0 +1,160 @@
+"""Every exception rotating-llm raises, in one flat module.
+
+Hierarchy::
+
+    RotatingLLMError
+    ├── ConfigError                  bad settings or arguments
+    │   └── KeyFileError             a keys file that cannot be loaded (file, entry, field)
+    ├── KeyNotFoundError             an unknown key_id (also a KeyError)
+    ├── SecretStoreError             a secret cannot be read (never contains the secret)
+    ├── StoreError                   the Redis store answered with an error
+    │   └── StoreUnavailableError    the Redis store cannot be reached
+    ├── CapacityError                the pool cannot serve a request
+    │   ├── AllKeysExhaustedError    no key has room within max_wait (retry_after, reasons)
+    │   └── RequestTooLargeError     the request exceeds every key's TPM: it can never be served
+    └── LeaseError                   a lease used after it was settled, or settled wrongly
+
+Faces (LangChain, LiteLLM) subclass these with their framework's own types;
+this module imports neither framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "AllKeysExhaustedError",
+    "CapacityError",
+    "ConfigError",
+    "KeyFileError",
+    "KeyNotFoundError",
+    "LeaseError",
+    "RequestTooLargeError",
+    "RotatingLLMError",
+    "SecretStoreError",
+    "StoreError",
+    "StoreUnavailableError",
+]
+
+
+class RotatingLLMError(Exception):
+    """Base class of every error raised by rotating-llm."""
+
+
+class ConfigError(RotatingLLMError, ValueError):
+    """A setting, argument or file content is invalid."""
+
+
+class KeyFileError(ConfigError):
+    """A keys file cannot be loaded.
+
+    Attributes:
+        path: The file.
+        entry: Index of the offending entry in ``keys``, if any.
+        field: The offending field, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        entry: int | None = None,
+        key_id: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = path
+        self.entry = entry
+        self.key_id = key_id
+        self.field = field
+        where = path
+        if entry is not None:
+            where += f": keys[{entry}]"
+            if key_id:
+                where += f" ({key_id!r})"
+        if field:
+            where += f", field {field!r}"
+        super().__init__(f"{where}: {message}")
+
+
+class KeyNotFoundError(RotatingLLMError, KeyError):
+    """No key with this ``key_id`` is known to the manager."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(key_id)
+
+    def __str__(self) -> str:
+        return f"unknown key_id {self.key_id!r}"
+
+
+class SecretStoreError(RotatingLLMError):
+    """A secret could not be read. The message names the key id and store, never the value."""
+
+    def __init__(self, message: str, *, key_id: str | None = None, store: str | None = None):
+        self.key_id = key_id
+        self.store = store
+        super().__init__(message)
+
+
+class StoreError(RotatingLLMError):
+    """The Redis store answered with an error."""
+
+
+class StoreUnavailableError(StoreError):
+    """The Redis store cannot be reached (connection refused, timeout, cluster down)."""
+
+
+class CapacityError(RotatingLLMError):
+    """The pool cannot serve a request."""
+
+
+class AllKeysExhaustedError(CapacityError):
+    """No key of the pool has capacity within ``max_wait``.
+
+    Attributes:
+        model: The pool (model name).
+        retry_after: Seconds until capacity returns, measured on Redis's clock;
+            ``None`` when no key will ever have room (all disabled or inactive).
+        reasons: ``key_id`` -> why that key could not serve (``"rpm"``, ``"tpm"``,
+            ``"rpd"``, ``"cooldown: ..."``, ``"disabled: ..."``).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        retry_after: float | None,
+        reasons: Mapping[str, str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.model = model
+        self.retry_after = retry_after
+        self.reasons: dict[str, str] = dict(reasons or {})
+        if message is None:
+            when = (
+                f"capacity returns in {retry_after:.3f}s"
+                if retry_after is not None
+                else "no key will have capacity (all disabled or inactive)"
+            )
+            detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items()))
+            message = f"No keys with available capacity for model {model!r}: {when}"
+            if detail:
+                message += f" [{detail}]"
+        super().__init__(message)
+
+
+class RequestTooLargeError(CapacityError, ValueError):
+    """The request's estimated tokens exceed the TPM of every key in the pool."""
+
+    def __init__(self, model: str, estimated_tokens: int, max_tpm: int | None) -> None:
+        self.model = model
+        self.estimated_tokens = estimated_tokens
+        self.max_tpm = max_tpm
+        super().__init__(
+            f"Request of {estimated_tokens} estimated tokens can never be served by model "
+            f"{model!r}: the largest TPM of its active keys is {max_tpm}"
+        )
+
+
+class LeaseError(RotatingLLMError):
+    """A lease was used wrongly (for example settled with negative tokens)."""

@@ -1,0 +1,1 @@
+"""Test helpers for rotating-llm and its users: a provider simulator (work in progress)."""

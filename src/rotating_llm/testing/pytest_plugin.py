@@ -1,0 +1,1 @@
+"""pytest plugin of rotating-llm (fixtures for the provider simulator)."""
