@@ -1,0 +1,333 @@
+"""Secret detectors: provider key formats, private key blocks, high-entropy assignments.
+
+Every detector is a regular expression plus checks that drop placeholders and documented
+examples (``sk-xxxx``, ``your-api-key``, ``AKIAIOSFODNN7EXAMPLE``, ``${VAR}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "RawMatch",
+    "find_secrets",
+    "fingerprint",
+    "is_placeholder",
+    "redact_value",
+    "shannon_entropy",
+]
+
+#: Markers that allow a finding on their line (or, for ``*-next-line``, on the next line).
+ALLOW_MARKERS = ("rotating-llm: allow-secret", "pragma: allowlist secret", "gitleaks:allow")
+ALLOW_NEXT_MARKERS = ("rotating-llm: allow-secret-next-line", "pragma: allowlist nextline secret")
+
+_PLACEHOLDER_WORDS = (
+    "your",
+    "example",
+    "xxxx",
+    "placeholder",
+    "dummy",
+    "sample",
+    "redacted",
+    "changeme",
+    "change_me",
+    "change-me",
+    "replace",
+    "insert",
+    "fake",
+    "test",
+    "abcdef",
+    "123456",
+    "000000",
+    "...",
+    "\u2026",
+    "***",
+    "${",
+    "{{",
+    "%(",
+    "<",
+    ">",
+)
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of ``value`` (0 for an empty string)."""
+    if not value:
+        return 0.0
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+def is_placeholder(body: str) -> bool:
+    """Whether ``body`` (a value without its fixed prefix) is a placeholder or doc example."""
+    low = body.lower()
+    if any(word in low for word in _PLACEHOLDER_WORDS):
+        return True
+    core = re.sub(r"[^A-Za-z0-9]", "", body)
+    return len(set(core)) <= 3
+
+
+def fingerprint(detector: str, value: str) -> str:
+    """A stable, one-way id of a finding's value (for baselines); never the value."""
+    return hashlib.sha256(f"{detector}:{value}".encode()).hexdigest()[:20]
+
+
+def redact_value(value: str, prefix_len: int = 4) -> str:
+    """``value`` with all but its fixed prefix (and, if long, last two chars) masked."""
+    keep = max(0, min(prefix_len, len(value) // 3))
+    tail = value[-2:] if len(value) >= 24 else ""
+    return f"{value[:keep]}…{tail} ({len(value)} chars)"
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One kind of secret.
+
+    Attributes:
+        name: the detector id shown in reports (``openai-api-key``).
+        description: one line for SARIF rules and help.
+        pattern: the regular expression; group ``value`` (or the whole match) is the secret.
+        prefixes: fixed literal prefixes, shown unredacted and skipped by placeholder checks.
+        min_entropy: minimum Shannon entropy of the value after the prefix.
+        check: an extra predicate on (value, match); ``False`` drops the match.
+    """
+
+    name: str
+    description: str
+    pattern: re.Pattern[str]
+    prefixes: tuple[str, ...] = ()
+    min_entropy: float = 3.0
+    check: Callable[[str, re.Match[str]], bool] | None = None
+
+    def value_of(self, match: re.Match[str]) -> tuple[str, int, int]:
+        """The secret text of ``match`` and its span."""
+        if "value" in self.pattern.groupindex:
+            return match.group("value"), match.start("value"), match.end("value")
+        return match.group(0), match.start(), match.end()
+
+    def prefix_len(self, value: str) -> int:
+        """Length of the longest known prefix ``value`` starts with."""
+        return max((len(p) for p in self.prefixes if value.startswith(p)), default=0)
+
+    def accepts(self, value: str, match: re.Match[str]) -> bool:
+        """Whether ``value`` is a real-looking secret rather than a placeholder."""
+        body = value[self.prefix_len(value) :]
+        if body and (is_placeholder(body) or shannon_entropy(body) < self.min_entropy):
+            return False
+        return self.check is None or self.check(value, match)
+
+
+_B = r"(?<![A-Za-z0-9_\-])"  # no token character before
+_E = r"(?![A-Za-z0-9_\-])"  # no token character after
+
+_GENERIC_NAME = re.compile(
+    r"(?:api[_\-]?key|key|secret|token|password|passwd|pwd|credentials?|auth)$", re.IGNORECASE
+)
+
+
+def _private_key_body(value: str, match: re.Match[str]) -> bool:
+    """A BEGIN line counts only if base64 key material follows it."""
+    text = match.string
+    tail = text[match.end() : match.end() + 400].replace("\\n", "\n").replace("\\r", "")
+    body = re.split(r"-----END", tail, maxsplit=1)[0]
+    material = re.sub(r"[^A-Za-z0-9+/=]", "", body)
+    return len(material) >= 40 and not is_placeholder(material) and len(set(material)) > 10
+
+
+def _generic_check(value: str, match: re.Match[str]) -> bool:
+    name = match.group("name")
+    word = _GENERIC_NAME.search(name)
+    if word is None:
+        return False
+    start = word.start()
+    camel = name[start].isupper() and start > 0 and name[start - 1].islower()
+    if start > 0 and name[start - 1] not in "_.-" and not camel:
+        return False  # "monkey", "turkey"
+    if value.startswith(("$", "%", "/", "./", "~")) or "://" in value:
+        return False
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+", value):
+        return False  # a dotted identifier: settings.api_key, os.environ.get
+    classes = sum(
+        bool(re.search(p, value)) for p in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^A-Za-z0-9]")
+    )
+    if classes < 2 or (not re.search(r"[0-9]", value) and len(value) < 24):
+        return False
+    return shannon_entropy(value) >= (3.5 if len(value) >= 20 else 3.8)
+
+
+_TOKEN = r"[A-Za-z0-9_\-]"
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector(
+        "private-key",
+        "A PEM private key block",
+        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+        prefixes=("-----BEGIN",),
+        min_entropy=0.0,
+        check=_private_key_body,
+    ),
+    Detector(
+        "anthropic-api-key",
+        "An Anthropic API or admin key (sk-ant-api03-, sk-ant-admin01-)",
+        re.compile(_B + r"sk-ant-(?:api\d\d|admin\d\d)-" + _TOKEN + r"{32,}" + _E),
+        prefixes=("sk-ant-api03-", "sk-ant-admin01-"),
+    ),
+    Detector(
+        "openai-api-key",
+        "An OpenAI key (sk-proj-, sk-svcacct-, sk-admin-, legacy sk-)",
+        re.compile(
+            _B
+            + r"(?:sk-(?:proj|svcacct|admin|None)-"
+            + _TOKEN
+            + r"{32,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|sk-[A-Za-z0-9]{48})"
+            + _E
+        ),
+        prefixes=("sk-", "sk-proj-", "sk-svcacct-", "sk-admin-", "sk-None-"),
+    ),
+    Detector(
+        "google-api-key",
+        "A Google / Gemini API key (AIza...)",
+        re.compile(_B + r"AIza[0-9A-Za-z_\-]{35}" + _E),
+        prefixes=("AIza",),
+    ),
+    Detector(
+        "groq-api-key",
+        "A Groq API key (gsk_)",
+        re.compile(_B + r"gsk_[A-Za-z0-9]{40,64}" + _E),
+        prefixes=("gsk_",),
+    ),
+    Detector(
+        "huggingface-token",
+        "A Hugging Face access token (hf_)",
+        re.compile(_B + r"hf_[A-Za-z0-9]{30,40}" + _E),
+        prefixes=("hf_",),
+    ),
+    Detector(
+        "aws-access-key-id",
+        "An AWS access key id (AKIA..., ASIA...)",
+        re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+        prefixes=("AKIA", "ASIA", "ABIA", "ACCA"),
+        min_entropy=2.5,
+    ),
+    Detector(
+        "aws-secret-access-key",
+        "An AWS secret access key assigned to an aws_secret_* name",
+        re.compile(
+            r"(?i:aws[A-Za-z0-9_.\-]*?(?:secret|sk)[A-Za-z0-9_.\-]*)[\"']?\]?\s*(?:=|:=|:|=>)\s*"
+            r"[\"']?(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+        ),
+        min_entropy=3.5,
+    ),
+    Detector(
+        "generic-secret",
+        "A high-entropy value assigned to a *_KEY, *_SECRET, *_TOKEN, *_PASSWORD name",
+        re.compile(
+            r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)[\"']?\]?\s*(?:=|:=|:|=>)\s*[\"'`]?"
+            r"(?P<value>[^\s\"'`<>,;(){}\[\]\\]{16,256})"
+        ),
+        min_entropy=0.0,
+        check=_generic_check,
+    ),
+)
+
+_AWS_SECRET_NEAR_ID = re.compile(
+    r"(?<![A-Za-z0-9/+])(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+)
+_AWS_NEAR_LINES = 4
+_NEWLINE = re.compile("\n")
+
+
+@dataclass(frozen=True)
+class RawMatch:
+    """One secret found in a text: detector, value, offsets and 1-based line/column."""
+
+    detector: str
+    value: str
+    start: int
+    end: int
+    line: int
+    column: int
+    prefix_len: int
+
+    @property
+    def redacted(self) -> str:
+        """The value with everything but its prefix masked."""
+        return redact_value(self.value, self.prefix_len)
+
+    @property
+    def fingerprint(self) -> str:
+        """A one-way id of the value."""
+        return fingerprint(self.detector, self.value)
+
+
+def _allowed(lines_at: Callable[[int], str], line: int) -> bool:
+    text = lines_at(line)
+    if any(m in text for m in ALLOW_MARKERS):
+        return True
+    return line > 1 and any(m in lines_at(line - 1) for m in ALLOW_NEXT_MARKERS)
+
+
+def find_secrets(text: str, *, honor_allow: bool = True) -> list[RawMatch]:
+    """Every secret in ``text``, in order, one finding per span (specific detectors win).
+
+    Args:
+        text: the whole content of a file (or a log message).
+        honor_allow: skip matches on lines carrying an allow comment.
+    """
+    starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
+
+    def line_of(offset: int) -> int:
+        return bisect_right(starts, offset)
+
+    def line_text(line: int) -> str:
+        begin = starts[line - 1]
+        end = starts[line] - 1 if line < len(starts) else len(text)
+        return text[begin:end]
+
+    taken: list[tuple[int, int]] = []
+    found: list[RawMatch] = []
+
+    def add(det_name: str, prefix_len: int, value: str, start: int, end: int) -> None:
+        if any(start < e and s < end for s, e in taken):
+            return
+        line = line_of(start)
+        if honor_allow and _allowed(line_text, line):
+            return
+        taken.append((start, end))
+        column = start - starts[line - 1] + 1
+        found.append(RawMatch(det_name, value, start, end, line, column, prefix_len))
+
+    aws_id_lines: list[int] = []
+    for det in DETECTORS:
+        if det.name == "private-key" and "PRIVATE KEY" not in text:
+            continue
+        for match in det.pattern.finditer(text):
+            value, start, end = det.value_of(match)
+            if det.accepts(value, match):
+                add(det.name, det.prefix_len(value), value, start, end)
+                if det.name == "aws-access-key-id":
+                    aws_id_lines.append(line_of(start))
+    if aws_id_lines:  # a bare 40-char secret key on a line near an access key id
+        for match in _AWS_SECRET_NEAR_ID.finditer(text):
+            value = match.group("value")
+            near = any(abs(line_of(match.start()) - ln) <= _AWS_NEAR_LINES for ln in aws_id_lines)
+            if (
+                near
+                and not is_placeholder(value)
+                and shannon_entropy(value) >= 4.0
+                and all(re.search(p, value) for p in (r"[a-z]", r"[A-Z]", r"[0-9]"))
+            ):
+                add("aws-secret-access-key", 0, value, match.start(), match.end())
+    found.sort(key=lambda m: m.start)
+    return found
