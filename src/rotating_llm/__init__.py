@@ -1,1 +1,61 @@
-"""rotating-llm."""
+"""rotating-llm: many API keys for one LLM model as one pool that never trips a quota.
+
+The core (this package) imports neither LangChain nor LiteLLM; the faces live in
+``rotating_llm.langchain`` and ``rotating_llm.litellm``.
+"""
+
+from __future__ import annotations
+
+from rotating_llm.config import Settings
+from rotating_llm.errors import (
+    AllKeysExhaustedError,
+    CapacityError,
+    ConfigError,
+    KeyFileError,
+    KeyNotFoundError,
+    LeaseError,
+    RequestTooLargeError,
+    RotatingLLMError,
+    SecretStoreError,
+    StoreError,
+    StoreUnavailableError,
+)
+from rotating_llm.keys import (
+    APIKey,
+    FailureKind,
+    KeyManager,
+    Lease,
+    get_key_manager,
+    get_redis_limiter,
+    load_keys_file,
+)
+from rotating_llm.limiter import RedisLimiter
+from rotating_llm.secrets import SecretStore, get_secret_store, test_secret_access
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIKey",
+    "AllKeysExhaustedError",
+    "CapacityError",
+    "ConfigError",
+    "FailureKind",
+    "KeyFileError",
+    "KeyManager",
+    "KeyNotFoundError",
+    "Lease",
+    "LeaseError",
+    "RedisLimiter",
+    "RequestTooLargeError",
+    "RotatingLLMError",
+    "SecretStore",
+    "SecretStoreError",
+    "Settings",
+    "StoreError",
+    "StoreUnavailableError",
+    "get_key_manager",
+    "get_redis_limiter",
+    "get_secret_store",
+    "load_keys_file",
+    "test_secret_access",
+]

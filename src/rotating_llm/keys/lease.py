@@ -1,0 +1,230 @@
+"""``Lease``: one admitted request on one key, settled exactly once."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
+
+from rotating_llm.errors import LeaseError, StoreError
+
+if TYPE_CHECKING:
+    from rotating_llm.keys.manager import KeyManager
+    from rotating_llm.keys.models import APIKey
+    from rotating_llm.limiter import Reservation
+
+__all__ = ["FailureKind", "Lease"]
+
+logger = logging.getLogger("rotating_llm.lease")
+
+
+class FailureKind(str, enum.Enum):
+    """What the provider answered, as DESIGN.md's failure table tells them apart."""
+
+    #: 429 per-minute quota: cooldown for the provider's delay, else growing backoff.
+    RATE_LIMIT = "rate_limit"
+    #: 429 per-day quota: cooldown until the next daily reset.
+    DAILY_QUOTA = "daily_quota"
+    #: 401/403, API_KEY_INVALID, suspended: disabled (after one fresh read of the secret).
+    AUTH = "auth"
+    #: 5xx, overloaded, connection reset: model-side, the key is not blamed.
+    SERVER = "server"
+    #: The call timed out: the key is not blamed.
+    TIMEOUT = "timeout"
+    #: 400 invalid request, context too long: the key is not blamed.
+    INVALID_REQUEST = "invalid_request"
+
+
+class Lease:
+    """The right to send one request with one key, granted by :meth:`KeyManager.acquire`.
+
+    Settle it once: :meth:`complete` with the real token usage, :meth:`fail` with what the
+    provider answered, or :meth:`release` if the request never reached the provider. As a
+    context manager, a block that ends normally completes with the estimate unless settled,
+    and a block that raises fails it as a model-side error (the reservation is kept).
+    """
+
+    def __init__(
+        self,
+        manager: KeyManager,
+        key: APIKey,
+        secret: SecretStr,
+        reservation: Reservation | None,
+        estimated_tokens: int,
+        waited: float = 0.0,
+    ) -> None:
+        self._manager = manager
+        self.key = key
+        self._secret = secret
+        self.reservation = reservation
+        self.estimated_tokens = estimated_tokens
+        #: Seconds spent waiting for capacity before this lease was granted.
+        self.waited = waited
+        #: ``None`` until settled, then ``"complete"``, ``"release"`` or ``"fail:<kind>"``.
+        self.outcome: str | None = None
+
+    @property
+    def key_id(self) -> str:
+        """Id of the leased key."""
+        return self.key.key_id
+
+    @property
+    def model_name(self) -> str:
+        """Model (pool) of the leased key."""
+        return self.key.model_name
+
+    @property
+    def provider(self) -> str:
+        """Provider of the leased key."""
+        return self.key.provider
+
+    @property
+    def base_url(self) -> str | None:
+        """Endpoint the request must go to, if the key names one."""
+        return self.key.base_url
+
+    @property
+    def api_key(self) -> str:
+        """The resolved secret. Pass it to the client; never log it."""
+        return self._secret.get_secret_value()
+
+    @property
+    def api_key_secret(self) -> SecretStr:
+        """The resolved secret as a ``SecretStr``."""
+        return self._secret
+
+    @property
+    def settled(self) -> bool:
+        """True once completed, failed or released."""
+        return self.outcome is not None
+
+    @property
+    def reserved(self) -> bool:
+        """False for a fail-open lease (store unavailable, ``allow`` mode): nothing to settle."""
+        return self.reservation is not None
+
+    def __repr__(self) -> str:
+        state = self.outcome or "open"
+        return (
+            f"Lease(key_id={self.key_id!r}, model_name={self.model_name!r}, "
+            f"estimated_tokens={self.estimated_tokens}, state={state!r}, api_key=SecretStr('**********'))"
+        )
+
+    def _begin(self, outcome: str) -> bool:
+        if self.outcome is not None:
+            logger.debug("lease on %s already settled (%s); %s ignored", self.key_id, self.outcome, outcome)
+            return False
+        self.outcome = outcome
+        return True
+
+    def complete(self, actual_tokens: int | None = None) -> None:
+        """Settle with the real token usage (default: keep the estimate)."""
+        if actual_tokens is not None and actual_tokens < 0:
+            raise LeaseError(f"actual_tokens must be >= 0, got {actual_tokens}")
+        if self._begin("complete") and self.reservation is not None:
+            tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
+            self._settle("complete", tokens)
+
+    async def acomplete(self, actual_tokens: int | None = None) -> None:
+        """Async twin of :meth:`complete`."""
+        if actual_tokens is not None and actual_tokens < 0:
+            raise LeaseError(f"actual_tokens must be >= 0, got {actual_tokens}")
+        if self._begin("complete") and self.reservation is not None:
+            tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
+            await self._asettle("complete", tokens)
+
+    def release(self) -> None:
+        """Settle a request that never reached the provider: it no longer counts."""
+        if self._begin("release") and self.reservation is not None:
+            self._settle("release", 0)
+
+    async def arelease(self) -> None:
+        """Async twin of :meth:`release`."""
+        if self._begin("release") and self.reservation is not None:
+            await self._asettle("release", 0)
+
+    def fail(
+        self,
+        kind: FailureKind | str,
+        retry_after: float | None = None,
+        reason: str | None = None,
+        actual_tokens: int | None = None,
+    ) -> str:
+        """Settle after the provider refused or failed, and act on the key as DESIGN.md says.
+
+        Args:
+            kind: A :class:`FailureKind` (or its value).
+            retry_after: The provider's retry delay in seconds, if it gave one.
+            reason: Short text stored with a cooldown or disable (never a secret).
+            actual_tokens: Tokens the provider reported, if any.
+
+        Returns:
+            What was done to the key: ``"cooldown"``, ``"disabled"``,
+            ``"secret_rotated"`` (the store had a new secret: retry) or ``"none"``.
+        """
+        fk = FailureKind(kind)
+        if not self._begin(f"fail:{fk.value}"):
+            return "none"
+        return self._manager._on_failure(self, fk, retry_after, reason, actual_tokens)
+
+    async def afail(
+        self,
+        kind: FailureKind | str,
+        retry_after: float | None = None,
+        reason: str | None = None,
+        actual_tokens: int | None = None,
+    ) -> str:
+        """Async twin of :meth:`fail`."""
+        fk = FailureKind(kind)
+        if not self._begin(f"fail:{fk.value}"):
+            return "none"
+        return await self._manager._aon_failure(self, fk, retry_after, reason, actual_tokens)
+
+    def _settle(self, action: str, tokens: int) -> None:
+        assert self.reservation is not None
+        try:
+            self._manager.limiter.settle(self.reservation, action, tokens)
+        except StoreError as exc:  # the reservation ages out of the window by itself
+            logger.warning("could not %s the lease on %s: %s", action, self.key_id, exc)
+
+    async def _asettle(self, action: str, tokens: int) -> None:
+        assert self.reservation is not None
+        try:
+            await self._manager.limiter.asettle(self.reservation, action, tokens)
+        except StoreError as exc:
+            logger.warning("could not %s the lease on %s: %s", action, self.key_id, exc)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.settled:
+            return
+        if exc_type is None:
+            self.complete()
+        else:
+            self.fail(FailureKind.SERVER, reason=f"unhandled {exc_type.__name__}")
+
+    async def __aenter__(self) -> Lease:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.settled:
+            return
+        if exc_type is None:
+            await self.acomplete()
+        else:
+            await self.afail(FailureKind.SERVER, reason=f"unhandled {exc_type.__name__}")

@@ -1,0 +1,101 @@
+"""Loading and saving the design document's ``keys.json``: all or nothing, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from rotating_llm.errors import KeyFileError
+from rotating_llm.keys.models import APIKey
+
+__all__ = ["load_keys_file", "parse_keys", "save_keys_file"]
+
+
+def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
+    """Validate a decoded keys document ``{"keys": [...]}`` into ``APIKey`` objects.
+
+    Raises:
+        KeyFileError: naming the file, the entry and the field at fault.
+    """
+    if not isinstance(data, dict):
+        raise KeyFileError(f"top level must be an object with a 'keys' list, not {type(data).__name__}", path=path)
+    unknown = sorted(set(data) - {"keys"})
+    if unknown:
+        raise KeyFileError(f"unknown top-level field(s) {unknown}; only 'keys' is allowed", path=path)
+    if "keys" not in data:
+        raise KeyFileError("missing the 'keys' list", path=path, field="keys")
+    entries = data["keys"]
+    if not isinstance(entries, list):
+        raise KeyFileError(f"'keys' must be a list, not {type(entries).__name__}", path=path, field="keys")
+    keys: list[APIKey] = []
+    first_seen: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        key_id = entry.get("key_id") if isinstance(entry, dict) else None
+        label = key_id if isinstance(key_id, str) else None
+        if not isinstance(entry, dict):
+            raise KeyFileError(f"entry must be an object, not {type(entry).__name__}", path=path, entry=i)
+        try:
+            key = APIKey.model_validate(entry)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or None
+            msg = err["msg"]
+            if err["type"] == "missing":
+                msg = "required field is missing"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown field"
+            raise KeyFileError(msg, path=path, entry=i, key_id=label, field=field) from None
+        if key.key_id in first_seen:
+            raise KeyFileError(
+                f"duplicate key_id (first at keys[{first_seen[key.key_id]}])",
+                path=path, entry=i, key_id=key.key_id, field="key_id",
+            )
+        first_seen[key.key_id] = i
+        keys.append(key)
+    return keys
+
+
+def load_keys_file(path: str | os.PathLike[str]) -> list[APIKey]:
+    """Read and validate a keys file. Nothing is returned unless every entry is valid.
+
+    Raises:
+        KeyFileError: the file is missing, unreadable, not JSON, or has an invalid entry.
+    """
+    p = Path(path)
+    name = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyFileError("file not found", path=name) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"cannot read the file ({type(exc).__name__})", path=name) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise KeyFileError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=name) from None
+    return parse_keys(data, name)
+
+
+def save_keys_file(path: str | os.PathLike[str], keys: Sequence[APIKey]) -> None:
+    """Write ``keys`` to ``path`` atomically (a temporary file renamed over it)."""
+    p = Path(path)
+    doc = {"keys": [k.model_dump(mode="json", exclude_defaults=True, exclude_none=True) for k in keys]}
+    for entry, key in zip(doc["keys"], keys):
+        entry.setdefault("key_id", key.key_id)
+        entry["active"] = key.active
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

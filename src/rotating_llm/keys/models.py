@@ -1,0 +1,76 @@
+"""``APIKey``: one API key's identity and limits. The secret itself is never part of it."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["APIKey"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
+
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+
+
+class APIKey(BaseModel):
+    """An API key of one model pool, as in the design document's ``keys.json``.
+
+    Attributes:
+        key_id: Unique name of the key (the secret is looked up by it).
+        model_name: The model, which is also the pool the key belongs to.
+        provider: ``gemini``, ``openai`` or another provider name.
+        rpm: Requests per sliding minute.
+        tpm: Tokens per sliding minute.
+        rpd: Requests per day (reset at midnight in the configured zone), or ``None``.
+        active: Inactive keys are never selected.
+        tags: Free-form labels (``{"tier": "free"}``).
+        weight: Relative share under the ``weighted`` strategy.
+        base_url: Endpoint this key belongs to; every face sends its requests there.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    key_id: str
+    model_name: str = Field(min_length=1, max_length=200)
+    provider: str = Field(min_length=1, max_length=64)
+    rpm: PositiveInt
+    tpm: PositiveInt
+    rpd: PositiveInt | None = None
+    active: bool = True
+    tags: dict[str, str] = Field(default_factory=dict)
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    base_url: str | None = None
+
+    @field_validator("key_id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(
+                "must be 1-128 characters: letters, digits and . _ : @ / - "
+                "(starting with a letter or digit)"
+            )
+        return value
+
+    @field_validator("model_name")
+    @classmethod
+    def _valid_model(cls, value: str) -> str:
+        if any(c in value for c in "{},") or any(c.isspace() for c in value):
+            raise ValueError("must not contain braces, commas or whitespace")
+        return value
+
+    @field_validator("provider")
+    @classmethod
+    def _lower_provider(cls, value: str) -> str:
+        return value.lower()
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _URL.match(value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")

@@ -1,0 +1,328 @@
+"""The limiter: one script call per decision, per settlement, per health change."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rotating_llm.config import Settings, Strategy
+from rotating_llm.errors import KeyNotFoundError
+from rotating_llm.limiter._days import DayBoundaries
+from rotating_llm.storage import FailoverStore, Store, translate_errors
+
+if TYPE_CHECKING:
+    from rotating_llm.keys.models import APIKey
+
+__all__ = ["KeyUsage", "RedisLimiter", "Refusal", "Reservation"]
+
+_US = 1_000_000
+_RPD_TTL = 3 * 86400
+_CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """One admitted request: which key, which reservation, on which store."""
+
+    pool: str
+    key_id: str
+    reservation_id: str
+    day: int
+    estimated_tokens: int
+    store: Store = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """No key had room: when capacity returns (seconds, ``None`` = never) and why."""
+
+    retry_after: float | None
+    reasons: dict[str, str]
+
+
+@dataclass(frozen=True)
+class KeyUsage:
+    """Usage and health of one key, as the store sees it now."""
+
+    key_id: str
+    in_pool: bool
+    rpm_count: int
+    tpm_used: int
+    rpd_count: int
+    cooldown_remaining: float
+    cooldown_reason: str | None
+    disabled_reason: str | None
+    next_capacity_in: float | None
+
+
+def _limits_arg(key: APIKey) -> str:
+    return f"{key.rpm} {key.tpm} {key.rpd or 0} {key.weight}"
+
+
+class RedisLimiter:
+    """Atomic select-and-reserve over a pool's keys, and everything that settles it.
+
+    The seed's ``get_redis_limiter()`` returns the default manager's limiter; its
+    ``get_rpm_usage``, ``get_tpm_usage`` and ``clear_cooldown`` take a ``key_id``.
+    """
+
+    def __init__(self, store: FailoverStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.window_us = int(settings.window_seconds * _US)
+        self.days = DayBoundaries(settings.rpd_timezone)
+        self._keys: dict[str, APIKey] = {}
+        self._pools: dict[str, list[APIKey]] = {}
+        self._registered: dict[int, tuple[int, set[str]]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"
+
+    # -- membership -------------------------------------------------------------------
+
+    def set_keys(self, keys: Iterable[APIKey]) -> None:
+        """Replace the known keys; pools are registered lazily on each store used."""
+        by_pool: dict[str, list[APIKey]] = {}
+        known: dict[str, APIKey] = {}
+        for key in keys:
+            known[key.key_id] = key
+            if key.active:
+                by_pool.setdefault(key.model_name, []).append(key)
+        with self._lock:
+            gone = set(self._pools) - set(by_pool)
+            self._keys = known
+            self._pools = {p: by_pool.get(p, []) for p in set(by_pool) | gone}
+            self._registered.clear()
+
+    def pool_of(self, key_id: str) -> str:
+        """The pool (model name) of ``key_id``."""
+        key = self._keys.get(key_id)
+        if key is None:
+            raise KeyNotFoundError(key_id)
+        return key.model_name
+
+    def _head(self, store: Store, pool: str) -> list[Any]:
+        return [self.window_us, self.days.arg()]
+
+    def _register_args(self, store: Store, pool: str) -> list[Any]:
+        args = [*self._head(store, pool), "replace"]
+        for key in self._pools.get(pool, []):
+            args += [key.key_id, _limits_arg(key)]
+        return args
+
+    def _needs_register(self, store: Store, pool: str) -> bool:
+        gen = self.store.generation
+        with self._lock:
+            entry = self._registered.get(id(store))
+            if entry is None or entry[0] != gen:
+                entry = (gen, set())
+                self._registered[id(store)] = entry
+            return pool not in entry[1]
+
+    def _mark_registered(self, store: Store, pool: str, done: bool = True) -> None:
+        with self._lock:
+            entry = self._registered.setdefault(id(store), (self.store.generation, set()))
+            (entry[1].add if done else entry[1].discard)(pool)
+
+    def _ensure(self, store: Store, pool: str) -> None:
+        if self._needs_register(store, pool):
+            store.script("register")(keys=store.pool_keys(pool), args=self._register_args(store, pool))
+            self._mark_registered(store, pool)
+
+    async def _aensure(self, store: Store, pool: str) -> None:
+        if self._needs_register(store, pool):
+            script = store.ascript("register")
+            await script(keys=store.pool_keys(pool), args=self._register_args(store, pool))
+            self._mark_registered(store, pool)
+
+    # -- decisions --------------------------------------------------------------------
+
+    def _acquire_args(
+        self, store: Store, pool: str, est: int, strategy: Strategy, exclude: Sequence[str]
+    ) -> list[Any]:
+        return [
+            *self._head(store, pool), est, strategy, random.random(), _CANDIDATES, _RPD_TTL,
+            ",".join(exclude),
+        ]
+
+    def _parse(self, store: Store, pool: str, est: int, raw: list[Any]) -> Reservation | Refusal | None:
+        code = int(raw[0])
+        if code == 1:
+            return Reservation(pool, str(raw[1]), str(raw[2]), int(raw[3]), est, store)
+        if code == -1:  # the store lost the pool's config (flushed or restarted)
+            self._mark_registered(store, pool, done=False)
+            return None
+        retry_us = int(raw[1])
+        reasons = {str(raw[i]): str(raw[i + 1]) for i in range(3, len(raw) - 1, 2)}
+        return Refusal(None if retry_us < 0 else retry_us / _US, reasons)
+
+    def reserve(
+        self,
+        pool: str,
+        estimated_tokens: int,
+        strategy: Strategy | None = None,
+        exclude: Sequence[str] = (),
+    ) -> Reservation | Refusal:
+        """One select-and-reserve call for ``pool`` (registering the pool first if needed)."""
+        strat = strategy or self.settings.strategy
+
+        def op(store: Store) -> Reservation | Refusal:
+            for _ in range(2):
+                self._ensure(store, pool)
+                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude)
+                raw = store.script("acquire")(keys=store.pool_keys(pool), args=args)
+                out = self._parse(store, pool, estimated_tokens, raw)
+                if out is not None:
+                    return out
+            return Refusal(None, {})
+
+        return self.store.run("acquire", op)
+
+    async def areserve(
+        self,
+        pool: str,
+        estimated_tokens: int,
+        strategy: Strategy | None = None,
+        exclude: Sequence[str] = (),
+    ) -> Reservation | Refusal:
+        """Async twin of :meth:`reserve`."""
+        strat = strategy or self.settings.strategy
+
+        async def op(store: Store) -> Reservation | Refusal:
+            for _ in range(2):
+                await self._aensure(store, pool)
+                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude)
+                raw = await store.ascript("acquire")(keys=store.pool_keys(pool), args=args)
+                out = self._parse(store, pool, estimated_tokens, raw)
+                if out is not None:
+                    return out
+            return Refusal(None, {})
+
+        return await self.store.arun("acquire", op)
+
+    # -- settlement -------------------------------------------------------------------
+
+    def _settle_args(self, res: Reservation, action: str, value: int) -> list[Any]:
+        return [*self._head(res.store, res.pool), res.key_id, res.reservation_id, action, value]
+
+    def settle(self, res: Reservation, action: str, value: int) -> int:
+        """``complete`` (value = actual tokens) or ``release`` (value ignored) a reservation.
+
+        Runs on the store the reservation was made on. Returns the token delta applied.
+        """
+        arg = res.day if action == "release" else value
+        with translate_errors(f"settle ({action})", res.store.description):
+            raw = res.store.script("settle")(
+                keys=res.store.pool_keys(res.pool), args=self._settle_args(res, action, arg)
+            )
+        return int(raw)
+
+    async def asettle(self, res: Reservation, action: str, value: int) -> int:
+        """Async twin of :meth:`settle`."""
+        arg = res.day if action == "release" else value
+        with translate_errors(f"settle ({action})", res.store.description):
+            raw = await res.store.ascript("settle")(
+                keys=res.store.pool_keys(res.pool), args=self._settle_args(res, action, arg)
+            )
+        return int(raw)
+
+    # -- health -----------------------------------------------------------------------
+
+    def _health_args(self, store: Store, pool: str, key_id: str, action: str,
+                     seconds: float, reason: str) -> list[Any]:
+        return [
+            *self._head(store, pool), key_id, action, seconds, reason,
+            self.settings.cooldown_base_seconds, self.settings.cooldown_max_seconds,
+        ]
+
+    def health(self, key_id: str, action: str, seconds: float = 0.0, reason: str = "") -> float:
+        """Apply a health action to ``key_id``; returns the cooldown set, in seconds."""
+        pool = self.pool_of(key_id)
+
+        def op(store: Store) -> float:
+            self._ensure(store, pool)
+            args = self._health_args(store, pool, key_id, action, seconds, reason)
+            return int(store.script("health")(keys=store.pool_keys(pool), args=args)) / 1000
+
+        return self.store.run(f"key health ({action})", op)
+
+    async def ahealth(
+        self, key_id: str, action: str, seconds: float = 0.0, reason: str = ""
+    ) -> float:
+        """Async twin of :meth:`health`."""
+        pool = self.pool_of(key_id)
+
+        async def op(store: Store) -> float:
+            await self._aensure(store, pool)
+            args = self._health_args(store, pool, key_id, action, seconds, reason)
+            raw = await store.ascript("health")(keys=store.pool_keys(pool), args=args)
+            return int(raw) / 1000
+
+        return await self.store.arun(f"key health ({action})", op)
+
+    def set_cooldown(self, key_id: str, seconds: float | None, reason: str) -> float:
+        """Cool ``key_id`` down for ``seconds`` (``None``: growing backoff)."""
+        return self.health(key_id, "cooldown", seconds or 0.0, reason)
+
+    def clear_cooldown(self, key_id: str) -> None:
+        """End ``key_id``'s cooldown and reset its backoff (the seed's name)."""
+        self.health(key_id, "clear")
+
+    # -- reading ----------------------------------------------------------------------
+
+    def usage(self, pool: str, key_ids: Sequence[str] = ()) -> dict[str, KeyUsage]:
+        """Usage of ``key_ids`` (default: every key of ``pool``), one script call."""
+
+        def op(store: Store) -> list[Any]:
+            self._ensure(store, pool)
+            args = [*self._head(store, pool), *key_ids]
+            return list(store.script("status")(keys=store.pool_keys(pool), args=args))
+
+        raw = self.store.run("status", op)
+        out: dict[str, KeyUsage] = {}
+        for i in range(0, len(raw), 9):
+            kid = str(raw[i])
+            nxt = int(raw[i + 8])
+            out[kid] = KeyUsage(
+                key_id=kid,
+                in_pool=bool(int(raw[i + 1])),
+                rpm_count=int(raw[i + 2]),
+                tpm_used=int(raw[i + 3]),
+                rpd_count=int(raw[i + 4]),
+                cooldown_remaining=int(raw[i + 5]) / 1000,
+                cooldown_reason=str(raw[i + 6]) or None,
+                disabled_reason=str(raw[i + 7]) or None,
+                next_capacity_in=None if nxt < 0 else nxt / _US,
+            )
+        return out
+
+    def _one(self, key_id: str) -> KeyUsage:
+        return self.usage(self.pool_of(key_id), [key_id])[key_id]
+
+    def get_rpm_usage(self, key_id: str) -> dict[str, Any]:
+        """Requests of ``key_id`` in the current sliding window: ``{"count", "limit", ...}``."""
+        key = self._keys.get(key_id)
+        if key is None:
+            raise KeyNotFoundError(key_id)
+        return {"key_id": key_id, "count": self._one(key_id).rpm_count, "limit": key.rpm,
+                "window_seconds": self.settings.window_seconds}
+
+    def get_tpm_usage(self, key_id: str) -> dict[str, Any]:
+        """Tokens of ``key_id`` in the current sliding window: ``{"used", "limit", ...}``."""
+        key = self._keys.get(key_id)
+        if key is None:
+            raise KeyNotFoundError(key_id)
+        return {"key_id": key_id, "used": self._one(key_id).tpm_used, "limit": key.tpm,
+                "window_seconds": self.settings.window_seconds}
+
+    def get_rpd_usage(self, key_id: str) -> dict[str, Any]:
+        """Requests of ``key_id`` since the last daily reset: ``{"count", "limit", ...}``."""
+        key = self._keys.get(key_id)
+        if key is None:
+            raise KeyNotFoundError(key_id)
+        return {"key_id": key_id, "count": self._one(key_id).rpd_count, "limit": key.rpd,
+                "timezone": self.settings.rpd_timezone}

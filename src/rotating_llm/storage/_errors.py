@@ -1,0 +1,45 @@
+"""The one place where redis-py's exceptions become rotating-llm's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis.exceptions as rex
+
+from rotating_llm.errors import StoreError, StoreUnavailableError
+
+__all__ = ["translate_errors"]
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.ClusterDownError,
+    rex.MasterDownError,
+    rex.TryAgainError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+@contextmanager
+def translate_errors(operation: str, where: str) -> Iterator[None]:
+    """Re-raise driver errors raised inside the block as :class:`StoreError` subclasses.
+
+    Args:
+        operation: What was being done (``"acquire"``), for the message.
+        where: The store's safe description (URL without password).
+    """
+    try:
+        yield
+    except rex.AuthenticationError as exc:
+        raise StoreError(f"Redis at {where} refused the credentials during {operation}") from exc
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailableError(
+            f"Redis at {where} is unavailable during {operation}: {type(exc).__name__}: {exc}"
+        ) from exc
+    except rex.RedisError as exc:
+        raise StoreError(
+            f"Redis at {where} failed during {operation}: {type(exc).__name__}: {exc}"
+        ) from exc

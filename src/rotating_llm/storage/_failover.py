@@ -1,0 +1,132 @@
+"""Run store operations on Redis, and decide what happens while Redis cannot be reached.
+
+Modes (``ROTATING_LLM_ON_REDIS_FAILURE``):
+``local`` (default) runs the same scripts on a private in-process store until Redis
+answers again; ``allow`` fails open (the seed's behaviour: the caller proceeds without a
+reservation); ``deny`` raises :class:`StoreUnavailableError`. Recovery is automatic: Redis
+is probed again at most every ``store_retry_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from rotating_llm.config import FailureMode
+from rotating_llm.errors import StoreUnavailableError
+from rotating_llm.storage._errors import translate_errors
+from rotating_llm.storage._store import Store, embedded_store
+
+__all__ = ["FailoverStore"]
+
+logger = logging.getLogger("rotating_llm.storage")
+T = TypeVar("T")
+
+
+class FailoverStore:
+    """The primary store plus what to do when it is lost."""
+
+    def __init__(self, primary: Store, mode: FailureMode, retry_interval: float = 1.0) -> None:
+        self.primary = primary
+        self.mode: FailureMode = mode
+        self.retry_interval = retry_interval
+        self._fallback: Store | None = None
+        self._down_since: float | None = None
+        self._next_probe = 0.0
+        self._lock = threading.Lock()
+        #: bumped every time the primary comes back: callers re-register their state
+        self.generation = 0
+
+    def __repr__(self) -> str:
+        state = "down" if self._down_since is not None else "up"
+        return f"FailoverStore({self.primary!r}, mode={self.mode!r}, primary={state})"
+
+    @property
+    def primary_down(self) -> bool:
+        """True while the primary is considered lost."""
+        return self._down_since is not None
+
+    @property
+    def fallback(self) -> Store:
+        """The private in-process store used in ``local`` mode."""
+        with self._lock:
+            if self._fallback is None:
+                self._fallback = embedded_store(self.primary.prefix)
+            return self._fallback
+
+    def _mark_down(self, exc: StoreUnavailableError) -> None:
+        with self._lock:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                logger.warning("Redis lost (%s); on-failure mode %r", exc, self.mode)
+            self._next_probe = time.monotonic() + self.retry_interval
+
+    def _mark_up(self) -> None:
+        with self._lock:
+            if self._down_since is not None:
+                logger.warning(
+                    "Redis is back after %.1fs", time.monotonic() - self._down_since
+                )
+                self._down_since = None
+                self.generation += 1
+
+    def _candidate(self) -> Store | None:
+        """The primary if it should be tried now, else ``None``."""
+        if self._down_since is None or time.monotonic() >= self._next_probe:
+            return self.primary
+        return None
+
+    def run(self, operation: str, fn: Callable[[Store], T]) -> T:
+        """Run ``fn`` on the primary, or as the failure mode says when it is lost."""
+        store = self._candidate()
+        if store is not None:
+            try:
+                with translate_errors(operation, store.description):
+                    result = fn(store)
+            except StoreUnavailableError as exc:
+                self._mark_down(exc)
+                if self.mode != "local":
+                    raise
+            else:
+                self._mark_up()
+                return result
+        elif self.mode != "local":
+            raise StoreUnavailableError(
+                f"Redis at {self.primary.description} is unavailable ({operation}); "
+                f"retrying every {self.retry_interval}s"
+            )
+        fb = self.fallback
+        with translate_errors(operation, fb.description):
+            return fn(fb)
+
+    async def arun(self, operation: str, fn: Callable[[Store], Awaitable[T]]) -> T:
+        """Async twin of :meth:`run`."""
+        store = self._candidate()
+        if store is not None:
+            try:
+                with translate_errors(operation, store.description):
+                    result = await fn(store)
+            except StoreUnavailableError as exc:
+                self._mark_down(exc)
+                if self.mode != "local":
+                    raise
+            else:
+                self._mark_up()
+                return result
+        elif self.mode != "local":
+            raise StoreUnavailableError(
+                f"Redis at {self.primary.description} is unavailable ({operation}); "
+                f"retrying every {self.retry_interval}s"
+            )
+        fb = self.fallback
+        with translate_errors(operation, fb.description):
+            return await fn(fb)
+
+    def close(self) -> None:
+        """Close every client."""
+        self.primary.close()
+        if self._fallback is not None:
+            self._fallback.close()
