@@ -1,0 +1,246 @@
+"""The simulator's mutable state: keys, limits, faults and stats, behind one lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from rotating_llm.testing._config import Limits, TpmCounts, fingerprint, validate_limit
+from rotating_llm.testing._faults import FaultBook, FaultRule
+from rotating_llm.testing._limits import Rejection, Windows
+from rotating_llm.testing._stats import KeyStats
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+__all__ = ["KeyProblem", "State"]
+
+KeyProblem = Literal["missing", "invalid", "suspended"]
+
+#: Operations the control endpoint (and process mode) may call.
+CONTROL_OPS = frozenset(
+    {
+        "set_limits",
+        "clear_limits",
+        "revoke",
+        "suspend",
+        "restore",
+        "inject",
+        "remove_fault",
+        "clear_faults",
+        "faults",
+        "stats",
+        "key_stats",
+        "reset_stats",
+        "reset",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The limiter's answer for one request: ``rejection`` is ``None`` when admitted."""
+
+    rejection: Rejection | None
+    limits: Limits
+
+
+class State:
+    """Everything a running simulator knows; every method is thread-safe.
+
+    Args:
+        limits: Default per-key limits.
+        window: RPM/TPM window in seconds.
+        day_window: RPD window in seconds.
+        keys: Allow-list of keys (``None``: any non-empty key is valid).
+        tpm_counts: ``"input"`` (prompt tokens, like Gemini) or ``"total"``.
+        clock: Monotonic clock, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        window: float = 60.0,
+        day_window: float = 86_400.0,
+        keys: Iterable[str] | None = None,
+        tpm_counts: TpmCounts = "input",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.defaults = limits
+        self.tpm_counts = tpm_counts
+        self.clock = clock
+        self._allowed: set[str] | None = None if keys is None else set(keys)
+        self._overrides: dict[str, dict[str, int | None]] = {}
+        self._revoked: set[str] = set()
+        self._suspended: set[str] = set()
+        self._windows = Windows(window, day_window)
+        self._faults = FaultBook()
+        self._stats: dict[str, KeyStats] = {}
+
+    # -- request path -------------------------------------------------------
+
+    def key_problem(self, key: str | None) -> KeyProblem | None:
+        """Say what is wrong with a request's key, if anything."""
+        if not key:
+            return "missing"
+        with self._lock:
+            if key in self._revoked or (self._allowed is not None and key not in self._allowed):
+                return "invalid"
+            if key in self._suspended:
+                return "suspended"
+        return None
+
+    def _key_stats(self, key: str) -> KeyStats:
+        st = self._stats.get(key)
+        if st is None:
+            st = self._stats[key] = KeyStats()
+        return st
+
+    def record(self, key: str, **counters: int) -> None:
+        """Add to a key's counters (``requests=1``, ``served=1``, ...)."""
+        with self._lock:
+            st = self._key_stats(key)
+            for name, value in counters.items():
+                setattr(st, name, getattr(st, name) + value)
+
+    def pick_fault(self, key: str) -> FaultRule | None:
+        """Return the fault rule hitting this request, counting it."""
+        with self._lock:
+            rule = self._faults.pick(key)
+            if rule is not None:
+                self._key_stats(key).add_fault(rule.fault.value)
+            return rule
+
+    def limits_for(self, key: str) -> Limits:
+        """Return a key's effective limits (its overrides over the defaults)."""
+        over = self._overrides.get(key)
+        if not over:
+            return self.defaults
+        merged = {**self.defaults.to_dict(), **over}
+        return Limits(rpm=merged["rpm"], tpm=merged["tpm"], rpd=merged["rpd"])
+
+    def admit(self, key: str, input_tokens: int, output_tokens: int) -> Admission:
+        """Charge a request to the key's windows, or refuse it (counting the 429)."""
+        cost = input_tokens + (output_tokens if self.tpm_counts == "total" else 0)
+        with self._lock:
+            limits = self.limits_for(key)
+            rejection = self._windows.admit(key, self.clock(), cost, limits)
+            st = self._key_stats(key)
+            if rejection is None:
+                st.served += 1
+                st.input_tokens += input_tokens
+                st.output_tokens += output_tokens
+            else:
+                st.rate_limited += 1
+                st.rate_limited_daily += int(rejection.per_day)
+        return Admission(rejection, limits)
+
+    # -- control ------------------------------------------------------------
+
+    def control(self, op: str, args: dict[str, Any]) -> Any:
+        """Run a control operation by name (the HTTP control endpoint uses this)."""
+        if op not in CONTROL_OPS:
+            raise ValueError(f"unknown control operation {op!r}")
+        method: Callable[..., Any] = getattr(self, op)
+        return method(**args)
+
+    def set_limits(
+        self, key: str, rpm: int | None = None, tpm: int | None = None, rpd: int | None = None
+    ) -> None:
+        """Override some of a key's limits; ``None`` keeps the current value."""
+        _check_key_arg(key)
+        over = {
+            name: validate_limit(name, value)
+            for name, value in (("rpm", rpm), ("tpm", tpm), ("rpd", rpd))
+            if value is not None
+        }
+        with self._lock:
+            self._overrides.setdefault(key, {}).update(over)
+
+    def clear_limits(self, key: str) -> None:
+        """Return a key to the default limits."""
+        with self._lock:
+            self._overrides.pop(key, None)
+
+    def revoke(self, key: str) -> None:
+        """Make a key invalid from now on (``API_KEY_INVALID`` / ``401``)."""
+        _check_key_arg(key)
+        with self._lock:
+            self._revoked.add(key)
+
+    def suspend(self, key: str) -> None:
+        """Make a key suspended from now on (``403 PERMISSION_DENIED``)."""
+        _check_key_arg(key)
+        with self._lock:
+            self._suspended.add(key)
+
+    def restore(self, key: str) -> None:
+        """Undo ``revoke``/``suspend`` and add the key to the allow-list, if any."""
+        _check_key_arg(key)
+        with self._lock:
+            self._revoked.discard(key)
+            self._suspended.discard(key)
+            if self._allowed is not None:
+                self._allowed.add(key)
+
+    def inject(self, fault: str, **options: Any) -> int:
+        """Add a fault rule (see :meth:`FaultBook.add`); return its id."""
+        with self._lock:
+            return self._faults.add(fault, **options).id
+
+    def remove_fault(self, rule_id: int) -> bool:
+        """Remove one fault rule; return whether it existed."""
+        with self._lock:
+            return self._faults.remove(rule_id)
+
+    def clear_faults(self, key: str | None = None) -> None:
+        """Remove every fault rule, or those bound to ``key``."""
+        with self._lock:
+            self._faults.clear(key)
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Describe the active fault rules."""
+        with self._lock:
+            return [r.describe() for r in self._faults.rules()]
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Return every key's counters, keyed by :func:`fingerprint`."""
+        with self._lock:
+            now = self.clock()
+            out: dict[str, dict[str, Any]] = {}
+            for key, st in self._stats.items():
+                data = st.to_dict()
+                data["window"] = self._windows.usage(key, now)
+                out[fingerprint(key)] = data
+            return out
+
+    def key_stats(self, key: str) -> dict[str, Any]:
+        """Return one key's counters, looked up by the full key."""
+        with self._lock:
+            data = self._stats.get(key, KeyStats()).to_dict()
+            data["window"] = self._windows.usage(key, self.clock())
+            return data
+
+    def reset_stats(self) -> None:
+        """Zero every counter (quota windows are kept)."""
+        with self._lock:
+            self._stats.clear()
+
+    def reset(self) -> None:
+        """Forget counters, quota windows, fault rules, overrides, revocations."""
+        with self._lock:
+            self._stats.clear()
+            self._windows.reset()
+            self._faults.clear()
+            self._overrides.clear()
+            self._revoked.clear()
+            self._suspended.clear()
+
+
+def _check_key_arg(key: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError("key must be a non-empty string")
