@@ -209,8 +209,11 @@ class VaultSecretStore(SecretStore):
                     raise
                 self._login(key_id, force=True)  # the AppRole token may have expired
                 response = self._read(key_id)
-        except exc_mod.InvalidPath:
-            raise self._error(key_id, "no such secret") from None
+        except exc_mod.InvalidPath as exc:
+            body = getattr(exc, "json", None)  # a destroyed version still has metadata
+            if not (isinstance(body, dict) and isinstance(body.get("data"), dict)):
+                raise self._error(key_id, "no such secret") from None
+            response = body
         except exc_mod.Forbidden:
             raise self._error(
                 key_id, f"permission denied for the {self.auth_method} credentials"
