@@ -145,6 +145,9 @@ def _private_key_body(value: str, match: re.Match[str]) -> bool:
     return len(material) >= 40 and not is_placeholder(material) and len(set(material)) > 10
 
 
+_WORDS = re.compile(r"(?:[A-Za-z][a-z]+[_\-.:/]?)+")
+
+
 def _generic_check(value: str, match: re.Match[str]) -> bool:
     name = match.group("name")
     word = _GENERIC_NAME.search(name)
@@ -161,8 +164,14 @@ def _generic_check(value: str, match: re.Match[str]) -> bool:
     classes = sum(
         bool(re.search(p, value)) for p in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^A-Za-z0-9]")
     )
-    if classes < 2 or (not re.search(r"[0-9]", value) and len(value) < 24):
+    if classes < 2:
         return False
+    if not re.search(r"[0-9]", value) and (
+        len(value) < 24
+        or not (re.search(r"[a-z]", value) and re.search(r"[A-Z]", value))
+        or _WORDS.fullmatch(value)
+    ):
+        return False  # letters only: words, CamelCase, kebab-case identifiers
     return shannon_entropy(value) >= (3.5 if len(value) >= 20 else 3.8)
 
 
@@ -224,8 +233,8 @@ DETECTORS: tuple[Detector, ...] = (
         "aws-secret-access-key",
         "An AWS secret access key assigned to an aws_secret_* name",
         re.compile(
-            r"(?i:aws[A-Za-z0-9_.\-]*?(?:secret|sk)[A-Za-z0-9_.\-]*)[\"']?\]?\s*(?:=|:=|:|=>)\s*"
-            r"[\"']?(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+            r"(?i:aws[A-Za-z0-9_.\-]*?(?:secret|sk)[A-Za-z0-9_.\-]*)\\?[\"']?\]?\s*(?:=|:=|:|=>)"
+            r"\s*\\?[\"']?(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
         ),
         min_entropy=3.5,
     ),
@@ -233,7 +242,7 @@ DETECTORS: tuple[Detector, ...] = (
         "generic-secret",
         "A high-entropy value assigned to a *_KEY, *_SECRET, *_TOKEN, *_PASSWORD name",
         re.compile(
-            r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)[\"']?\]?\s*(?:=|:=|:|=>)\s*[\"'`]?"
+            r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)\\?[\"']?\]?\s*(?:=|:=|:|=>)\s*\\?[\"'`]?"
             r"(?P<value>[^\s\"'`<>,;(){}\[\]\\]{16,256})"
         ),
         min_entropy=0.0,
