@@ -137,7 +137,7 @@ def redact(text: str) -> str:
 
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
-    | {"message", "asctime", "taskName"}
+    | {"message", "asctime", "taskName", "_rotating_llm_redacted"}
 )
 _STAMP = "_rotating_llm_redacted"
 
@@ -148,8 +148,12 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     The message is formatted once (``msg % args``), redacted, and stored as ``msg`` with
     ``args`` cleared. An exception whose text held a secret is replaced by its redacted text.
     """
-    if getattr(record, _STAMP, None) == _version:
-        return record
+    for name, value in list(record.__dict__.items()):  # extras may be set after creation
+        if name not in _STANDARD_ATTRS and isinstance(value, str):
+            record.__dict__[name] = redact(value)
+    stamp = getattr(record, _STAMP, None)
+    if stamp is not None and stamp[0] == _version and stamp[1] is record.msg and not record.args:
+        return record  # already redacted, and not changed since
     try:
         message = record.getMessage()
     except Exception:  # bad args: keep both parts, masked
@@ -166,10 +170,7 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         record.exc_text = redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
-    for name, value in list(record.__dict__.items()):
-        if name not in _STANDARD_ATTRS and isinstance(value, str) and name != _STAMP:
-            record.__dict__[name] = redact(value)
-    setattr(record, _STAMP, _version)
+    setattr(record, _STAMP, (_version, record.msg))
     return record
 
 
