@@ -105,9 +105,7 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: object
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win.
 
         Raises:

@@ -91,7 +91,9 @@ class KeyNotFoundError(RotatingLLMError, KeyError):
 class SecretStoreError(RotatingLLMError):
     """A secret could not be read. The message names the key id and store, never the value."""
 
-    def __init__(self, message: str, *, key_id: str | None = None, store: str | None = None):
+    def __init__(
+        self, message: str, *, key_id: str | None = None, store: str | None = None
+    ) -> None:
         self.key_id = key_id
         self.store = store
         super().__init__(message)

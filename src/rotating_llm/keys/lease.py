@@ -110,12 +110,15 @@ class Lease:
         state = self.outcome or "open"
         return (
             f"Lease(key_id={self.key_id!r}, model_name={self.model_name!r}, "
-            f"estimated_tokens={self.estimated_tokens}, state={state!r}, api_key=SecretStr('**********'))"
+            f"estimated_tokens={self.estimated_tokens}, state={state!r}, "
+            "api_key=SecretStr('**********'))"
         )
 
     def _begin(self, outcome: str) -> bool:
         if self.outcome is not None:
-            logger.debug("lease on %s already settled (%s); %s ignored", self.key_id, self.outcome, outcome)
+            logger.debug(
+                "lease on %s already settled (%s); %s ignored", self.key_id, self.outcome, outcome
+            )
             return False
         self.outcome = outcome
         return True

@@ -24,22 +24,30 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
         KeyFileError: naming the file, the entry and the field at fault.
     """
     if not isinstance(data, dict):
-        raise KeyFileError(f"top level must be an object with a 'keys' list, not {type(data).__name__}", path=path)
+        raise KeyFileError(
+            f"top level must be an object with a 'keys' list, not {type(data).__name__}", path=path
+        )
     unknown = sorted(set(data) - {"keys"})
     if unknown:
-        raise KeyFileError(f"unknown top-level field(s) {unknown}; only 'keys' is allowed", path=path)
+        raise KeyFileError(
+            f"unknown top-level field(s) {unknown}; only 'keys' is allowed", path=path
+        )
     if "keys" not in data:
         raise KeyFileError("missing the 'keys' list", path=path, field="keys")
     entries = data["keys"]
     if not isinstance(entries, list):
-        raise KeyFileError(f"'keys' must be a list, not {type(entries).__name__}", path=path, field="keys")
+        raise KeyFileError(
+            f"'keys' must be a list, not {type(entries).__name__}", path=path, field="keys"
+        )
     keys: list[APIKey] = []
     first_seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
         key_id = entry.get("key_id") if isinstance(entry, dict) else None
         label = key_id if isinstance(key_id, str) else None
         if not isinstance(entry, dict):
-            raise KeyFileError(f"entry must be an object, not {type(entry).__name__}", path=path, entry=i)
+            raise KeyFileError(
+                f"entry must be an object, not {type(entry).__name__}", path=path, entry=i
+            )
         try:
             key = APIKey.model_validate(entry)
         except ValidationError as exc:
@@ -54,7 +62,10 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
         if key.key_id in first_seen:
             raise KeyFileError(
                 f"duplicate key_id (first at keys[{first_seen[key.key_id]}])",
-                path=path, entry=i, key_id=key.key_id, field="key_id",
+                path=path,
+                entry=i,
+                key_id=key.key_id,
+                field="key_id",
             )
         first_seen[key.key_id] = i
         keys.append(key)
@@ -78,15 +89,19 @@ def load_keys_file(path: str | os.PathLike[str]) -> list[APIKey]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise KeyFileError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=name) from None
+        raise KeyFileError(
+            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=name
+        ) from None
     return parse_keys(data, name)
 
 
 def save_keys_file(path: str | os.PathLike[str], keys: Sequence[APIKey]) -> None:
     """Write ``keys`` to ``path`` atomically (a temporary file renamed over it)."""
     p = Path(path)
-    doc = {"keys": [k.model_dump(mode="json", exclude_defaults=True, exclude_none=True) for k in keys]}
-    for entry, key in zip(doc["keys"], keys):
+    doc = {
+        "keys": [k.model_dump(mode="json", exclude_defaults=True, exclude_none=True) for k in keys]
+    }
+    for entry, key in zip(doc["keys"], keys, strict=True):
         entry.setdefault("key_id", key.key_id)
         entry["active"] = key.active
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,8 @@ class KeyManager:
             self._keys[key.key_id] = key
         self.secret_store = secret_store or get_secret_store(self.settings)
         self.store = FailoverStore(
-            open_store(self.settings), self.settings.on_store_failure,
+            open_store(self.settings),
+            self.settings.on_store_failure,
             self.settings.store_retry_interval,
         )
         self.limiter = RedisLimiter(self.store, self.settings)
@@ -108,12 +109,10 @@ class KeyManager:
         with self._lock:
             self._keys = keys
             self.limiter.set_keys(keys.values())
-        pools = {k.model_name for k in keys.values()} | set(self.limiter._pools)
-        for pool in pools:
-            try:
-                self.store.run("register", lambda s, p=pool: self.limiter._ensure(s, p))
-            except StoreError as exc:
-                logger.warning("keys of %s not registered in the store yet: %s", pool, exc)
+        try:
+            self.limiter.register_all()
+        except StoreError as exc:
+            logger.warning("keys not registered in the store yet: %s", exc)
 
     def add_key(self, key: APIKey, *, persist: bool = False) -> None:
         """Add ``key`` to the pool; with ``persist`` also to the keys file (atomically)."""
@@ -138,7 +137,9 @@ class KeyManager:
 
     def _check_request(self, model: str, estimated_tokens: int) -> int:
         if isinstance(estimated_tokens, bool) or not isinstance(estimated_tokens, int):
-            raise ConfigError(f"estimated_tokens must be an int, got {type(estimated_tokens).__name__}")
+            raise ConfigError(
+                f"estimated_tokens must be an int, got {type(estimated_tokens).__name__}"
+            )
         if estimated_tokens < 0:
             raise ConfigError(f"estimated_tokens must be >= 0, got {estimated_tokens}")
         active = [k for k in self._keys.values() if k.active and k.model_name == model]
@@ -162,14 +163,20 @@ class KeyManager:
             self._excluded[key_id] = time.monotonic() + SECRET_RETRY_SECONDS
 
     def _fail_open(self, model: str, est: int, exclude: Sequence[str]) -> Lease:
-        pool = [k for k in self._keys.values() if k.active and k.model_name == model
-                and k.key_id not in exclude] or [
-                k for k in self._keys.values() if k.active and k.model_name == model]
+        pool = [
+            k
+            for k in self._keys.values()
+            if k.active and k.model_name == model and k.key_id not in exclude
+        ] or [k for k in self._keys.values() if k.active and k.model_name == model]
         key = pool[next(self._rr) % len(pool)]
-        logger.warning("store unavailable: lease on %s without a reservation (allow mode)", key.key_id)
+        logger.warning(
+            "store unavailable: lease on %s without a reservation (allow mode)", key.key_id
+        )
         return Lease(self, key, self.secret_store.get_secret(key.key_id), None, est)
 
-    def _exhausted(self, model: str, refusal: Refusal, exclude: Sequence[str]) -> AllKeysExhaustedError:
+    def _exhausted(
+        self, model: str, refusal: Refusal, exclude: Sequence[str]
+    ) -> AllKeysExhaustedError:
         try:
             usage = self.limiter.usage(model)
         except StoreError:
@@ -219,7 +226,9 @@ class KeyManager:
                     self.limiter.settle(out, "release", 0)
                     self._exclude_for_secret(out.key_id, exc)
                     continue
-                return Lease(self, self._keys[out.key_id], secret, out, est, time.monotonic() - start)
+                return Lease(
+                    self, self._keys[out.key_id], secret, out, est, time.monotonic() - start
+                )
             if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
                 if secret_error is not None:
                     raise secret_error
@@ -256,7 +265,9 @@ class KeyManager:
                     await self.limiter.asettle(out, "release", 0)
                     self._exclude_for_secret(out.key_id, exc)
                     continue
-                return Lease(self, self._keys[out.key_id], secret, out, est, time.monotonic() - start)
+                return Lease(
+                    self, self._keys[out.key_id], secret, out, est, time.monotonic() - start
+                )
             if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
                 if secret_error is not None:
                     raise secret_error
@@ -275,8 +286,12 @@ class KeyManager:
         return fresh.get_secret_value() != lease.api_key
 
     def _on_failure(
-        self, lease: Lease, kind: FailureKind, retry_after: float | None,
-        reason: str | None, actual: int | None,
+        self,
+        lease: Lease,
+        kind: FailureKind,
+        retry_after: float | None,
+        reason: str | None,
+        actual: int | None,
     ) -> str:
         res, kid = lease.reservation, lease.key_id
         tokens = lease.estimated_tokens if actual is None else actual
@@ -289,7 +304,11 @@ class KeyManager:
                 self.limiter.health(kid, "disable", reason=reason or "authentication failed")
                 return "disabled"
             if res is not None:
-                spent = (actual or 0) if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA) else tokens
+                spent = (
+                    (actual or 0)
+                    if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA)
+                    else tokens
+                )
                 self.limiter.settle(res, "complete", spent)
             if kind is FailureKind.RATE_LIMIT:
                 self.limiter.set_cooldown(kid, retry_after, reason or "rate limited (429)")
@@ -302,8 +321,12 @@ class KeyManager:
         return "none"
 
     async def _aon_failure(
-        self, lease: Lease, kind: FailureKind, retry_after: float | None,
-        reason: str | None, actual: int | None,
+        self,
+        lease: Lease,
+        kind: FailureKind,
+        retry_after: float | None,
+        reason: str | None,
+        actual: int | None,
     ) -> str:
         return await asyncio.to_thread(self._on_failure, lease, kind, retry_after, reason, actual)
 

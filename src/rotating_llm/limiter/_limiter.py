@@ -33,6 +33,8 @@ class Reservation:
     day: int
     estimated_tokens: int
     store: Store = field(repr=False)
+    #: When the script granted it, in microseconds on Redis's clock.
+    granted_at_us: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,9 @@ class RedisLimiter:
 
     def _ensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
-            store.script("register")(keys=store.pool_keys(pool), args=self._register_args(store, pool))
+            store.script("register")(
+                keys=store.pool_keys(pool), args=self._register_args(store, pool)
+            )
             self._mark_registered(store, pool)
 
     async def _aensure(self, store: Store, pool: str) -> None:
@@ -139,20 +143,36 @@ class RedisLimiter:
             await script(keys=store.pool_keys(pool), args=self._register_args(store, pool))
             self._mark_registered(store, pool)
 
+    def register_all(self) -> None:
+        """Register every pool now (after keys were added, removed or reloaded)."""
+        for pool in list(self._pools):
+
+            def op(store: Store, pool: str = pool) -> None:
+                self._ensure(store, pool)
+
+            self.store.run("register", op)
+
     # -- decisions --------------------------------------------------------------------
 
     def _acquire_args(
         self, store: Store, pool: str, est: int, strategy: Strategy, exclude: Sequence[str]
     ) -> list[Any]:
         return [
-            *self._head(store, pool), est, strategy, random.random(), _CANDIDATES, _RPD_TTL,
+            *self._head(store, pool),
+            est,
+            strategy,
+            random.random(),
+            _CANDIDATES,
+            _RPD_TTL,
             ",".join(exclude),
         ]
 
-    def _parse(self, store: Store, pool: str, est: int, raw: list[Any]) -> Reservation | Refusal | None:
+    def _parse(
+        self, store: Store, pool: str, est: int, raw: list[Any]
+    ) -> Reservation | Refusal | None:
         code = int(raw[0])
         if code == 1:
-            return Reservation(pool, str(raw[1]), str(raw[2]), int(raw[3]), est, store)
+            return Reservation(pool, str(raw[1]), str(raw[2]), int(raw[3]), est, store, int(raw[4]))
         if code == -1:  # the store lost the pool's config (flushed or restarted)
             self._mark_registered(store, pool, done=False)
             return None
@@ -232,11 +252,17 @@ class RedisLimiter:
 
     # -- health -----------------------------------------------------------------------
 
-    def _health_args(self, store: Store, pool: str, key_id: str, action: str,
-                     seconds: float, reason: str) -> list[Any]:
+    def _health_args(
+        self, store: Store, pool: str, key_id: str, action: str, seconds: float, reason: str
+    ) -> list[Any]:
         return [
-            *self._head(store, pool), key_id, action, seconds, reason,
-            self.settings.cooldown_base_seconds, self.settings.cooldown_max_seconds,
+            *self._head(store, pool),
+            key_id,
+            action,
+            seconds,
+            reason,
+            self.settings.cooldown_base_seconds,
+            self.settings.cooldown_max_seconds,
         ]
 
     def health(self, key_id: str, action: str, seconds: float = 0.0, reason: str = "") -> float:
@@ -308,21 +334,33 @@ class RedisLimiter:
         key = self._keys.get(key_id)
         if key is None:
             raise KeyNotFoundError(key_id)
-        return {"key_id": key_id, "count": self._one(key_id).rpm_count, "limit": key.rpm,
-                "window_seconds": self.settings.window_seconds}
+        return {
+            "key_id": key_id,
+            "count": self._one(key_id).rpm_count,
+            "limit": key.rpm,
+            "window_seconds": self.settings.window_seconds,
+        }
 
     def get_tpm_usage(self, key_id: str) -> dict[str, Any]:
         """Tokens of ``key_id`` in the current sliding window: ``{"used", "limit", ...}``."""
         key = self._keys.get(key_id)
         if key is None:
             raise KeyNotFoundError(key_id)
-        return {"key_id": key_id, "used": self._one(key_id).tpm_used, "limit": key.tpm,
-                "window_seconds": self.settings.window_seconds}
+        return {
+            "key_id": key_id,
+            "used": self._one(key_id).tpm_used,
+            "limit": key.tpm,
+            "window_seconds": self.settings.window_seconds,
+        }
 
     def get_rpd_usage(self, key_id: str) -> dict[str, Any]:
         """Requests of ``key_id`` since the last daily reset: ``{"count", "limit", ...}``."""
         key = self._keys.get(key_id)
         if key is None:
             raise KeyNotFoundError(key_id)
-        return {"key_id": key_id, "count": self._one(key_id).rpd_count, "limit": key.rpd,
-                "timezone": self.settings.rpd_timezone}
+        return {
+            "key_id": key_id,
+            "count": self._one(key_id).rpd_count,
+            "limit": key.rpd,
+            "timezone": self.settings.rpd_timezone,
+        }

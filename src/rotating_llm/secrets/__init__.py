@@ -29,7 +29,7 @@ def get_secret_store(settings: Settings | None = None) -> SecretStore:
     raise ConfigError(f"SECRET_STORE_TYPE: unknown secret store {kind!r}")  # pragma: no cover
 
 
-def test_secret_access(key_id: str, store: SecretStore | None = None) -> dict[str, Any]:
+def test_secret_access(key_id: str, store: SecretStore | None = None) -> dict[str, Any]:  # noqa: PT028
     """Report whether ``key_id``'s secret can be read: store, location, found, cache age.
 
     The value itself is never part of the report.

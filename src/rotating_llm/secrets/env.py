@@ -15,7 +15,10 @@ _NOT_WORD = re.compile(r"[^A-Za-z0-9_]")
 
 
 def env_var_for(key_id: str) -> str:
-    """The environment variable holding ``key_id``'s secret: ``gemini-flash-01`` -> ``API_KEY_GEMINI_FLASH_01``."""
+    """The variable holding ``key_id``'s secret.
+
+    ``gemini-flash-01`` -> ``API_KEY_GEMINI_FLASH_01``.
+    """
     return "API_KEY_" + _NOT_WORD.sub("_", key_id).upper()
 
 

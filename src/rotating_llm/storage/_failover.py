@@ -67,9 +67,7 @@ class FailoverStore:
     def _mark_up(self) -> None:
         with self._lock:
             if self._down_since is not None:
-                logger.warning(
-                    "Redis is back after %.1fs", time.monotonic() - self._down_since
-                )
+                logger.warning("Redis is back after %.1fs", time.monotonic() - self._down_since)
                 self._down_since = None
                 self.generation += 1
 

@@ -106,7 +106,7 @@ class Store:
         if client is None:
             client = self._async_factory()
             self._async[loop] = client
-        return client  # type: ignore[no-any-return]
+        return client
 
     def script(self, name: str) -> Script:
         """Script ``name`` registered on the sync client (EVALSHA, loading once if missing)."""
@@ -189,16 +189,22 @@ def open_store(settings: Settings, *, announce: bool = True) -> Store:
             from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
             from redis.cluster import RedisCluster
 
-            sync = RedisCluster.from_url(url, **opts)
+            cluster_client = RedisCluster.from_url(url, **opts)
             return Store(
-                "cluster", where, sync, lambda: AsyncRedisCluster.from_url(url, **opts),
+                "cluster",
+                where,
+                cluster_client,
+                lambda: AsyncRedisCluster.from_url(url, **opts),
                 settings.key_prefix,
             )
         sync = redis.Redis.from_url(url, **opts)
     except (ValueError, redis.RedisError) as exc:
         raise ConfigError(f"REDIS_URL {where}: {type(exc).__name__}: {exc}") from exc
     return Store(
-        "redis", where, sync, lambda: _async_redis(url, opts),
+        "redis",
+        where,
+        sync,
+        lambda: _async_redis(url, opts),
         settings.key_prefix,
     )
 

@@ -1,0 +1,78 @@
+"""Shared fixtures: a real Redis (REDIS_URL), unique key prefixes, managers with test keys."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from rotating_llm import APIKey, KeyManager, Settings
+from rotating_llm.keys.manager import _reset_default
+from rotating_llm.secrets import EnvSecretStore
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the real Redis the integration tests use. A missing server fails, never skips."""
+    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"integration tests need a Redis server at {url}: {exc}")
+    return url
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_default_manager() -> Iterator[None]:
+    _reset_default()
+    yield
+    _reset_default()
+
+
+def make_keys(
+    n: int, model: str = "m", rpm: int = 5, tpm: int = 100_000, rpd: int | None = None, **kw: Any
+) -> list[APIKey]:
+    """``n`` keys ``k0..k{n-1}`` of one pool."""
+    return [
+        APIKey(key_id=f"k{i}", model_name=model, provider="gemini", rpm=rpm, tpm=tpm, rpd=rpd, **kw)
+        for i in range(n)
+    ]
+
+
+def secrets_for(keys: list[APIKey]) -> dict[str, str]:
+    """Test secrets (recognisable, never printed) for ``keys``, as environment variables."""
+    return {f"API_KEY_{k.key_id.upper()}": f"sk-test-{k.key_id}-{uuid.uuid4().hex}" for k in keys}
+
+
+@pytest.fixture
+def manager_factory(
+    redis_url: str, prefix: str
+) -> Iterator[Callable[..., KeyManager]]:
+    """Build ``KeyManager``s on the real Redis with a unique prefix; closed after the test."""
+    made: list[KeyManager] = []
+
+    def build(
+        keys: list[APIKey], *, secrets: dict[str, str] | None = None, **settings: Any
+    ) -> KeyManager:
+        opts: dict[str, Any] = {"redis_url": redis_url, "key_prefix": prefix, "max_wait": 0}
+        opts.update(settings)
+        store = EnvSecretStore(environ=secrets if secrets is not None else secrets_for(keys))
+        km = KeyManager(keys, settings=Settings(**opts), secret_store=store)
+        made.append(km)
+        return km
+
+    yield build
+    for km in made:
+        km.close()
