@@ -172,6 +172,8 @@ def _generic_check(value: str, match: re.Match[str]) -> bool:
         or _WORDS.fullmatch(value)
     ):
         return False  # letters only: words, CamelCase, kebab-case identifiers
+    if len(value) >= 32 and re.fullmatch(r"[0-9a-f]+|[0-9A-F]+", value):
+        return shannon_entropy(value) >= 3.0  # hex tokens: at most 4 bits per char
     return shannon_entropy(value) >= (3.5 if len(value) >= 20 else 3.8)
 
 
