@@ -1,0 +1,358 @@
+"""``ConversationStore``: conversation history in Redis that outlives any key rotation.
+
+Keys (under the configured prefix), sharing the hash tag ``{<conv_id>}`` so a whole
+conversation lives on one cluster slot::
+
+    <prefix>conv:messages:{<conv_id>}   list of messages (JSON, ``message_to_dict`` form)
+    <prefix>conv:meta:{<conv_id>}       hash: message_count, total_tokens, last_model,
+                                        last_key_id, turn_count, created_at, updated_at
+
+Every write is one Lua script (atomic) that refreshes the TTL of both keys, reading
+the time from Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rotating_llm.config import Settings
+from rotating_llm.conversation._messages import ConversationError, decode_message, encode_message
+from rotating_llm.storage import Store, open_store, translate_errors
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript, Script
+
+__all__ = ["ConversationStore", "get_conversation_store"]
+
+_MAX_ID = 256
+
+_PRELUDE = """
+local t = redis.call('TIME')
+local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
+"""
+
+# KEYS: messages, meta. ARGV: ttl, tokens, model, key_id, message...
+_APPEND = (
+    _PRELUDE
+    + """
+local ttl = tonumber(ARGV[1])
+for i = 5, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+local len = redis.call('LLEN', KEYS[1])
+redis.call('HSETNX', KEYS[2], 'created_at', now)
+redis.call('HSET', KEYS[2], 'updated_at', now, 'message_count', len)
+redis.call('HINCRBY', KEYS[2], 'total_tokens', tonumber(ARGV[2]))
+redis.call('HINCRBY', KEYS[2], 'turn_count', 1)
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'last_model', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'last_key_id', ARGV[4]) end
+if len > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+redis.call('EXPIRE', KEYS[2], ttl)
+return len
+"""
+)
+
+# KEYS: messages, meta. ARGV: ttl, keep_last_n. Returns the number of messages removed.
+_TRUNCATE = (
+    _PRELUDE
+    + """
+local ttl = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
+local before = redis.call('LLEN', KEYS[1])
+if before == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+if keep == 0 then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('LTRIM', KEYS[1], -keep, -1)
+end
+local len = redis.call('LLEN', KEYS[1])
+redis.call('HSET', KEYS[2], 'updated_at', now, 'message_count', len)
+if len > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+redis.call('EXPIRE', KEYS[2], ttl)
+return before - len
+"""
+)
+
+_INT_FIELDS = ("message_count", "total_tokens", "turn_count")
+_FLOAT_FIELDS = ("created_at", "updated_at")
+
+
+def _check_id(conv_id: object) -> str:
+    if not isinstance(conv_id, str) or not conv_id:
+        raise ConversationError(f"conv_id must be a non-empty string, got {conv_id!r}")
+    if len(conv_id) > _MAX_ID:
+        raise ConversationError(f"conv_id must be at most {_MAX_ID} characters")
+    if "{" in conv_id or "}" in conv_id:
+        raise ConversationError(
+            f"conv_id {conv_id!r} must not contain '{{' or '}}' (used as the hash tag)"
+        )
+    if any(ord(c) < 32 for c in conv_id):
+        raise ConversationError(f"conv_id {conv_id!r} must not contain control characters")
+    return conv_id
+
+
+def _check_count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConversationError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def _metadata(raw: Mapping[str, str], ttl: int) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    meta: dict[str, Any] = {
+        "message_count": 0,
+        "total_tokens": 0,
+        "turn_count": 0,
+        "last_model": None,
+        "last_key_id": None,
+    }
+    for name, value in raw.items():
+        if name in _INT_FIELDS:
+            meta[name] = int(value)
+        elif name in _FLOAT_FIELDS:
+            meta[name] = float(value)
+        else:
+            meta[name] = value
+    meta["ttl_seconds"] = ttl if ttl >= 0 else None
+    return meta
+
+
+class ConversationStore:
+    """Conversations in Redis: atomic turns, metadata, truncation and a TTL.
+
+    Args:
+        settings: Default: :meth:`Settings.from_env` (``REDIS_URL``, the key prefix and
+            ``CONVERSATION_TTL_SECONDS``). No ``REDIS_URL``: the embedded in-process store.
+        store: An open :class:`~rotating_llm.storage.Store` to use instead of opening one.
+        ttl_seconds: Override of ``settings.conversation_ttl_seconds``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        ttl_seconds: int | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self.store = store or open_store(self.settings)
+        ttl = self.settings.conversation_ttl_seconds if ttl_seconds is None else ttl_seconds
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+            raise ConversationError(f"ttl_seconds must be a positive integer, got {ttl!r}")
+        self.ttl_seconds = ttl
+        self._scripts: dict[str, Script] = {}
+        self._ascripts: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, AsyncScript]
+        ] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"ConversationStore(store={self.store!r}, ttl_seconds={self.ttl_seconds})"
+
+    # -- keys and scripts -------------------------------------------------------------
+
+    def keys_for(self, conv_id: str) -> tuple[str, str]:
+        """The Redis keys of ``conv_id``: ``(messages list, metadata hash)``."""
+        tag = "{" + _check_id(conv_id) + "}"
+        return self.store.key("conv", "messages", tag), self.store.key("conv", "meta", tag)
+
+    def _script(self, name: str, source: str) -> Script:
+        found = self._scripts.get(name)
+        if found is None:
+            found = self._scripts[name] = self.store.sync.register_script(source)
+        return found
+
+    def _ascript(self, name: str, source: str) -> AsyncScript:
+        table = self._ascripts.setdefault(asyncio.get_running_loop(), {})
+        found = table.get(name)
+        if found is None:
+            found = table[name] = self.store.async_client.register_script(source)
+        return found
+
+    def _append_args(
+        self,
+        conv_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        tokens: int,
+        model: str | None,
+        key_id: str | None,
+    ) -> tuple[list[str], list[Any]]:
+        keys = list(self.keys_for(conv_id))
+        if isinstance(messages, (str, bytes, Mapping)):
+            raise ConversationError("messages must be a sequence of messages, not one message")
+        encoded = [encode_message(m, i) for i, m in enumerate(messages)]
+        if not encoded:
+            raise ConversationError("a turn needs at least one message")
+        _check_count("tokens", tokens)
+        args: list[Any] = [self.ttl_seconds, tokens, model or "", key_id or "", *encoded]
+        return keys, args
+
+    # -- sync -------------------------------------------------------------------------
+
+    def append_turn(
+        self,
+        conv_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tokens: int = 0,
+        model: str | None = None,
+        key_id: str | None = None,
+    ) -> int:
+        """Append the messages of one turn atomically; return the conversation's length.
+
+        Args:
+            conv_id: The conversation.
+            messages: In ``message_to_dict`` form, or ``{"role": ..., "content": ...}``.
+            tokens: Tokens this turn used (added to ``total_tokens``).
+            model: Model that answered (``last_model``).
+            key_id: Key that served the turn (``last_key_id``).
+
+        Raises:
+            ConversationError: an argument or message is invalid.
+            StoreError: Redis failed.
+        """
+        keys, args = self._append_args(conv_id, messages, tokens, model, key_id)
+        with translate_errors("append_turn", self.store.description):
+            return int(self._script("append", _APPEND)(keys=keys, args=args))
+
+    def append_message(self, conv_id: str, message: Mapping[str, Any], **kw: Any) -> int:
+        """Append one message (a turn of one); see :meth:`append_turn`."""
+        return self.append_turn(conv_id, [message], **kw)
+
+    def get_messages(self, conv_id: str, last_n: int | None = None) -> list[dict[str, Any]]:
+        """The conversation's messages, oldest first (only the last ``last_n`` if given)."""
+        msgs_key, _ = self.keys_for(conv_id)
+        start = 0 if last_n is None else -_check_count("last_n", last_n)
+        if last_n == 0:
+            return []
+        with translate_errors("get_messages", self.store.description):
+            raw = self.store.sync.lrange(msgs_key, start, -1)
+        return [decode_message(str(r), conv_id, i) for i, r in enumerate(raw)]
+
+    def get_metadata(self, conv_id: str) -> dict[str, Any] | None:
+        """``message_count``, ``total_tokens``, ``turn_count``, ``last_model``,
+        ``last_key_id``, ``created_at``, ``updated_at`` (Redis time, epoch seconds) and
+        ``ttl_seconds``; ``None`` for an unknown (or expired) conversation."""
+        _, meta_key = self.keys_for(conv_id)
+        with translate_errors("get_metadata", self.store.description):
+            pipe = self.store.sync.pipeline(transaction=False)
+            pipe.hgetall(meta_key)
+            pipe.ttl(meta_key)
+            raw, ttl = pipe.execute()
+        return _metadata(raw, int(ttl))
+
+    def truncate(self, conv_id: str, keep_last_n: int) -> int:
+        """Keep only the last ``keep_last_n`` messages; return how many were removed."""
+        keys = list(self.keys_for(conv_id))
+        keep = _check_count("keep_last_n", keep_last_n)
+        with translate_errors("truncate", self.store.description):
+            return int(
+                self._script("truncate", _TRUNCATE)(keys=keys, args=[self.ttl_seconds, keep])
+            )
+
+    def delete(self, conv_id: str) -> bool:
+        """Delete the conversation; return whether it existed."""
+        keys = self.keys_for(conv_id)
+        with translate_errors("delete", self.store.description):
+            return bool(self.store.sync.delete(*keys))
+
+    def health_check(self) -> dict[str, Any]:
+        """``{"healthy": bool, "store": ..., "error": ...}``; never raises."""
+        report: dict[str, Any] = {"store": self.store.kind, "store_url": self.store.description}
+        try:
+            self.store.sync.ping()
+            report["healthy"] = True
+        except Exception as exc:  # any driver error: report it
+            report["healthy"] = False
+            report["error"] = f"{type(exc).__name__}: {exc}"
+        return report
+
+    # -- async ------------------------------------------------------------------------
+
+    async def aappend_turn(
+        self,
+        conv_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tokens: int = 0,
+        model: str | None = None,
+        key_id: str | None = None,
+    ) -> int:
+        """Async twin of :meth:`append_turn`."""
+        keys, args = self._append_args(conv_id, messages, tokens, model, key_id)
+        with translate_errors("append_turn", self.store.description):
+            return int(await self._ascript("append", _APPEND)(keys=keys, args=args))
+
+    async def aappend_message(self, conv_id: str, message: Mapping[str, Any], **kw: Any) -> int:
+        """Async twin of :meth:`append_message`."""
+        return await self.aappend_turn(conv_id, [message], **kw)
+
+    async def aget_messages(self, conv_id: str, last_n: int | None = None) -> list[dict[str, Any]]:
+        """Async twin of :meth:`get_messages`."""
+        msgs_key, _ = self.keys_for(conv_id)
+        start = 0 if last_n is None else -_check_count("last_n", last_n)
+        if last_n == 0:
+            return []
+        with translate_errors("get_messages", self.store.description):
+            raw: list[str] = await self.store.async_client.lrange(msgs_key, start, -1)
+        return [decode_message(r, conv_id, i) for i, r in enumerate(raw)]
+
+    async def aget_metadata(self, conv_id: str) -> dict[str, Any] | None:
+        """Async twin of :meth:`get_metadata`."""
+        _, meta_key = self.keys_for(conv_id)
+        with translate_errors("get_metadata", self.store.description):
+            pipe = self.store.async_client.pipeline(transaction=False)
+            pipe.hgetall(meta_key)
+            pipe.ttl(meta_key)
+            raw, ttl = await pipe.execute()
+        return _metadata(raw, int(ttl))
+
+    async def atruncate(self, conv_id: str, keep_last_n: int) -> int:
+        """Async twin of :meth:`truncate`."""
+        keys = list(self.keys_for(conv_id))
+        keep = _check_count("keep_last_n", keep_last_n)
+        with translate_errors("truncate", self.store.description):
+            script = self._ascript("truncate", _TRUNCATE)
+            return int(await script(keys=keys, args=[self.ttl_seconds, keep]))
+
+    async def adelete(self, conv_id: str) -> bool:
+        """Async twin of :meth:`delete`."""
+        keys = self.keys_for(conv_id)
+        with translate_errors("delete", self.store.description):
+            return bool(await self.store.async_client.delete(*keys))
+
+    async def ahealth_check(self) -> dict[str, Any]:
+        """Async twin of :meth:`health_check`."""
+        report: dict[str, Any] = {"store": self.store.kind, "store_url": self.store.description}
+        try:
+            await self.store.async_client.ping()
+            report["healthy"] = True
+        except Exception as exc:  # any driver error: report it
+            report["healthy"] = False
+            report["error"] = f"{type(exc).__name__}: {exc}"
+        return report
+
+    def close(self) -> None:
+        """Close the sync client's connections."""
+        self.store.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client."""
+        await self.store.aclose()
+
+
+_default: ConversationStore | None = None
+_default_lock = threading.Lock()
+
+
+def get_conversation_store(settings: Settings | None = None, **kwargs: Any) -> ConversationStore:
+    """The process's default store; with arguments, a new one that becomes the default."""
+    global _default
+    with _default_lock:
+        if settings is not None or kwargs or _default is None:
+            _default = ConversationStore(settings, **kwargs)
+        return _default

@@ -1,0 +1,401 @@
+"""``RotatingChatModel``: a LangChain chat model over a pool of API keys for one model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+
+from rotating_llm.config import Settings
+from rotating_llm.errors import AllKeysExhaustedError, ConfigError
+from rotating_llm.keys import APIKey, KeyManager, Lease
+from rotating_llm.langchain._errors import classify
+from rotating_llm.langchain._providers import ProviderCache, ProviderFactory, ProviderSpec
+from rotating_llm.langchain._rotation import (
+    Attempts,
+    annotate,
+    annotate_result,
+    estimate_tokens,
+    usage_tokens,
+)
+from rotating_llm.secrets import SecretStore
+
+__all__ = ["RotatingChatModel"]
+
+_PRIVATE_KWARGS = ("ls_structured_output_format",)
+
+
+class RotatingChatModel(BaseChatModel):
+    """A chat model that spreads requests over every API key of one model's pool.
+
+    Each call leases a key from the :class:`~rotating_llm.KeyManager` (atomic Redis
+    reservation), sends the request with that key's provider model
+    (``ChatGoogleGenerativeAI`` for ``gemini``, ``ChatOpenAI`` for ``openai``, a factory
+    for others) and settles the lease with the real token usage. Failures follow
+    DESIGN.md's table; ``response_metadata`` names the ``key_id`` and ``attempts``.
+
+    Example:
+        >>> llm = RotatingChatModel(model="gemini-2.5-flash", keys="keys.json")  # doctest: +SKIP
+        >>> llm.invoke("Hello").response_metadata["key_id"]  # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, populate_by_name=True)
+
+    model: str = Field(alias="model_name")
+    """The pool: every active key whose ``model_name`` is this."""
+    key_manager: KeyManager | None = Field(default=None, exclude=True, repr=False)
+    """The pool's manager. Give this, or ``keys``."""
+    keys: str | Path | list[APIKey] | None = Field(default=None, exclude=True, repr=False)
+    """A keys file, or the keys themselves (a manager is built for them)."""
+    redis_url: str | None = Field(default=None, exclude=True, repr=False)
+    """Redis for a manager built from ``keys`` (default: ``REDIS_URL``)."""
+    secret_store: SecretStore | None = Field(default=None, exclude=True, repr=False)
+    """Secret store for a manager built from ``keys`` (default: ``SECRET_STORE_TYPE``)."""
+    max_wait: float | None = Field(default=None, ge=0)
+    """Seconds to wait for capacity (0: fail at once; default: the manager's setting)."""
+    max_attempts: int = Field(default=5, ge=1)
+    """Provider calls per request, across keys."""
+    max_retries: int | None = Field(default=None, ge=0)
+    """LangChain's standard parameter: when set, ``max_attempts = max_retries + 1``."""
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0)
+    base_url: str | None = None
+    """Endpoint for keys without their own ``base_url``."""
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Further constructor arguments for every provider model."""
+    provider_factories: dict[str, ProviderFactory] = Field(
+        default_factory=dict, exclude=True, repr=False
+    )
+    """``provider -> factory(ProviderSpec) -> BaseChatModel`` for providers beyond the
+    built-in ``gemini`` and ``openai`` (or to replace them)."""
+    streaming: bool = False
+    """``invoke`` streams from the provider and gathers the chunks."""
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    """Accepted for LangChain's standard parameters and dropped: secrets come from the
+    pool's secret store."""
+    backoff_base: float = Field(default=0.25, gt=0)
+    """First delay after a model-side failure (doubles, jittered, up to ``backoff_max``)."""
+    backoff_max: float = Field(default=4.0, gt=0)
+
+    _manager: KeyManager = PrivateAttr()
+    _providers: ProviderCache = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _setup(self) -> RotatingChatModel:
+        self.api_key = None
+        if self.max_retries is not None:
+            self.max_attempts = self.max_retries + 1
+        for name in ("temperature", "max_tokens", "timeout", "base_url", "stop"):
+            if name in self.model_kwargs:
+                raise ConfigError(f"pass {name!r} directly, not in model_kwargs")
+        if self.key_manager is not None and self.keys is not None:
+            raise ConfigError("give key_manager= or keys=, not both")
+        if self.key_manager is not None:
+            manager = self.key_manager
+        elif self.keys is not None:
+            settings = Settings.from_env(redis_url=self.redis_url)
+            if isinstance(self.keys, (str, Path)):
+                manager = KeyManager(
+                    key_store_path=self.keys, settings=settings, secret_store=self.secret_store
+                )
+            else:
+                manager = KeyManager(self.keys, settings=settings, secret_store=self.secret_store)
+        else:
+            raise ConfigError("RotatingChatModel needs key_manager= or keys= (file or list)")
+        self._manager = manager
+        self._providers = ProviderCache(self.provider_factories)
+        pool = [k for k in manager.keys if k.active and k.model_name == self.model]
+        if not pool:
+            raise ConfigError(
+                f"no active keys for model {self.model!r}; models: {manager.models()}"
+            )
+        for key in manager.keys:
+            self._providers.check_provider(key.provider, key.key_id)
+        return self
+
+    # -- LangChain plumbing -----------------------------------------------------------
+
+    @property
+    def manager(self) -> KeyManager:
+        """The pool's :class:`KeyManager`."""
+        return self._manager
+
+    @property
+    def _llm_type(self) -> str:
+        return "rotating-llm"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "max_attempts": self.max_attempts,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="rotating_llm",
+            ls_model_name=str(kwargs.get("model") or self.model),
+            ls_model_type="chat",
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (any form ``convert_to_openai_tool`` takes); each provider model
+        formats them its own way when a key of its provider serves the call."""
+        formatted = [convert_to_openai_tool(t) for t in tools]
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+        return self.bind(tools=formatted, **kwargs)
+
+    # -- one call ---------------------------------------------------------------------
+
+    def _attempts(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Attempts:
+        pool = str(kwargs.pop("model", None) or self.model)
+        for name in _PRIVATE_KWARGS:
+            kwargs.pop(name, None)
+        completion = kwargs.get("max_tokens") or self.max_tokens or 0
+        wait = self._manager.settings.max_wait if self.max_wait is None else self.max_wait
+        return Attempts(
+            pool=pool,
+            estimated_tokens=estimate_tokens(messages, kwargs, int(completion)),
+            max_attempts=self.max_attempts,
+            max_wait=wait,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+        )
+
+    def _spec(self, lease: Lease) -> ProviderSpec:
+        return ProviderSpec(
+            key_id=lease.key_id,
+            provider=lease.provider,
+            model=lease.model_name,
+            api_key=lease.api_key_secret,
+            base_url=lease.base_url or self.base_url,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            timeout=self.timeout,
+            model_kwargs=self.model_kwargs,
+        )
+
+    @staticmethod
+    def _call_kwargs(inner: BaseChatModel, kwargs: dict[str, Any]) -> dict[str, Any]:
+        out = dict(kwargs)
+        tools = out.pop("tools", None)
+        if tools is not None:
+            choice = out.pop("tool_choice", None)
+            extra = {} if choice is None else {"tool_choice": choice}
+            bound = inner.bind_tools(tools, **extra)
+            out = {**getattr(bound, "kwargs", {}), **out}
+        return out
+
+    def _lease(self, att: Attempts) -> Lease:
+        try:
+            lease = self._manager.acquire(
+                att.pool, att.estimated_tokens, max_wait=att.remaining_wait
+            )
+        except AllKeysExhaustedError as exc:
+            raise att.exhausted(exc) from exc
+        att.count += 1
+        return lease
+
+    async def _alease(self, att: Attempts) -> Lease:
+        try:
+            lease = await self._manager.aacquire(
+                att.pool, att.estimated_tokens, max_wait=att.remaining_wait
+            )
+        except AllKeysExhaustedError as exc:
+            raise att.exhausted(exc) from exc
+        att.count += 1
+        return lease
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.streaming:
+            from langchain_core.language_models.chat_models import generate_from_stream
+
+            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
+        stop = stop or self.stop
+        att = self._attempts(messages, kwargs)
+        while True:
+            lease = self._lease(att)
+            try:
+                inner = self._providers.get(self._spec(lease))
+                result = inner._generate(messages, stop=stop, **self._call_kwargs(inner, kwargs))
+            except Exception as exc:
+                delay = att.decide(lease, exc, classify(exc))
+                if delay:
+                    time.sleep(delay)
+                continue
+            lease.complete(usage_tokens(result.generations))
+            annotate_result(result, lease, att.count)
+            return result
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.streaming:
+            from langchain_core.language_models.chat_models import agenerate_from_stream
+
+            return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
+        stop = stop or self.stop
+        att = self._attempts(messages, kwargs)
+        while True:
+            lease = await self._alease(att)
+            try:
+                inner = self._providers.get(self._spec(lease), use_async=True)
+                call = self._call_kwargs(inner, kwargs)
+                result = await inner._agenerate(messages, stop=stop, **call)
+            except Exception as exc:
+                delay = await att.adecide(lease, exc, classify(exc))
+                if delay:
+                    await asyncio.sleep(delay)
+                continue
+            await lease.acomplete(usage_tokens(result.generations))
+            annotate_result(result, lease, att.count)
+            return result
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        stop = stop or self.stop
+        att = self._attempts(messages, kwargs)
+        while True:
+            lease = self._lease(att)
+            seen: list[ChatGenerationChunk] = []
+            try:
+                inner = self._providers.get(self._spec(lease))
+                call = self._call_kwargs(inner, kwargs)
+                for chunk in _chunks(inner, messages, stop, call):
+                    if not seen:
+                        annotate(chunk.message, lease, att.count)
+                    seen.append(chunk)
+                    yield chunk
+            except Exception as exc:
+                found = classify(exc)
+                if seen:  # the caller has chunks of this key's answer: never switch
+                    lease.fail(found.kind or "server", found.retry_after, found.reason)
+                    raise att.error(lease, exc, found) from exc
+                delay = att.decide(lease, exc, found)
+                if delay:
+                    time.sleep(delay)
+                continue
+            finally:
+                if not lease.settled:  # completed normally, or the caller stopped early
+                    lease.complete(usage_tokens(seen))
+            return
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        stop = stop or self.stop
+        att = self._attempts(messages, kwargs)
+        while True:
+            lease = await self._alease(att)
+            seen: list[ChatGenerationChunk] = []
+            try:
+                inner = self._providers.get(self._spec(lease), use_async=True)
+                call = self._call_kwargs(inner, kwargs)
+                async for chunk in _achunks(inner, messages, stop, call):
+                    if not seen:
+                        annotate(chunk.message, lease, att.count)
+                    seen.append(chunk)
+                    yield chunk
+            except Exception as exc:
+                found = classify(exc)
+                if seen:
+                    await lease.afail(found.kind or "server", found.retry_after, found.reason)
+                    raise att.error(lease, exc, found) from exc
+                delay = await att.adecide(lease, exc, found)
+                if delay:
+                    await asyncio.sleep(delay)
+                continue
+            finally:
+                if not lease.settled:
+                    await lease.acomplete(usage_tokens(seen))
+            return
+
+
+def _streams(inner: BaseChatModel) -> bool:
+    return type(inner)._stream is not BaseChatModel._stream
+
+
+def _chunks(
+    inner: BaseChatModel, messages: list[BaseMessage], stop: list[str] | None, call: dict[str, Any]
+) -> Iterator[ChatGenerationChunk]:
+    if _streams(inner):
+        yield from inner._stream(messages, stop=stop, **call)
+        return
+    result = inner._generate(messages, stop=stop, **call)
+    for gen in result.generations:
+        yield _as_chunk(gen.message)
+
+
+async def _achunks(
+    inner: BaseChatModel, messages: list[BaseMessage], stop: list[str] | None, call: dict[str, Any]
+) -> AsyncIterator[ChatGenerationChunk]:
+    if _streams(inner) or type(inner)._astream is not BaseChatModel._astream:
+        async for chunk in inner._astream(messages, stop=stop, **call):
+            yield chunk
+        return
+    result = await inner._agenerate(messages, stop=stop, **call)
+    for gen in result.generations:
+        yield _as_chunk(gen.message)
+
+
+def _as_chunk(message: BaseMessage) -> ChatGenerationChunk:
+    data = message.model_dump(exclude={"type"})
+    if isinstance(message, AIMessage):
+        data["tool_call_chunks"] = [
+            {"name": tc["name"], "args": json.dumps(tc["args"]), "id": tc["id"]}
+            for tc in message.tool_calls
+        ]
+        data.pop("tool_calls", None)
+        data.pop("invalid_tool_calls", None)
+    return ChatGenerationChunk(message=AIMessageChunk(**data))

@@ -1,0 +1,112 @@
+"""``RedisChatMessageHistory``: LangChain chat history over the core's conversation store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
+
+from rotating_llm.config import Settings
+from rotating_llm.conversation import ConversationStore
+
+__all__ = ["RedisChatMessageHistory"]
+
+
+def _turn_info(messages: Sequence[BaseMessage]) -> dict[str, Any]:
+    tokens = 0
+    model: str | None = None
+    key_id: str | None = None
+    for msg in messages:
+        usage = getattr(msg, "usage_metadata", None)
+        if usage:
+            tokens += int(usage.get("total_tokens") or 0)
+        meta = msg.response_metadata or {}
+        model = meta.get("model_name") or meta.get("pool") or model
+        key_id = meta.get("key_id") or key_id
+    return {"tokens": tokens, "model": model, "key_id": key_id}
+
+
+class RedisChatMessageHistory(BaseChatMessageHistory):
+    """A conversation in Redis (plain Redis, no modules), shared with every face.
+
+    Messages are stored in LangChain's ``message_to_dict`` form by the core's
+    :class:`~rotating_llm.conversation.ConversationStore`: ``add_messages`` appends them
+    as one atomic turn, which also records the tokens, model and key of any AI message.
+    Works with ``RunnableWithMessageHistory``.
+
+    Args:
+        session_id: The conversation id (no ``{``/``}``).
+        redis_url: Redis URL (default: ``REDIS_URL``; unset: the embedded store).
+        key_prefix: Key prefix (default: the settings').
+        ttl_seconds: Conversation TTL, refreshed on every write
+            (default: ``CONVERSATION_TTL_SECONDS``).
+        store: A :class:`ConversationStore` to use instead of building one.
+        settings: Settings for a store built here.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        redis_url: str | None = None,
+        *,
+        key_prefix: str | None = None,
+        ttl_seconds: int | None = None,
+        store: ConversationStore | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        if store is None:
+            overrides: dict[str, Any] = {"redis_url": redis_url, "key_prefix": key_prefix}
+            if settings is None:
+                settings = Settings.from_env(**overrides)
+            else:
+                settings = settings.model_copy(
+                    update={k: v for k, v in overrides.items() if v is not None}
+                )
+            store = ConversationStore(settings, ttl_seconds=ttl_seconds)
+        store.keys_for(session_id)  # validates the id now, with a clear error
+        self.session_id = session_id
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"RedisChatMessageHistory(session_id={self.session_id!r}, store={self.store!r})"
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        """Every message of the conversation, oldest first."""
+        return messages_from_dict(self.store.get_messages(self.session_id))
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        """Async read of every message."""
+        return messages_from_dict(await self.store.aget_messages(self.session_id))
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Append ``messages`` as one atomic turn."""
+        if not messages:
+            return
+        dicts = [message_to_dict(m) for m in messages]
+        self.store.append_turn(self.session_id, dicts, **_turn_info(messages))
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Async twin of :meth:`add_messages`."""
+        if not messages:
+            return
+        dicts = [message_to_dict(m) for m in messages]
+        await self.store.aappend_turn(self.session_id, dicts, **_turn_info(messages))
+
+    def clear(self) -> None:
+        """Delete the conversation."""
+        self.store.delete(self.session_id)
+
+    async def aclear(self) -> None:
+        """Async twin of :meth:`clear`."""
+        await self.store.adelete(self.session_id)
+
+    def get_metadata(self) -> dict[str, Any] | None:
+        """The conversation's metadata (see ``ConversationStore.get_metadata``)."""
+        return self.store.get_metadata(self.session_id)
+
+    def truncate(self, keep_last_n: int) -> int:
+        """Keep only the last ``keep_last_n`` messages; return how many were removed."""
+        return self.store.truncate(self.session_id, keep_last_n)

@@ -1,0 +1,206 @@
+"""One request through the pool: lease a key, call its provider model, act on the answer.
+
+Follows DESIGN.md's failure table: a rate-limited key cools down for the provider's own
+delay and the request moves on at once; a refused key is disabled and the request moves
+on; model-side failures are retried with jittered backoff; a bad request is not retried.
+A stream moves to another key only before its first chunk reached the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from rotating_llm.errors import AllKeysExhaustedError
+from rotating_llm.keys import FailureKind, Lease
+from rotating_llm.langchain._errors import (
+    Classified,
+    RotatingRateLimitError,
+    exhausted,
+    provider_error,
+)
+
+if TYPE_CHECKING:
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+__all__ = ["Attempts", "estimate_tokens", "usage_tokens"]
+
+logger = logging.getLogger("rotating_llm.langchain")
+
+#: Characters per token for the estimate (real tokenisers give ~4; 3 over-counts).
+CHARS_PER_TOKEN = 3
+#: Tokens charged per message for roles and separators.
+MESSAGE_OVERHEAD = 4
+#: Tokens charged for one image/audio/video/file block.
+MEDIA_TOKENS = 1100
+_MEDIA_TYPES = {"image", "image_url", "audio", "video", "file", "media", "input_audio"}
+
+
+def _content_chars(content: Any) -> tuple[int, int]:
+    """``(characters, media tokens)`` of a message content."""
+    if isinstance(content, str):
+        return len(content), 0
+    chars = media = 0
+    for block in content if isinstance(content, list) else [content]:
+        if isinstance(block, str):
+            chars += len(block)
+        elif isinstance(block, Mapping) and block.get("type") in _MEDIA_TYPES:
+            media += MEDIA_TOKENS
+        elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
+            chars += len(block["text"])
+        else:
+            chars += len(json.dumps(block, default=str))
+    return chars, media
+
+
+def estimate_tokens(
+    messages: Sequence[BaseMessage], extra: Mapping[str, Any], completion_tokens: int
+) -> int:
+    """A conservative token estimate of a request: prompt, tools, plus ``completion_tokens``."""
+    chars = media = 0
+    for msg in messages:
+        c, m = _content_chars(msg.content)
+        chars += c
+        media += m
+        if isinstance(msg, AIMessage) and msg.tool_calls:
+            chars += len(json.dumps([tc["args"] for tc in msg.tool_calls], default=str))
+    for name in ("tools", "tool_choice", "response_format", "response_json_schema"):
+        if extra.get(name) is not None:
+            chars += len(json.dumps(extra[name], default=str))
+    prompt = math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD * len(messages) + media
+    return max(1, prompt + max(0, completion_tokens))
+
+
+def usage_tokens(generations: Sequence[ChatGeneration | ChatGenerationChunk]) -> int | None:
+    """Total tokens the provider reported in ``usage_metadata``, or ``None``."""
+    total: int | None = None
+    for gen in generations:
+        usage = getattr(gen.message, "usage_metadata", None)
+        if usage:
+            total = (total or 0) + int(usage.get("total_tokens") or 0)
+    return total
+
+
+def annotate(message: BaseMessage, lease: Lease, attempts: int) -> None:
+    """Add ``key_id``, ``attempts`` and ``waited`` to ``message.response_metadata``."""
+    message.response_metadata = {
+        **message.response_metadata,
+        "key_id": lease.key_id,
+        "attempts": attempts,
+        "pool": lease.model_name,
+    }
+
+
+def annotate_result(result: ChatResult, lease: Lease, attempts: int) -> None:
+    """Annotate every generation of ``result`` and its ``llm_output``."""
+    for gen in result.generations:
+        annotate(gen.message, lease, attempts)
+    result.llm_output = {**(result.llm_output or {}), "key_id": lease.key_id}
+
+
+@dataclass
+class Attempts:
+    """The attempts of one request: deadline for capacity, counts, and failure decisions."""
+
+    pool: str
+    estimated_tokens: int
+    max_attempts: int
+    max_wait: float
+    backoff_base: float
+    backoff_max: float
+    count: int = 0
+    model_side: int = 0
+    deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.max_wait
+
+    @property
+    def remaining_wait(self) -> float:
+        """Seconds left to wait for capacity."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    def exhausted(self, exc: AllKeysExhaustedError) -> RotatingRateLimitError:
+        """The error for a pool without capacity."""
+        if isinstance(exc, RotatingRateLimitError):
+            return exc
+        return exhausted(exc)
+
+    def _backoff(self) -> float:
+        self.model_side += 1
+        delay = min(self.backoff_max, self.backoff_base * float(2 ** (self.model_side - 1)))
+        return delay * random.uniform(0.5, 1.0)
+
+    def decide(self, lease: Lease, exc: BaseException, found: Classified) -> float:
+        """Settle ``lease`` after ``exc`` (sync) and return the delay before the next try.
+
+        Raises:
+            The caller's error (chained to ``exc``) when the request must not be retried
+            or its attempts are used up; ``exc`` itself if it is no provider failure.
+        """
+        if found.kind is None:
+            lease.complete()
+            raise exc
+        outcome = lease.fail(found.kind, found.retry_after, found.reason)
+        return self._after(lease, exc, found, outcome)
+
+    async def adecide(self, lease: Lease, exc: BaseException, found: Classified) -> float:
+        """Async twin of :meth:`decide`."""
+        if found.kind is None:
+            await lease.acomplete()
+            raise exc
+        outcome = await lease.afail(found.kind, found.retry_after, found.reason)
+        return self._after(lease, exc, found, outcome)
+
+    def _after(self, lease: Lease, exc: BaseException, found: Classified, outcome: str) -> float:
+        kind = found.kind
+        assert kind is not None
+        logger.warning(
+            "pool %s: key %s failed (%s, %s); key %s; attempt %d/%d",
+            self.pool,
+            lease.key_id,
+            kind.value,
+            found.reason,
+            outcome,
+            self.count,
+            self.max_attempts,
+        )
+        if kind is FailureKind.INVALID_REQUEST:
+            raise self.error(lease, exc, found) from exc
+        last = self.count >= self.max_attempts
+        if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA):
+            if last:
+                raise RotatingRateLimitError(
+                    self.pool,
+                    found.retry_after,
+                    {lease.key_id: f"{kind.value}: {found.reason}"},
+                    message=(
+                        f"No capacity for model {self.pool!r} after {self.count} attempt(s): "
+                        f"key {lease.key_id!r} was refused by the provider ({found.reason})"
+                    ),
+                ) from exc
+            return 0.0
+        if last:
+            raise self.error(lease, exc, found) from exc
+        if kind is FailureKind.AUTH:
+            return 0.0
+        return self._backoff()
+
+    def error(self, lease: Lease, exc: BaseException, found: Classified) -> Exception:
+        """The caller's error for ``exc`` on ``lease`` (secret redacted)."""
+        return provider_error(
+            exc,
+            found,
+            model=self.pool,
+            key_id=lease.key_id,
+            attempts=self.count,
+            secret=lease.api_key,
+        )
