@@ -17,15 +17,39 @@ from rotating_llm.secrets import EnvSecretStore
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """URL of the real Redis the integration tests use. A missing server fails, never skips."""
-    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+def _answers(url: str) -> bool:
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:  # pragma: no cover - environment problem
-        pytest.fail(f"integration tests need a Redis server at {url}: {exc}")
-    return url
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of the real Redis the integration tests use.
+
+    ``REDIS_URL`` if set (it must answer); else a server on 127.0.0.1:6379 if one answers;
+    else a private ``redis-server`` started for this session. Never skips.
+    """
+    url = os.environ.get("REDIS_URL")
+    if url:
+        if not _answers(url):
+            pytest.fail(f"REDIS_URL={url} does not answer")
+        yield url
+        return
+    if _answers(DEFAULT_REDIS_URL):
+        yield DEFAULT_REDIS_URL
+        return
+    from integration_tests._redis_server import RedisProcess
+
+    server = RedisProcess()
+    server.start()
+    os.environ["REDIS_URL"] = server.url  # for subprocesses started by tests
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -57,9 +81,7 @@ def secrets_for(keys: list[APIKey]) -> dict[str, str]:
 
 
 @pytest.fixture
-def manager_factory(
-    redis_url: str, prefix: str
-) -> Iterator[Callable[..., KeyManager]]:
+def manager_factory(redis_url: str, prefix: str) -> Iterator[Callable[..., KeyManager]]:
     """Build ``KeyManager``s on the real Redis with a unique prefix; closed after the test."""
     made: list[KeyManager] = []
 

@@ -57,6 +57,10 @@ class KeyManager:
         secret_store: SecretStore | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        if self.settings.redact_logs:
+            from rotating_llm.redaction import install_redaction
+
+            install_redaction()
         self.key_store_path = Path(key_store_path) if key_store_path is not None else None
         if keys is None:
             keys = load_keys_file(self.key_store_path) if self.key_store_path else []

@@ -79,6 +79,9 @@ class SecretStore(ABC):
                 store=self.name,
             )
         value = SecretStr(raw.strip())
+        from rotating_llm.redaction import register_secret  # masked in every log from now on
+
+        register_secret(value)
         with self._lock:
             self._cache[key_id] = _Cached(value, time.monotonic())
         return value
