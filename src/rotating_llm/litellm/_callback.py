@@ -1,0 +1,138 @@
+"""``LeaseSettler``: LiteLLM's callback that settles each attempt's lease."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from rotating_llm.litellm._book import TOKEN_FIELD, LeaseBook, metadata_of
+from rotating_llm.litellm._failures import classify, usage_tokens
+from rotating_llm.litellm._keys import key_id_for
+
+if TYPE_CHECKING:
+    from rotating_llm.keys.lease import Lease
+
+__all__ = ["LeaseSettler"]
+
+logger = logging.getLogger("rotating_llm.litellm")
+
+
+def _deployment_of(kwargs: Mapping[str, Any], metadata: Mapping[str, Any]) -> str | None:
+    info = metadata.get("model_info")
+    if isinstance(info, Mapping) and info.get("id") is not None:
+        return str(info["id"])
+    for source in (kwargs, kwargs.get("standard_logging_object")):
+        if isinstance(source, Mapping) and source.get("model_id") is not None:
+            return str(source["model_id"])
+    return None
+
+
+class LeaseSettler(CustomLogger):
+    """Settles the lease of every attempt the strategy admitted, from LiteLLM's callbacks.
+
+    Success: the real token usage (``usage.total_tokens``, or ``prompt_tokens`` with
+    ``tpm_counts="input"``). Failure: DESIGN.md's table (429: cooldown for the provider's
+    delay; per-day quota: until the daily reset; 401/403: key disabled; 5xx, timeouts
+    and 400s: key not blamed). Events of requests this router's strategy did not admit
+    are ignored. Never raises into LiteLLM.
+
+    Args:
+        book: The strategy's open leases.
+        tpm_counts: ``"total"`` (prompt + completion, default) or ``"input"`` tokens.
+    """
+
+    def __init__(self, book: LeaseBook, tpm_counts: Literal["total", "input"] = "total") -> None:
+        super().__init__()
+        self.book = book
+        self.tpm_counts: Literal["total", "input"] = tpm_counts
+        #: Settled attempts by outcome (``complete``, ``fail:<kind>``).
+        self.settled: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"LeaseSettler(open_leases={len(self.book)}, settled={self.settled})"
+
+    def _take(self, kwargs: Any) -> Lease | None:
+        if not isinstance(kwargs, Mapping):
+            return None
+        metadata = metadata_of(kwargs)
+        token = metadata.get(TOKEN_FIELD)
+        if not isinstance(token, str):
+            return None
+        dep = _deployment_of(kwargs, metadata)
+        return self.book.take(token, key_id_for(dep) if dep is not None else None)
+
+    def _count(self, outcome: str) -> None:
+        self.settled[outcome] = self.settled.get(outcome, 0) + 1
+
+    def _tokens(self, kwargs: Mapping[str, Any], response_obj: Any) -> int | None:
+        for candidate in (
+            response_obj,
+            kwargs.get("complete_streaming_response"),
+            kwargs.get("async_complete_streaming_response"),
+        ):
+            tokens = usage_tokens(candidate, self.tpm_counts) if candidate is not None else None
+            if tokens is not None:
+                return tokens
+        return None
+
+    @staticmethod
+    def _exception(kwargs: Mapping[str, Any], response_obj: Any) -> BaseException:
+        exc = kwargs.get("exception")
+        if isinstance(exc, BaseException):
+            return exc
+        if isinstance(response_obj, BaseException):
+            return response_obj
+        return RuntimeError("unknown failure")
+
+    def log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Complete the attempt's lease with the response's token usage."""
+        try:
+            lease = self._take(kwargs)
+            if lease is not None:
+                lease.complete(self._tokens(kwargs, response_obj))
+                self._count("complete")
+        except Exception as exc:
+            logger.warning("could not settle a lease on success: %s", type(exc).__name__)
+
+    def log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Fail the attempt's lease as the failure table says."""
+        try:
+            lease = self._take(kwargs)
+            if lease is not None:
+                failure = classify(self._exception(kwargs, response_obj))
+                lease.fail(failure.kind, failure.retry_after, failure.reason)
+                self._count(f"fail:{failure.kind.value}")
+        except Exception as exc:
+            logger.warning("could not settle a lease on failure: %s", type(exc).__name__)
+
+    async def async_log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Async twin of :meth:`log_success_event`."""
+        try:
+            lease = self._take(kwargs)
+            if lease is not None:
+                await lease.acomplete(self._tokens(kwargs, response_obj))
+                self._count("complete")
+        except Exception as exc:
+            logger.warning("could not settle a lease on success: %s", type(exc).__name__)
+
+    async def async_log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Async twin of :meth:`log_failure_event`."""
+        try:
+            lease = self._take(kwargs)
+            if lease is not None:
+                failure = classify(self._exception(kwargs, response_obj))
+                await lease.afail(failure.kind, failure.retry_after, failure.reason)
+                self._count(f"fail:{failure.kind.value}")
+        except Exception as exc:
+            logger.warning("could not settle a lease on failure: %s", type(exc).__name__)
