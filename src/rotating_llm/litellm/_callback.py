@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,6 +51,13 @@ class LeaseSettler(CustomLogger):
         self.tpm_counts: Literal["total", "input"] = tpm_counts
         #: Settled attempts by outcome (``complete``, ``fail:<kind>``).
         self.settled: dict[str, int] = {}
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        """Leases booked or being settled right now."""
+        return len(self.book) + self._in_flight
 
     def __repr__(self) -> str:
         return f"LeaseSettler(open_leases={len(self.book)}, settled={self.settled})"
@@ -62,10 +70,17 @@ class LeaseSettler(CustomLogger):
         if not isinstance(token, str):
             return None
         dep = _deployment_of(kwargs, metadata)
-        return self.book.take(token, key_id_for(dep) if dep is not None else None)
+        with self._lock:
+            lease = self.book.take(token, key_id_for(dep) if dep is not None else None)
+            if lease is not None:
+                self._in_flight += 1
+        return lease
 
-    def _count(self, outcome: str) -> None:
-        self.settled[outcome] = self.settled.get(outcome, 0) + 1
+    def _count(self, outcome: str | None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if outcome is not None:
+                self.settled[outcome] = self.settled.get(outcome, 0) + 1
 
     def _tokens(self, kwargs: Mapping[str, Any], response_obj: Any) -> int | None:
         for candidate in (
@@ -91,48 +106,64 @@ class LeaseSettler(CustomLogger):
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Complete the attempt's lease with the response's token usage."""
+        lease = self._take(kwargs)
+        if lease is None:
+            return
+        outcome: str | None = None
         try:
-            lease = self._take(kwargs)
-            if lease is not None:
-                lease.complete(self._tokens(kwargs, response_obj))
-                self._count("complete")
+            lease.complete(self._tokens(kwargs, response_obj))
+            outcome = "complete"
         except Exception as exc:
             logger.warning("could not settle a lease on success: %s", type(exc).__name__)
+        finally:
+            self._count(outcome)
 
     def log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Fail the attempt's lease as the failure table says."""
+        lease = self._take(kwargs)
+        if lease is None:
+            return
+        outcome: str | None = None
         try:
-            lease = self._take(kwargs)
-            if lease is not None:
-                failure = classify(self._exception(kwargs, response_obj))
-                lease.fail(failure.kind, failure.retry_after, failure.reason)
-                self._count(f"fail:{failure.kind.value}")
+            failure = classify(self._exception(kwargs, response_obj))
+            lease.fail(failure.kind, failure.retry_after, failure.reason)
+            outcome = f"fail:{failure.kind.value}"
         except Exception as exc:
             logger.warning("could not settle a lease on failure: %s", type(exc).__name__)
+        finally:
+            self._count(outcome)
 
     async def async_log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Async twin of :meth:`log_success_event`."""
+        lease = self._take(kwargs)
+        if lease is None:
+            return
+        outcome: str | None = None
         try:
-            lease = self._take(kwargs)
-            if lease is not None:
-                await lease.acomplete(self._tokens(kwargs, response_obj))
-                self._count("complete")
+            await lease.acomplete(self._tokens(kwargs, response_obj))
+            outcome = "complete"
         except Exception as exc:
             logger.warning("could not settle a lease on success: %s", type(exc).__name__)
+        finally:
+            self._count(outcome)
 
     async def async_log_failure_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Async twin of :meth:`log_failure_event`."""
+        lease = self._take(kwargs)
+        if lease is None:
+            return
+        outcome: str | None = None
         try:
-            lease = self._take(kwargs)
-            if lease is not None:
-                failure = classify(self._exception(kwargs, response_obj))
-                await lease.afail(failure.kind, failure.retry_after, failure.reason)
-                self._count(f"fail:{failure.kind.value}")
+            failure = classify(self._exception(kwargs, response_obj))
+            await lease.afail(failure.kind, failure.retry_after, failure.reason)
+            outcome = f"fail:{failure.kind.value}"
         except Exception as exc:
             logger.warning("could not settle a lease on failure: %s", type(exc).__name__)
+        finally:
+            self._count(outcome)

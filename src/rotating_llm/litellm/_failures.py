@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rotating_llm.failures import classify_http
 from rotating_llm.keys.lease import FailureKind
 
 __all__ = ["Failure", "classify", "retry_after_of", "usage_tokens"]
@@ -109,23 +110,45 @@ def _named(exc: BaseException, *names: str) -> bool:
     return any(cls.__name__ in names for cls in type(exc).__mro__)
 
 
+def _body(exc: BaseException) -> Any:
+    body = getattr(exc, "body", None)
+    if body:
+        return body
+    text = getattr(getattr(exc, "response", None), "text", None)
+    return text if isinstance(text, str) and text else str(exc)
+
+
 def classify(exc: BaseException) -> Failure:
-    """Classify a LiteLLM (or OpenAI SDK, httpx) exception into the failure table."""
+    """Classify a LiteLLM (or OpenAI SDK, httpx) exception into the failure table.
+
+    The status, body and headers go through the core's
+    :func:`rotating_llm.failures.classify_http`; LiteLLM's flattened messages add what
+    the body no longer shows (per-day quotas, Gemini's invalid-key text, ``retry-after-ms``).
+    """
     status = _status(exc)
+    name = type(exc).__name__
+    if status is None:
+        kind = FailureKind.TIMEOUT if _named(exc, *_TIMEOUTS) else FailureKind.SERVER
+        return Failure(kind, None, name[:_REASON_MAX])
     message = str(exc)
-    reason = f"{type(exc).__name__} ({status})" if status else type(exc).__name__
-    if status == 429 or _named(exc, "RateLimitError"):
-        kind = FailureKind.DAILY_QUOTA if _DAILY.search(message) else FailureKind.RATE_LIMIT
-        return Failure(kind, retry_after_of(exc), reason[:_REASON_MAX])
-    if status in (401, 403) or _named(exc, "AuthenticationError", "PermissionDeniedError"):
-        return Failure(FailureKind.AUTH, None, reason[:_REASON_MAX])
-    if status == 400 and _AUTH_TEXT.search(message):  # Gemini's 400 API_KEY_INVALID
-        return Failure(FailureKind.AUTH, None, reason[:_REASON_MAX])
-    if status == 408 or _named(exc, *_TIMEOUTS):
-        return Failure(FailureKind.TIMEOUT, None, reason[:_REASON_MAX])
-    if status is not None and 400 <= status < 500:
-        return Failure(FailureKind.INVALID_REQUEST, None, reason[:_REASON_MAX])
-    return Failure(FailureKind.SERVER, None, reason[:_REASON_MAX])
+    headers = {k: str(v) for k, v in _headers(exc).items()}
+    answer = classify_http(status, _body(exc), headers)
+    kind = answer.kind
+    if kind is FailureKind.RATE_LIMIT and _DAILY.search(message):
+        kind = FailureKind.DAILY_QUOTA
+    elif kind is FailureKind.INVALID_REQUEST and _AUTH_TEXT.search(message):
+        kind = FailureKind.AUTH
+    elif kind is FailureKind.INVALID_REQUEST and _named(exc, *_TIMEOUTS):
+        kind = FailureKind.TIMEOUT
+    retry = (
+        retry_after_of(exc) if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA) else None
+    )
+    if retry is None:
+        retry = answer.retry_after
+    reason = (
+        f"{name} ({status})" if kind is FailureKind.INVALID_REQUEST else f"{name}: {answer.reason}"
+    )
+    return Failure(kind, retry, reason[:_REASON_MAX])
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -36,6 +36,11 @@ class Installed(RotatingStrategy):
         """Unregister the callback and close the manager's connections."""
         uninstall(self)
 
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`: also closes the running loop's connections."""
+        _unregister_callback(self)
+        await self.manager.aclose()
+
 
 def _register_callback(settler: LeaseSettler) -> None:
     manager = getattr(litellm, "logging_callback_manager", None)
@@ -135,6 +140,11 @@ def uninstall(installed: Installed) -> None:
 
     The router keeps the strategy object until its routing strategy is changed.
     """
+    _unregister_callback(installed)
+    installed.manager.close()
+
+
+def _unregister_callback(installed: Installed) -> None:
     settler = getattr(installed, "settler", None)
     for name in (
         "callbacks",
@@ -147,4 +157,3 @@ def uninstall(installed: Installed) -> None:
         if isinstance(lst, list):
             while settler in lst:
                 lst.remove(settler)
-    installed.manager.close()
