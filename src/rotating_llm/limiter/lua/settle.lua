@@ -1,5 +1,7 @@
 -- Settle a reservation. ARGV[3] key_id, ARGV[4] reservation id, ARGV[5] action:
---   'complete'  ARGV[6] = actual tokens: correct the reservation to the real usage;
+--   'complete'  ARGV[6] = actual tokens: correct the reservation to the real usage, and
+--               date it from now: the provider counted the request on arrival, which
+--               was no later than this, so the slot frees a full window after that;
 --   'release'   ARGV[6] = day_start of the reservation: the request never reached the
 --               provider, so it no longer counts (request, tokens and today's count).
 -- Returns the token delta applied (0 if the reservation already left the window).
@@ -14,6 +16,9 @@ if action == 'complete' then
     delta = actual - tonumber(old)
     redis.call('HSET', hk, resid, actual)
     if delta ~= 0 then redis.call('HINCRBY', hk, '_sum', delta) end
+    local zk = k_rpm(kid)
+    local at = tonumber(redis.call('ZSCORE', zk, resid))
+    if at and at < NOW then redis.call('ZADD', zk, NOW, resid) end
   end
 elseif action == 'release' then
   if redis.call('ZREM', k_rpm(kid), resid) == 1 then

@@ -1,0 +1,143 @@
+"""The ``rotating-llm`` command: demo end to end, health, key status and control."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.redis
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("API_KEY_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "rotating_llm", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_demo_runs_on_a_fresh_machine_setup(tmp_path: Path) -> None:
+    env = {"REDIS_URL": ""}  # the embedded store, as on a machine without Redis
+    out = run_cli("demo", "--no-live", "--json", "--requests", "40", "--window", "2", env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["served"] == 40 and result["failed"] == 0
+    assert result["provider_429s"] == 0  # the pool never sent what the provider would refuse
+    assert result["disabled"] == ["demo-key-4"]  # revoked mid-run, told apart by the answer
+    assert sum(result["per_key"].values()) == 40
+    assert "per process" in out.stderr or "within this process" in out.stderr
+
+
+@pytest.fixture
+def keys_file(tmp_path: Path) -> Path:
+    path = tmp_path / "keys.json"
+    path.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {
+                        "key_id": "cli-a",
+                        "model_name": "m",
+                        "provider": "gemini",
+                        "rpm": 5,
+                        "tpm": 100,
+                    },
+                    {
+                        "key_id": "cli-b",
+                        "model_name": "m",
+                        "provider": "gemini",
+                        "rpm": 5,
+                        "tpm": 100,
+                        "active": False,
+                    },
+                ]
+            }
+        )
+    )
+    return path
+
+
+def cli_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "ROTATING_LLM_KEY_PREFIX": prefix, **extra}
+
+
+def test_health_check_exit_codes(keys_file: Path, redis_url: str, prefix: str) -> None:
+    ok = run_cli(
+        "--keys",
+        str(keys_file),
+        "--health-check",
+        env=cli_env(redis_url, prefix, API_KEY_CLI_A="sk-cli-secret-aaaaaaaaaaaa"),
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "sk-cli-secret" not in ok.stdout + ok.stderr
+    no_secret = run_cli(
+        "--keys", str(keys_file), "health", "--json", env=cli_env(redis_url, prefix)
+    )
+    assert no_secret.returncode == 1
+    assert json.loads(no_secret.stdout)["secrets_resolved"] == []
+    dead = run_cli(
+        "--keys",
+        str(keys_file),
+        "health",
+        "--json",
+        env=cli_env("redis://127.0.0.1:1/0", prefix, API_KEY_CLI_A="sk-x-123456789"),
+    )
+    assert dead.returncode == 1
+    assert json.loads(dead.stdout)["store_ok"] is False
+    missing = run_cli("--keys", str(keys_file.parent / "nope.json"), "health", "--json")
+    assert missing.returncode == 1 and "file not found" in json.loads(missing.stdout)["error"]
+
+
+def test_keys_status_and_control(keys_file: Path, redis_url: str, prefix: str) -> None:
+    env = cli_env(redis_url, prefix)
+    assert (
+        run_cli(
+            "--keys",
+            str(keys_file),
+            "keys",
+            "cooldown",
+            "cli-a",
+            "--seconds",
+            "60",
+            "--reason",
+            "maintenance",
+            env=env,
+        ).returncode
+        == 0
+    )
+    status = json.loads(
+        run_cli("--keys", str(keys_file), "keys", "status", "--json", env=env).stdout
+    )
+    by_id = {s["key_id"]: s for s in status}
+    assert by_id["cli-a"]["in_cooldown"] and by_id["cli-a"]["cooldown_reason"] == "maintenance"
+    assert by_id["cli-b"]["active"] is False
+    assert run_cli("--keys", str(keys_file), "keys", "clear", "cli-a", env=env).returncode == 0
+    assert run_cli("--keys", str(keys_file), "keys", "disable", "cli-a", env=env).returncode == 0
+    status = json.loads(
+        run_cli("--keys", str(keys_file), "keys", "status", "--json", env=env).stdout
+    )
+    assert status[0]["disabled"] is True and status[0]["in_cooldown"] is False
+    assert run_cli("--keys", str(keys_file), "keys", "enable", "cli-a", env=env).returncode == 0
+    table = run_cli("--keys", str(keys_file), "keys", "status", env=env)
+    assert "cli-a" in table.stdout and "ready" in table.stdout
+    unknown = run_cli("--keys", str(keys_file), "keys", "clear", "nope", env=env)
+    assert unknown.returncode == 2 and "unknown key_id 'nope'" in unknown.stderr
+
+
+def test_subcommands_are_wired() -> None:
+    for sub in ("fake-provider", "scan", "demo", "keys"):
+        out = run_cli(sub, "--help")
+        assert out.returncode == 0 and "usage:" in out.stdout
