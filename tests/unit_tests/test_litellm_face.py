@@ -1,0 +1,366 @@
+"""The LiteLLM face without a provider: classification, key mapping, the pick and the settle."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm
+from litellm import Router
+
+from rotating_llm.keys.lease import FailureKind
+from rotating_llm.keys.models import APIKey
+from rotating_llm.litellm import (
+    PLACEHOLDER_SECRET,
+    TOKEN_FIELD,
+    UNLIMITED,
+    LeaseBook,
+    PoolExhaustedError,
+    PoolRequestTooLargeError,
+    classify,
+    deployment_key,
+    estimate_tokens,
+    install,
+    key_id_for,
+    retry_after_of,
+    usage_tokens,
+)
+from rotating_llm.litellm._book import stamp
+
+SECRET = f"sk-unit-{uuid.uuid4().hex}"
+
+# LiteLLM's own types make pydantic warn once about a ReadOnly TypedDict item: not ours.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Item.*on TypedDict class.*ReadOnly:UserWarning"
+)
+
+
+def _response(
+    status: int, headers: dict[str, str] | None = None, body: str = "{}"
+) -> httpx.Response:
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    return httpx.Response(status, headers=headers or {}, text=body, request=request)
+
+
+# -- classification -------------------------------------------------------------------------
+
+
+def test_a_429_is_a_rate_limit_with_the_providers_delay() -> None:
+    exc = litellm.RateLimitError(
+        "Rate limit reached for gpt on requests per min (RPM)",
+        llm_provider="openai",
+        model="gpt",
+        response=_response(429, {"retry-after": "2", "retry-after-ms": "1500"}),
+    )
+    failure = classify(exc)
+    assert failure.kind is FailureKind.RATE_LIMIT
+    assert failure.retry_after == 1.5
+
+
+def test_a_per_day_429_is_a_daily_quota() -> None:
+    exc = litellm.RateLimitError(
+        "Rate limit reached for gpt on requests per day (RPD)",
+        llm_provider="openai",
+        model="gpt",
+        response=_response(429, {"retry-after": "30"}),
+    )
+    assert classify(exc).kind is FailureKind.DAILY_QUOTA
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (
+            litellm.AuthenticationError("bad key", llm_provider="openai", model="m"),
+            FailureKind.AUTH,
+        ),
+        (
+            litellm.PermissionDeniedError(
+                "suspended", llm_provider="openai", model="m", response=_response(403)
+            ),
+            FailureKind.AUTH,
+        ),
+        (
+            litellm.BadRequestError(
+                "API key not valid. Please pass a valid API key. API_KEY_INVALID",
+                model="gemini",
+                llm_provider="gemini",
+            ),
+            FailureKind.AUTH,
+        ),
+        (
+            litellm.BadRequestError("context too long", model="m", llm_provider="openai"),
+            FailureKind.INVALID_REQUEST,
+        ),
+        (
+            litellm.ServiceUnavailableError("overloaded", llm_provider="openai", model="m"),
+            FailureKind.SERVER,
+        ),
+        (
+            litellm.InternalServerError("boom", llm_provider="openai", model="m"),
+            FailureKind.SERVER,
+        ),
+        (litellm.Timeout("slow", model="m", llm_provider="openai"), FailureKind.TIMEOUT),
+        (
+            litellm.APIConnectionError("reset", llm_provider="openai", model="m"),
+            FailureKind.SERVER,
+        ),
+        (ConnectionResetError("reset"), FailureKind.SERVER),
+    ],
+)
+def test_failures_are_told_apart(exc: BaseException, kind: FailureKind) -> None:
+    assert classify(exc).kind is kind
+
+
+def test_retry_after_sources() -> None:
+    in_seconds = litellm.RateLimitError(
+        "x", llm_provider="openai", model="m", response=_response(429, {"Retry-After": "7"})
+    )
+    assert retry_after_of(in_seconds) == 7.0
+    gemini = RuntimeError('{"error": {"details": [{"retryDelay": "12s"}]}}')
+    assert retry_after_of(gemini) == 12.0
+    openai_text = RuntimeError("Please try again in 450ms.")
+    assert retry_after_of(openai_text) == 0.45
+    assert retry_after_of(RuntimeError("no hint")) is None
+
+
+def test_usage_tokens() -> None:
+    resp = litellm.ModelResponse(
+        usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    )
+    assert usage_tokens(resp) == 7
+    assert usage_tokens(resp, "input") == 3
+    assert usage_tokens({"usage": {"prompt_tokens": 2, "completion_tokens": 5}}) == 7
+    assert usage_tokens(object()) is None
+
+
+# -- deployments as keys ---------------------------------------------------------------------
+
+
+def _dep(dep_id: str, **params: Any) -> dict[str, Any]:
+    return {
+        "model_name": "pool",
+        "litellm_params": {"model": "openai/gpt", "api_key": SECRET, **params},
+        "model_info": {"id": dep_id},
+    }
+
+
+def test_limits_come_from_litellm_params() -> None:
+    key = deployment_key(_dep("d1", rpm=10, tpm=5000), "pool")
+    assert (key.key_id, key.model_name, key.provider, key.rpm, key.tpm) == (
+        "d1",
+        "pool",
+        "openai",
+        10,
+        5000,
+    )
+    assert SECRET not in repr(key)
+
+
+def test_a_deployment_without_limits_is_unlimited() -> None:
+    key = deployment_key(_dep("d2"), "pool")
+    assert key.rpm == UNLIMITED
+    assert key.tpm == UNLIMITED
+
+
+def test_a_keys_file_entry_wins() -> None:
+    entry = APIKey(key_id="d3", model_name="other", provider="openai", rpm=2, tpm=99, rpd=50)
+    key = deployment_key(_dep("d3", rpm=10), "pool", {"d3": entry})
+    assert (key.rpm, key.tpm, key.rpd, key.model_name) == (2, 99, 50, "pool")
+
+
+def test_odd_deployment_ids_get_a_stable_key_id() -> None:
+    odd = "my deployment #1"
+    assert key_id_for(odd) == key_id_for(odd)
+    assert key_id_for(odd).startswith("litellm-")
+    assert key_id_for("abc-123") == "abc-123"
+
+
+def test_estimate_counts_text_and_the_output_cap() -> None:
+    messages = [{"role": "user", "content": "x" * 40}, {"role": "assistant", "content": "y" * 4}]
+    assert estimate_tokens(messages) == 11
+    assert estimate_tokens(messages, request_kwargs={"max_tokens": 100}) == 111
+    assert estimate_tokens(None, input=["abcd", "efgh"]) == 2
+    assert estimate_tokens([]) == 1
+
+
+# -- the book --------------------------------------------------------------------------------
+
+
+class _FakeLease:
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        self.settled = False
+
+
+def test_a_retry_books_under_the_same_token_and_each_callback_finds_its_own() -> None:
+    kwargs: dict[str, Any] = {"metadata": {"model_group": "pool"}}
+    token = stamp(kwargs)
+    assert stamp(kwargs) == token
+    assert kwargs["metadata"][TOKEN_FIELD] == token
+    book = LeaseBook()
+    first, second = _FakeLease("a"), _FakeLease("b")
+    book.add(token, first)  # type: ignore[arg-type]
+    book.add(token, second)  # type: ignore[arg-type]
+    assert book.take(token, "b") is second
+    assert book.take(token, "b") is None
+    assert book.take(token, None) is first
+    assert len(book) == 0
+
+
+def test_unsettled_leases_are_forgotten_after_the_ttl() -> None:
+    book = LeaseBook(ttl=0.0)
+    book.add("t1", _FakeLease("a"))  # type: ignore[arg-type]
+    book.add("t2", _FakeLease("a"))  # type: ignore[arg-type]  # purges t1
+    assert book.expired == 1
+    assert book.take("t1", None) is None
+
+
+# -- install and the pick, in process (no provider call) -------------------------------------
+
+
+@pytest.fixture
+def router() -> Router:
+    deps = [_dep(f"d{i}", rpm=2) for i in range(2)]
+    return Router(model_list=deps, num_retries=0)
+
+
+@pytest.fixture
+def installed(router: Router, redis_url: str, prefix: str) -> Iterator[Any]:
+    inst = install(router, redis_url=redis_url, key_prefix=prefix, window_seconds=30, max_wait=0)
+    yield inst
+    inst.close()
+
+
+@pytest.mark.redis
+def test_install_registers_without_deprecation_warnings(
+    router: Router, redis_url: str, prefix: str
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        inst = install(router, redis_url=redis_url, key_prefix=prefix, window_seconds=30)
+    try:
+        assert inst.settler in litellm.callbacks
+        assert sorted(k.key_id for k in inst.manager.keys) == ["d0", "d1"]
+    finally:
+        inst.close()
+    assert inst.settler not in litellm.callbacks
+
+
+@pytest.mark.redis
+def test_install_falls_back_to_set_custom_routing_strategy(redis_url: str, prefix: str) -> None:
+    class OldRouter:
+        def __init__(self) -> None:
+            self.strategy: Any = None
+
+        def get_model_list(self, model_name: str | None = None) -> list[dict[str, Any]]:
+            return [_dep("old", rpm=1)]
+
+        def set_custom_routing_strategy(self, strategy: Any) -> None:
+            self.strategy = strategy
+
+    old = OldRouter()
+    inst = install(old, redis_url=redis_url, key_prefix=prefix, window_seconds=30)
+    try:
+        assert old.strategy is inst
+        picked = inst.get_available_deployment("pool", request_kwargs={})
+        assert picked["model_info"]["id"] == "old"
+    finally:
+        inst.close()
+
+
+@pytest.mark.redis
+def test_picks_reserve_until_the_pool_is_full_and_callbacks_settle(installed: Any) -> None:
+    picked = []
+    for _ in range(4):
+        kwargs: dict[str, Any] = {"metadata": {}}
+        dep = installed.get_available_deployment(
+            "pool", [{"role": "user", "content": "hi"}], request_kwargs=kwargs
+        )
+        picked.append(dep["model_info"]["id"])
+        assert kwargs["metadata"][TOKEN_FIELD]
+        done = {
+            "litellm_params": {"metadata": {**kwargs["metadata"], "model_info": dep["model_info"]}}
+        }
+        usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+        installed.settler.log_success_event(done, litellm.ModelResponse(usage=usage), None, None)
+    assert sorted(picked) == ["d0", "d0", "d1", "d1"]
+    with pytest.raises(PoolExhaustedError) as info:
+        installed.get_available_deployment("pool", request_kwargs={})
+    assert isinstance(info.value, litellm.RateLimitError)
+    assert info.value.retry_after is not None
+    assert set(info.value.reasons) == {"d0", "d1"}
+    assert installed.settler.settled == {"complete": 4}
+    assert installed.settler.pending == 0
+    statuses = {s["key_id"]: s for s in installed.manager.get_all_key_statuses()}
+    assert statuses["d0"]["tpm_usage"] == 6  # corrected to the reported usage
+
+
+@pytest.mark.redis
+async def test_async_pick_and_failure_callback(installed: Any) -> None:
+    kwargs: dict[str, Any] = {}
+    dep = await installed.async_get_available_deployment("pool", request_kwargs=kwargs)
+    err = litellm.RateLimitError(
+        "slow down", llm_provider="openai", model="m", response=_response(429, {"retry-after": "9"})
+    )
+    event = {
+        "litellm_params": {"metadata": {**kwargs["metadata"], "model_info": dep["model_info"]}},
+        "exception": err,
+    }
+    await installed.settler.async_log_failure_event(event, None, None, None)
+    assert installed.settler.settled == {"fail:rate_limit": 1}
+    status = installed.manager.get_key_status(dep["model_info"]["id"])
+    assert status["in_cooldown"] is True
+    assert 8 < status["cooldown_remaining"] <= 9
+    other = await installed.async_get_available_deployment("pool", request_kwargs={})
+    assert other["model_info"]["id"] != dep["model_info"]["id"]
+    await installed.manager.aclose()
+
+
+@pytest.mark.redis
+def test_litellm_cooldowns_are_respected(installed: Any, router: Router) -> None:
+    cooldowns = router.health().cooldowns
+    cooldowns.add_deployment_to_cooldown("d0", RuntimeError("x"), 500, 30)
+    picks = {
+        installed.get_available_deployment("pool", request_kwargs={})["model_info"]["id"]
+        for _ in range(2)
+    }
+    assert picks == {"d1"}
+
+
+@pytest.mark.redis
+def test_a_request_larger_than_every_tpm_fails_at_once(
+    router: Router, redis_url: str, prefix: str
+) -> None:
+    inst = install(router, redis_url=redis_url, key_prefix=prefix, estimator=lambda m, i, k: 10**12)
+    try:
+        with pytest.raises(PoolRequestTooLargeError):
+            inst.get_available_deployment("pool", request_kwargs={})
+    finally:
+        inst.close()
+
+
+@pytest.mark.redis
+def test_no_secret_in_reprs_leases_or_errors(installed: Any) -> None:
+    lease = installed.manager.acquire("pool", 1)
+    assert lease.api_key == PLACEHOLDER_SECRET
+    lease.release()
+    for _ in range(4):
+        installed.get_available_deployment("pool", request_kwargs={})
+    with pytest.raises(PoolExhaustedError) as info:
+        installed.get_available_deployment("pool", request_kwargs={})
+    for text in (
+        repr(installed),
+        repr(installed.settler),
+        repr(installed.manager),
+        str(info.value),
+    ):
+        assert SECRET not in text
