@@ -16,7 +16,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from rotating_llm.config import Settings
 from rotating_llm.errors import AllKeysExhaustedError, ConfigError
@@ -30,6 +30,7 @@ from rotating_llm.langchain._rotation import (
     estimate_tokens,
     usage_tokens,
 )
+from rotating_llm.langchain._structured import STRUCTURED_KWARG, provider_kwargs, structured
 from rotating_llm.secrets import SecretStore
 
 __all__ = ["RotatingChatModel"]
@@ -177,6 +178,23 @@ class RotatingChatModel(BaseChatModel):
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=formatted, **kwargs)
 
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Structured output by ``method`` (``function_calling`` default, ``json_schema``,
+        ``json_mode``); the serving key's provider model shapes the request."""
+        method = kwargs.pop("method", None) or "function_calling"
+        strict = kwargs.pop("strict", None)
+        if kwargs:
+            raise ConfigError(f"with_structured_output: unsupported arguments {sorted(kwargs)}")
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw)
+        return structured(self, schema, method=method, strict=strict, include_raw=include_raw)
+
     # -- one call ---------------------------------------------------------------------
 
     def _attempts(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Attempts:
@@ -210,6 +228,9 @@ class RotatingChatModel(BaseChatModel):
     @staticmethod
     def _call_kwargs(inner: BaseChatModel, kwargs: dict[str, Any]) -> dict[str, Any]:
         out = dict(kwargs)
+        request = out.pop(STRUCTURED_KWARG, None)
+        if request is not None:
+            out = {**provider_kwargs(inner, request), **out}
         tools = out.pop("tools", None)
         if tools is not None:
             choice = out.pop("tool_choice", None)
@@ -280,6 +301,7 @@ class RotatingChatModel(BaseChatModel):
         att = self._attempts(messages, kwargs)
         while True:
             lease = await self._alease(att)
+            inner: BaseChatModel | None = None
             try:
                 inner = self._providers.get(self._spec(lease), use_async=True)
                 call = self._call_kwargs(inner, kwargs)
@@ -289,6 +311,9 @@ class RotatingChatModel(BaseChatModel):
                 if delay:
                     await asyncio.sleep(delay)
                 continue
+            finally:
+                if inner is not None:
+                    await self._providers.aafter_call(inner)
             await lease.acomplete(usage_tokens(result.generations))
             annotate_result(result, lease, att.count)
             return result
@@ -339,6 +364,7 @@ class RotatingChatModel(BaseChatModel):
         while True:
             lease = await self._alease(att)
             seen: list[ChatGenerationChunk] = []
+            inner = None
             try:
                 inner = self._providers.get(self._spec(lease), use_async=True)
                 call = self._call_kwargs(inner, kwargs)
@@ -359,6 +385,8 @@ class RotatingChatModel(BaseChatModel):
             finally:
                 if not lease.settled:
                     await lease.acomplete(usage_tokens(seen))
+                if inner is not None:
+                    await self._providers.aafter_call(inner)
             return
 
 

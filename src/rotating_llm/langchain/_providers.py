@@ -7,10 +7,9 @@ built with their own retries off: rotation is the pool's job.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import logging
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,8 +80,14 @@ def openai_model(spec: ProviderSpec) -> BaseChatModel:
     args["stream_usage"] = True
     args.update(spec.model_kwargs)
     args.update(api_key=spec.api_key, max_retries=0)
+    if "http_async_client" not in spec.model_kwargs:
+        import httpx  # openai's transport; a client of our own is closed after each async call
+
+        args["http_async_client"] = httpx.AsyncClient()
     return ChatOpenAI(**args)
 
+
+logger = logging.getLogger("rotating_llm.langchain")
 
 DEFAULT_FACTORIES: dict[str, ProviderFactory] = {"gemini": gemini_model, "openai": openai_model}
 
@@ -90,15 +95,13 @@ DEFAULT_FACTORIES: dict[str, ProviderFactory] = {"gemini": gemini_model, "openai
 class ProviderCache:
     """Provider models per key (and per secret, so a rotated secret gets a new model).
 
-    Async use keeps one set per event loop, since SDK async clients belong to a loop.
+    Async calls get a fresh model each, closed by :meth:`aafter_call`: SDK async clients
+    belong to one event loop and leak their sockets when that loop ends.
     """
 
     def __init__(self, factories: Mapping[str, ProviderFactory]) -> None:
         self.factories = {**DEFAULT_FACTORIES, **{k.lower(): v for k, v in factories.items()}}
         self._sync: dict[tuple[str, ...], BaseChatModel] = {}
-        self._async: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[str, ...], BaseChatModel]
-        ] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -136,13 +139,12 @@ class ProviderCache:
         return model
 
     def get(self, spec: ProviderSpec, *, use_async: bool = False) -> BaseChatModel:
-        """The cached model for ``spec``, built on first use."""
+        """The cached model for ``spec``, built on first use (``use_async``: a new one)."""
+        if use_async:
+            return self._build(spec)
         key = self._cache_key(spec)
         with self._lock:
-            if use_async:
-                table = self._async.setdefault(asyncio.get_running_loop(), {})
-            else:
-                table = self._sync
+            table = self._sync
             found = table.get(key)
             if found is None:
                 stale = [k for k in table if k[0] == spec.key_id and k != key]
@@ -151,8 +153,22 @@ class ProviderCache:
                 found = table[key] = self._build(spec)
             return found
 
+    @staticmethod
+    async def aafter_call(model: BaseChatModel) -> None:
+        """Close the async connections of ``model`` (built for one async call)."""
+        closers = [
+            getattr(getattr(getattr(model, "client", None), "aio", None), "aclose", None),
+            getattr(getattr(model, "http_async_client", None), "aclose", None),
+        ]
+        for aclose in closers:
+            if aclose is None:
+                continue
+            try:
+                await aclose()
+            except Exception:  # closing is best effort; the call itself succeeded or failed
+                logger.debug("could not close the async client of %s", type(model).__name__)
+
     def clear(self) -> None:
         """Forget every cached model."""
         with self._lock:
             self._sync.clear()
-            self._async.clear()
