@@ -28,7 +28,7 @@ class Fault(str, Enum):
     RESET = "reset"
     """Reset the TCP connection without an answer."""
     MALFORMED_JSON = "malformed_json"
-    """``200`` with a truncated JSON body."""
+    """``200`` with a truncated JSON body (streams: one truncated event)."""
     STREAM_CUT = "stream_cut"
     """Reset the connection after ``after_chunks`` stream chunks (non-streaming: no answer)."""
 

@@ -123,6 +123,11 @@ class FakeProvider:
         return f"http://{host}:{self.port}"
 
     @property
+    def gemini_api_base(self) -> str:
+        """LiteLLM ``gemini/...`` models' ``api_base``: :attr:`url` + ``/v1beta``."""
+        return f"{self.url}/v1beta"
+
+    @property
     def openai_url(self) -> str:
         """OpenAI clients' ``base_url``/``api_base``: :attr:`url` + ``/v1``."""
         return f"{self.url}/v1"

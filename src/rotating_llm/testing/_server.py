@@ -168,7 +168,8 @@ class Simulator:
             return _json((_gemini if gem else _openai).bad_request("the body is not a JSON object"))
         rule = self.state.pick_fault(key)
         if rule is not None and rule.fault in ERROR_FAULTS:
-            return await self._fault(request, dialect, key, rule)
+            streaming = streaming if gem else bool(body.get("stream"))
+            return await self._fault(request, dialect, key, rule, streaming)
         if (
             rule is not None
             and rule.fault is Fault.LATENCY
@@ -220,7 +221,7 @@ class Simulator:
         return resp
 
     async def _fault(
-        self, request: web.Request, dialect: str, key: str, rule: FaultRule
+        self, request: web.Request, dialect: str, key: str, rule: FaultRule, streaming: bool
     ) -> web.StreamResponse:
         gem = dialect == "gemini"
         fault = rule.fault
@@ -232,6 +233,12 @@ class Simulator:
             return _json(_gemini.server_error() if gem else _openai.server_error())
         if fault is Fault.OVERLOADED:
             return _json(_gemini.overloaded() if gem else _openai.overloaded())
+        if fault is Fault.MALFORMED_JSON and streaming:
+            return web.Response(
+                status=200,
+                body=b"data: " + _MALFORMED[dialect] + b"\r\n\r\n",
+                content_type="text/event-stream",
+            )
         if fault is Fault.MALFORMED_JSON:
             return web.Response(
                 status=200, body=_MALFORMED[dialect], content_type="application/json"
