@@ -58,7 +58,7 @@ ENV_VARS: dict[str, str] = {
 class Settings(BaseModel):
     """rotating-llm settings. Build with :meth:`from_env`, or directly for tests."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     redis_url: str | None = None
     redis_cluster: bool = False

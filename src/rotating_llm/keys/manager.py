@@ -69,6 +69,7 @@ class KeyManager:
             if key.key_id in self._keys:
                 raise ConfigError(f"duplicate key_id {key.key_id!r}")
             self._keys[key.key_id] = key
+        self._max_tpm = _max_tpm_by_model(self._keys.values())
         self.secret_store = secret_store or get_secret_store(self.settings)
         self.store = FailoverStore(
             open_store(self.settings),
@@ -112,6 +113,7 @@ class KeyManager:
             save_keys_file(self.key_store_path, list(keys.values()))
         with self._lock:
             self._keys = keys
+            self._max_tpm = _max_tpm_by_model(keys.values())
             self.limiter.set_keys(keys.values())
         try:
             self.limiter.register_all()
@@ -146,15 +148,16 @@ class KeyManager:
             )
         if estimated_tokens < 0:
             raise ConfigError(f"estimated_tokens must be >= 0, got {estimated_tokens}")
-        active = [k for k in self._keys.values() if k.active and k.model_name == model]
-        if not active:
+        max_tpm = self._max_tpm.get(model)
+        if max_tpm is None:
             raise ConfigError(f"no active keys for model {model!r}; models: {self.models()}")
-        max_tpm = max(k.tpm for k in active)
         if estimated_tokens > max_tpm:
             raise RequestTooLargeError(model, estimated_tokens, max_tpm)
         return max(estimated_tokens, 1)
 
-    def _exclusions(self, extra: Sequence[str]) -> list[str]:
+    def _exclusions(self, extra: Sequence[str]) -> Sequence[str]:
+        if not self._excluded:
+            return extra
         now = time.monotonic()
         with self._lock:
             for kid in [k for k, until in self._excluded.items() if until <= now]:
@@ -404,6 +407,14 @@ class KeyManager:
         """Close the running loop's async connections, then the rest."""
         await self.store.primary.aclose()
         self.close()
+
+
+def _max_tpm_by_model(keys: Iterable[APIKey]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key in keys:
+        if key.active:
+            out[key.model_name] = max(out.get(key.model_name, 0), key.tpm)
+    return out
 
 
 _default: KeyManager | None = None

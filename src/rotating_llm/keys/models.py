@@ -31,7 +31,9 @@ class APIKey(BaseModel):
         base_url: Endpoint this key belongs to; every face sends its requests there.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        defer_build=True, extra="forbid", frozen=True, str_strip_whitespace=True
+    )
 
     key_id: str
     model_name: str = Field(min_length=1, max_length=200)

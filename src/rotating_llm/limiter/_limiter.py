@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["KeyUsage", "RedisLimiter", "Refusal", "Reservation"]
 
 _US = 1_000_000
-_RPD_TTL = 3 * 86400
 _CANDIDATES = 3
 
 
@@ -157,15 +155,12 @@ class RedisLimiter:
     def _acquire_args(
         self, store: Store, pool: str, est: int, strategy: Strategy, exclude: Sequence[str]
     ) -> list[Any]:
-        return [
-            *self._head(store, pool),
-            est,
-            strategy,
-            random.random(),
-            _CANDIDATES,
-            _RPD_TTL,
-            ",".join(exclude),
-        ]
+        rnd = 0.0
+        if strategy == "weighted":
+            import random  # only the weighted strategy draws
+
+            rnd = random.random()
+        return [*self._head(store, pool), est, strategy, rnd, _CANDIDATES, ",".join(exclude)]
 
     def _parse(
         self, store: Store, pool: str, est: int, raw: list[Any]

@@ -65,6 +65,8 @@ class FailoverStore:
             self._next_probe = time.monotonic() + self.retry_interval
 
     def _mark_up(self) -> None:
+        if self._down_since is None:
+            return
         with self._lock:
             if self._down_since is not None:
                 logger.warning("Redis is back after %.1fs", time.monotonic() - self._down_since)
@@ -82,12 +84,15 @@ class FailoverStore:
         store = self._candidate()
         if store is not None:
             try:
-                with translate_errors(operation, store.description):
-                    result = fn(store)
-            except StoreUnavailableError as exc:
-                self._mark_down(exc)
-                if self.mode != "local":
-                    raise
+                result = fn(store)
+            except Exception as raw:  # translated once, off the hot path
+                try:
+                    with translate_errors(operation, store.description):
+                        raise raw
+                except StoreUnavailableError as exc:
+                    self._mark_down(exc)
+                    if self.mode != "local":
+                        raise
             else:
                 self._mark_up()
                 return result

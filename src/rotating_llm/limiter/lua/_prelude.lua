@@ -28,19 +28,22 @@ end
 
 local function k_rpm(kid) return BASE .. 'rpm:' .. kid end
 local function k_tpm(kid) return BASE .. 'tpm:' .. kid end
-local function k_rpd(kid) return BASE .. 'rpd:' .. kid end
 local function k_cool(kid) return BASE .. 'cooldown:' .. kid end
 local function k_backoff(kid) return BASE .. 'backoff:' .. kid end
 local K_DISABLED = BASE .. 'disabled'
 local K_SEQ = BASE .. 'seq'
+-- Per key: rpm:<kid> zset (reservation id -> instant) and tpm:<kid> hash (reservation id ->
+-- tokens, plus _sum = tokens in window, _day/_n = today's requests). Kept 3 days past use.
+local KEY_TTL = 259200
 
--- Limits of one key: rpm, tpm, rpd (0 = none), weight; nil if the key is not in the pool.
-local function limits(kid)
-  local c = redis.call('HGET', CFG, kid)
+-- Limits from a config string "rpm tpm rpd weight"; nil if the key is not in the pool.
+local function parse_limits(c)
   if not c then return nil end
   local a, b, d, w = string.match(c, '(%S+) (%S+) (%S+) (%S+)')
   return {rpm = tonumber(a), tpm = tonumber(b), rpd = tonumber(d), weight = tonumber(w)}
 end
+
+local function limits(kid) return parse_limits(redis.call('HGET', CFG, kid)) end
 
 -- Drop the reservations that left the sliding window and subtract their tokens.
 local function trim(kid)
@@ -64,10 +67,10 @@ end
 -- Current usage of one key (after trim): requests and tokens in window, requests today.
 local function usage(kid)
   local count = redis.call('ZCARD', k_rpm(kid))
-  local tsum = tonumber(redis.call('HGET', k_tpm(kid), '_sum') or '0')
-  local d = redis.call('HMGET', k_rpd(kid), 'day', 'n')
+  local h = redis.call('HMGET', k_tpm(kid), '_sum', '_day', '_n')
+  local tsum = tonumber(h[1] or '0')
   local today = 0
-  if d[1] and tonumber(d[1]) == DAY_START then today = tonumber(d[2] or '0') end
+  if h[2] and tonumber(h[2]) == DAY_START then today = tonumber(h[3] or '0') end
   return count, tsum, today
 end
 
@@ -116,10 +119,10 @@ local function cooldown_until(kid)
   return nil, nil
 end
 
--- Put the key's score in the availability set: the earliest instant it could admit the
--- smallest request. `touch` (after a reservation) moves an available key to the back of
--- the least-recently-used order; otherwise an available key keeps its place.
-local function rescore(kid, touch)
+-- Score of a key in the availability set: the earliest instant it could admit the
+-- smallest request (every cooldown raises it, so a score <= now means no cooldown).
+-- An available key keeps its place in the least-recently-used order.
+local function rescore(kid)
   if redis.call('HEXISTS', K_DISABLED, kid) == 1 then
     redis.call('ZREM', AVAIL, kid)
     return
@@ -133,14 +136,8 @@ local function rescore(kid, touch)
   if at == INF then at = NOW + 86400000000 end
   if at <= NOW then
     local cur = tonumber(redis.call('ZSCORE', AVAIL, kid))
-    if touch or cur == nil or cur > NOW then redis.call('ZADD', AVAIL, NOW, kid) end
+    if cur == nil or cur > NOW then redis.call('ZADD', AVAIL, NOW, kid) end
   else
     redis.call('ZADD', AVAIL, at, kid)
   end
-end
-
-local function expire_window_keys(kid)
-  local ms = math.floor(WINDOW / 1000) * 2 + 1000
-  redis.call('PEXPIRE', k_rpm(kid), ms)
-  redis.call('PEXPIRE', k_tpm(kid), ms)
 end

@@ -24,7 +24,7 @@ if action == 'cooldown' or action == 'daily' then
   if cur == nil or cur < ms then
     redis.call('SET', k_cool(kid), ARGV[6], 'PX', ms)
   end
-  if redis.call('ZSCORE', AVAIL, kid) then rescore(kid, false) end
+  if redis.call('ZSCORE', AVAIL, kid) then rescore(kid) end
   return ms
 elseif action == 'clear' then
   redis.call('DEL', k_cool(kid), k_backoff(kid))
@@ -39,6 +39,6 @@ else
 end
 if redis.call('HEXISTS', CFG, kid) == 1 then
   trim(kid)
-  rescore(kid, false)
+  rescore(kid)
 end
 return 0

@@ -26,6 +26,6 @@ if mode == 'replace' then
 end
 for kid, _ in pairs(seen) do
   trim(kid)
-  rescore(kid, false)
+  rescore(kid)
 end
 return (#ARGV - 3) / 2

@@ -7,32 +7,32 @@
 -- Returns the token delta applied (0 if the reservation already left the window).
 local kid, resid, action = ARGV[3], ARGV[4], ARGV[5]
 trim(kid)
-local hk = k_tpm(kid)
-local old = redis.call('HGET', hk, resid)
+local hk, zk = k_tpm(kid), k_rpm(kid)
+local h = redis.call('HMGET', hk, resid, '_sum', '_day', '_n')
+local old = tonumber(h[1])
 local delta = 0
 if action == 'complete' then
   if old then
     local actual = tonumber(ARGV[6])
-    delta = actual - tonumber(old)
-    redis.call('HSET', hk, resid, actual)
-    if delta ~= 0 then redis.call('HINCRBY', hk, '_sum', delta) end
-    local zk = k_rpm(kid)
-    local at = tonumber(redis.call('ZSCORE', zk, resid))
-    if at and at < NOW then redis.call('ZADD', zk, NOW, resid) end
+    delta = actual - old
+    redis.call('HSET', hk, resid, actual, '_sum', tonumber(h[2] or '0') + delta)
+    redis.call('ZADD', zk, 'XX', 'GT', NOW, resid)
   end
 elseif action == 'release' then
-  if redis.call('ZREM', k_rpm(kid), resid) == 1 then
-    delta = -tonumber(old or '0')
+  if redis.call('ZREM', zk, resid) == 1 then
+    delta = -(old or 0)
     redis.call('HDEL', hk, resid)
-    if delta ~= 0 then redis.call('HINCRBY', hk, '_sum', delta) end
+    redis.call('HSET', hk, '_sum', tonumber(h[2] or '0') + delta)
   end
-  local rk = k_rpd(kid)
-  local d = redis.call('HMGET', rk, 'day', 'n')
-  if d[1] and tonumber(d[1]) == tonumber(ARGV[6]) and tonumber(d[2] or '0') > 0 then
-    redis.call('HINCRBY', rk, 'n', -1)
+  if h[3] and tonumber(h[3]) == tonumber(ARGV[6]) and tonumber(h[4] or '0') > 0 then
+    redis.call('HINCRBY', hk, '_n', -1)
   end
 else
   return redis.error_reply('unknown settle action ' .. tostring(action))
 end
-if redis.call('ZSCORE', AVAIL, kid) then rescore(kid, false) end
+-- only freed capacity can make a waiting key available earlier
+if delta < 0 or action == 'release' then
+  local sc = tonumber(redis.call('ZSCORE', AVAIL, kid))
+  if sc and sc > NOW then rescore(kid) end
+end
 return delta
