@@ -291,6 +291,11 @@ class FakeProvider:
         raw: dict[str, dict[str, Any]] = self._call("stats")
         return {fp: KeyStats.from_dict(_strip(data)) for fp, data in raw.items()}
 
+    def server_stats(self) -> dict[str, int]:
+        """Model requests ``handled``, ``in_flight`` now, and ``peak_in_flight``."""
+        result: dict[str, int] = self._call("server_stats")
+        return result
+
     def key_stats(self, key: str) -> KeyStats:
         """Counters of one key, looked up by the full key."""
         return KeyStats.from_dict(_strip(self._call("key_stats", key=key)))
@@ -306,7 +311,7 @@ class FakeProvider:
         return fingerprint(key)
 
     def reset_stats(self) -> None:
-        """Zero every counter (quota windows are kept)."""
+        """Zero every counter and the concurrency peak (quota windows are kept)."""
         self._call("reset_stats")
 
     def reset(self) -> None:

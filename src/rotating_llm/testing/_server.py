@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["Simulator", "open_site"]
 
 Answer = tuple[int, Any, dict[str, str]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _DEFAULT_HANG = 300.0
 _MALFORMED = {
     "gemini": b'{"candidates": [{"content": {"parts": [{"text": "You sa',
@@ -64,15 +66,25 @@ class Simulator:
     def app(self) -> web.Application:
         """Build the aiohttp application."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/{version}/models/{tail:.+}", self.gemini)
-        app.router.add_post("/v1/chat/completions", self.openai)
-        app.router.add_post("/chat/completions", self.openai)
+        app.router.add_post("/{version}/models/{tail:.+}", self._counted(self.gemini))
+        app.router.add_post("/v1/chat/completions", self._counted(self.openai))
+        app.router.add_post("/chat/completions", self._counted(self.openai))
         app.router.add_get("/_fake/health", self.health)
         app.router.add_get("/_fake/stats", self.stats)
         app.router.add_post("/_fake/reset", self.reset)
         app.router.add_post("/_fake/reset_stats", self.reset_stats)
         app.router.add_post("/_fake/control", self.control)
         return app
+
+    def _counted(self, handler: Handler) -> Handler:
+        async def counted(request: web.Request) -> web.StreamResponse:
+            self.state.enter()
+            try:
+                return await handler(request)
+            finally:
+                self.state.leave()
+
+        return counted
 
     # -- admin --------------------------------------------------------------
 
@@ -82,7 +94,7 @@ class Simulator:
 
     async def stats(self, request: web.Request) -> web.Response:
         """``GET /_fake/stats``: counters per key fingerprint."""
-        return web.json_response({"keys": self.state.stats()})
+        return web.json_response({"keys": self.state.stats(), "server": self.state.server_stats()})
 
     async def reset(self, request: web.Request) -> web.Response:
         """``POST /_fake/reset``: forget counters, windows, faults and key states."""
@@ -109,11 +121,11 @@ class Simulator:
         """``POST /{v1,v1beta}/models/{model}:{method}`` (generate, stream, countTokens)."""
         model, _, method = request.match_info["tail"].rpartition(":")
         model = model.removeprefix("models/")
-        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        key = (request.headers.get("x-goog-api-key") or request.query.get("key") or "").strip()
         if method not in ("generateContent", "streamGenerateContent", "countTokens"):
             return _json(_gemini.not_found(model))
         problem = self.state.key_problem(key)
-        if problem == "missing" or key is None:
+        if problem == "missing":
             return _json(_gemini.missing_key())
         if method == "countTokens":
             if problem is not None:

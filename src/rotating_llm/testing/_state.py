@@ -32,6 +32,7 @@ CONTROL_OPS = frozenset(
         "clear_faults",
         "faults",
         "stats",
+        "server_stats",
         "key_stats",
         "reset_stats",
         "reset",
@@ -80,8 +81,32 @@ class State:
         self._windows = Windows(window, day_window)
         self._faults = FaultBook()
         self._stats: dict[str, KeyStats] = {}
+        self._in_flight = 0
+        self._peak_in_flight = 0
+        self._handled = 0
 
     # -- request path -------------------------------------------------------
+
+    def enter(self) -> None:
+        """Count a model request starting (for the concurrency gauge)."""
+        with self._lock:
+            self._in_flight += 1
+            self._handled += 1
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+
+    def leave(self) -> None:
+        """Count a model request finishing."""
+        with self._lock:
+            self._in_flight -= 1
+
+    def server_stats(self) -> dict[str, int]:
+        """Requests handled, in flight now, and the most ever in flight at once."""
+        with self._lock:
+            return {
+                "handled": self._handled,
+                "in_flight": self._in_flight,
+                "peak_in_flight": self._peak_in_flight,
+            }
 
     def key_problem(self, key: str | None) -> KeyProblem | None:
         """Say what is wrong with a request's key, if anything."""
@@ -229,6 +254,8 @@ class State:
         """Zero every counter (quota windows are kept)."""
         with self._lock:
             self._stats.clear()
+            self._handled = 0
+            self._peak_in_flight = self._in_flight
 
     def reset(self) -> None:
         """Forget counters, quota windows, fault rules, overrides, revocations."""
@@ -239,6 +266,8 @@ class State:
             self._overrides.clear()
             self._revoked.clear()
             self._suspended.clear()
+            self._handled = 0
+            self._peak_in_flight = self._in_flight
 
 
 def _check_key_arg(key: object) -> None:
