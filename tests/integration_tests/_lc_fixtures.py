@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,3 +135,13 @@ def pool(
     finally:
         if own:
             fp.stop()
+
+
+@asynccontextmanager
+async def apool(n: int = 3, **kw: Any) -> AsyncIterator[Pool]:
+    """:func:`pool` for async tests: also closes the running loop's Redis connections."""
+    with pool(n, **kw) as p:
+        try:
+            yield p
+        finally:
+            await p.manager.store.primary.aclose()

@@ -6,12 +6,32 @@ Three Gemini keys per pool, on the real Redis; ``model=`` overrides pick another
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _lc_fixtures import AIOHTTP_INHERITANCE, FLASH, GPT, PRO, make_keys, make_manager, secrets_for
+
+try:  # tests/*/ are packages (same basenames in unit_tests and integration_tests)
+    from ._lc_fixtures import (
+        AIOHTTP_INHERITANCE,
+        FLASH,
+        GPT,
+        PRO,
+        make_keys,
+        make_manager,
+        secrets_for,
+    )
+except ImportError:  # rootdir-less layout: this directory is on sys.path
+    from _lc_fixtures import (
+        AIOHTTP_INHERITANCE,
+        FLASH,
+        GPT,
+        PRO,
+        make_keys,
+        make_manager,
+        secrets_for,
+    )  # type: ignore[no-redef]
 from langchain_core.language_models import BaseChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
@@ -45,6 +65,13 @@ def _running_provider() -> Iterator[FakeProvider]:
         _STATE["manager"] = make_manager(keys, secrets, max_wait=5)
         yield _PROVIDER
         _STATE["manager"].close()
+
+
+@pytest.fixture(autouse=True)
+async def _close_async_redis() -> AsyncIterator[None]:
+    """Close this test loop's Redis connections of the shared manager when it ends."""
+    yield
+    await _STATE["manager"].store.primary.aclose()
 
 
 class TestRotatingChatModelOnFakeProvider(ChatModelIntegrationTests):
