@@ -213,6 +213,8 @@ class Simulator:
     ) -> web.StreamResponse:
         if dialect == "gemini":
             events = _gemini.stream(plan)
+            if request.query.get("alt") != "sse" and cut is None:  # a JSON array, like the API
+                return _json((200, events, {}))
             lines = [f"data: {json.dumps(e, ensure_ascii=False)}\r\n\r\n" for e in events]
         else:
             options = body.get("stream_options")
