@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
-
-from conftest import make_keys
 from _limiter_workers import burst_until_refused, keep_acquiring
 from _windows import by_key, max_in_any_window
+
+from conftest import make_keys
 from rotating_llm import AllKeysExhaustedError
 
 pytestmark = pytest.mark.redis

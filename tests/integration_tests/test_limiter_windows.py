@@ -6,9 +6,9 @@ import time
 
 import pytest
 import redis
+from _windows import by_key, max_in_any_window
 
 from conftest import make_keys
-from _windows import by_key, max_in_any_window
 from rotating_llm import AllKeysExhaustedError, RequestTooLargeError
 
 pytestmark = pytest.mark.redis

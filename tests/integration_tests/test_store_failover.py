@@ -6,9 +6,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from _redis_server import RedisProcess
 
 from conftest import make_keys, secrets_for
-from _redis_server import RedisProcess
 from rotating_llm import KeyManager, Settings, StoreUnavailableError
 from rotating_llm.secrets import EnvSecretStore
 
