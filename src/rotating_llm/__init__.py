@@ -29,7 +29,7 @@ from rotating_llm.keys import (
     get_redis_limiter,
     load_keys_file,
 )
-from rotating_llm.limiter import RedisLimiter
+from rotating_llm.limiter import RateLimitDecision, RedisLimiter, UserRateLimiter, get_rate_limiter
 from rotating_llm.secrets import SecretStore, get_secret_store, test_secret_access
 
 __version__ = "0.1.0"
@@ -45,6 +45,7 @@ __all__ = [
     "KeyNotFoundError",
     "Lease",
     "LeaseError",
+    "RateLimitDecision",
     "RedisLimiter",
     "RequestTooLargeError",
     "RotatingLLMError",
@@ -53,7 +54,9 @@ __all__ = [
     "Settings",
     "StoreError",
     "StoreUnavailableError",
+    "UserRateLimiter",
     "get_key_manager",
+    "get_rate_limiter",
     "get_redis_limiter",
     "get_secret_store",
     "load_keys_file",

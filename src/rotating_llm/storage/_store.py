@@ -24,7 +24,7 @@ logger = logging.getLogger("rotating_llm.storage")
 
 StoreKind = Literal["redis", "cluster", "embedded"]
 
-_SCRIPT_NAMES = ("acquire", "settle", "health", "register", "status")
+_STANDALONE = frozenset({"user_limit"})  # scripts without the pool prelude
 _script_cache: dict[str, str] = {}
 _warned_embedded = False
 _warn_lock = threading.Lock()
@@ -34,9 +34,12 @@ def load_script(name: str) -> str:
     """The Lua source of script ``name``: the shared prelude followed by the script."""
     if name not in _script_cache:
         pkg = resources.files("rotating_llm.limiter") / "lua"
-        prelude = (pkg / "_prelude.lua").read_text(encoding="utf-8")
         body = (pkg / f"{name}.lua").read_text(encoding="utf-8")
-        _script_cache[name] = prelude + "\n" + body
+        if name in _STANDALONE:
+            _script_cache[name] = body
+        else:
+            prelude = (pkg / "_prelude.lua").read_text(encoding="utf-8")
+            _script_cache[name] = prelude + "\n" + body
     return _script_cache[name]
 
 
