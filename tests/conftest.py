@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+
+# Test helper modules (_windows, _servers, ...) are imported by name, here and in spawned
+# worker processes (which inherit sys.path); pytest runs with --import-mode=importlib so
+# that tests/unit_tests/test_standard.py and tests/integration_tests/test_standard.py coexist.
+_TESTS = Path(__file__).resolve().parent
+for _p in (_TESTS.parent, _TESTS, _TESTS / "integration_tests", _TESTS / "unit_tests"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 from rotating_llm import APIKey, KeyManager, Settings
 from rotating_llm.keys.manager import _reset_default
@@ -41,7 +51,7 @@ def redis_url() -> Iterator[str]:
     if _answers(DEFAULT_REDIS_URL):
         yield DEFAULT_REDIS_URL
         return
-    from integration_tests._redis_server import RedisProcess
+    from _redis_server import RedisProcess
 
     server = RedisProcess()
     server.start()
