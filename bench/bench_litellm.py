@@ -28,6 +28,7 @@ from typing import Any
 
 SCENARIOS = {
     "rotating_llm": {"routing": "plugin"},
+    "rotating_llm_proxy_callback": {"routing": "filter"},
     "usage-based-routing-v2": {"routing_strategy": "usage-based-routing-v2"},
     "usage-based-routing-v2+enforce_model_rate_limits": {
         "routing_strategy": "usage-based-routing-v2",
@@ -57,22 +58,27 @@ def worker(spec: dict[str, Any], barrier: Any, out: Any) -> None:
     from litellm import Router
 
     scenario = dict(SCENARIOS[spec["scenario"]])
-    plugin = scenario.pop("routing", None) == "plugin"
+    routing = scenario.pop("routing", None)
     kwargs: dict[str, Any] = {"model_list": spec["model_list"], "num_retries": 0, **scenario}
-    if not plugin:
+    if routing is None:
         kwargs["redis_url"] = spec["redis_url"]  # LiteLLM's own way to share usage
     router = Router(**kwargs)
-    installed = None
-    if plugin:
+    installed: Any = None
+    ours = {
+        "redis_url": spec["redis_url"],
+        "key_prefix": spec["prefix"],
+        "window_seconds": spec["window"],
+        "max_wait": 0,
+    }
+    if routing == "plugin":
         from rotating_llm.litellm import install
 
-        installed = install(
-            router,
-            redis_url=spec["redis_url"],
-            key_prefix=spec["prefix"],
-            window_seconds=spec["window"],
-            max_wait=0,
-        )
+        installed = install(router, **ours)
+    elif routing == "filter":
+        from rotating_llm.litellm import RotatingFilter
+
+        installed = RotatingFilter(**ours)
+        installed.register()
 
     async def main() -> Counter[str]:
         async def one(i: int) -> str:
@@ -98,8 +104,9 @@ def worker(spec: dict[str, Any], barrier: Any, out: Any) -> None:
         else:
             counts = Counter(await asyncio.gather(*(one(i) for i in range(n))))
         if installed is not None:
+            settler = installed if routing == "filter" else installed.settler
             deadline = time.monotonic() + 10
-            while installed.settler.pending and time.monotonic() < deadline:
+            while settler.pending and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await installed.aclose()
         return counts

@@ -94,7 +94,19 @@ def _build_router(job: dict[str, Any]) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"model_list": job["model_list"], "num_retries": job.get("retries", 0)}
     kwargs.update(job.get("router_kwargs") or {})
     router = Router(**kwargs)
-    if job.get("routing", "plugin") != "plugin":
+    routing = job.get("routing", "plugin")
+    if routing == "filter":  # the proxy's way: a callback from litellm_settings.callbacks
+        from rotating_llm.litellm import RotatingFilter
+
+        flt = RotatingFilter(
+            redis_url=job["redis_url"],
+            key_prefix=job["prefix"],
+            window_seconds=job["window"],
+            max_wait=job.get("max_wait", 0.0),
+        )
+        flt.register()
+        return router, _FilterHandle(flt)
+    if routing != "plugin":
         return router, None
     from rotating_llm.litellm import install
 
@@ -107,6 +119,16 @@ def _build_router(job: dict[str, Any]) -> tuple[Any, Any]:
         **dict(job.get("install_kwargs") or {}),
     )
     return router, installed
+
+
+class _FilterHandle:
+    """A ``RotatingFilter`` seen through the same attributes as ``install``'s result."""
+
+    def __init__(self, flt: Any) -> None:
+        self.settler = flt
+        self.manager = flt.manager
+        self.close = flt.close
+        self.aclose = flt.aclose
 
 
 def run_job(job: dict[str, Any], barrier: Barrier | None) -> dict[str, Any]:
@@ -238,7 +260,7 @@ class RouterWorkers:
             with contextlib.suppress(OSError):
                 conn.send(None)
         for proc in self._procs:
-            proc.join(10)
+            proc.join(3)  # LiteLLM's logging threads may keep a worker up: not worth waiting for
             if proc.is_alive():
                 proc.terminate()
                 proc.join(5)

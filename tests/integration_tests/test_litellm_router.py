@@ -190,3 +190,22 @@ def test_a_stream_cut_settles_its_lease(
     assert result["outcomes"] == {"APIConnectionError": 1, "ok": 1}
     assert result["settled"] == {"fail:server": 1, "complete": 1}
     assert result["open_leases"] == 0
+
+
+@pytest.mark.parametrize("mode", ["async", "stream"])
+def test_the_proxy_callback_alone_serves_exactly_the_pool_capacity(
+    workers: RouterWorkers, fp: FakeProvider, redis_url: str, prefix: str, mode: str
+) -> None:
+    """``RotatingFilter`` as the proxy loads it: LiteLLM keeps its own strategy."""
+    keys = _keys(3)
+    model_list = [deployment(f"dep-{i}", k, fp.openai_url, rpm=RPM) for i, k in enumerate(keys)]
+    job = _job(redis_url, prefix, model_list, mode=mode, requests=8, routing="filter")
+    results = workers.run([job] * 4)
+
+    assert _rate_limited(fp) == 0
+    assert _served(fp) == 3 * RPM
+    assert _total(results, "ok") == 3 * RPM
+    assert _total(results, "PoolExhaustedError") == 4 * 8 - 3 * RPM
+    for r in results:
+        assert r["open_leases"] == 0
+        assert r["settled"].get("complete", 0) == r["outcomes"].get("ok", 0)

@@ -14,6 +14,7 @@ from rotating_llm.litellm._book import TOKEN_FIELD, LeaseBook
 from rotating_llm.litellm._callback import LeaseSettler
 from rotating_llm.litellm._errors import PoolExhaustedError, PoolRequestTooLargeError
 from rotating_llm.litellm._failures import Failure, classify, retry_after_of, usage_tokens
+from rotating_llm.litellm._filter import RotatingFilter
 from rotating_llm.litellm._install import Installed, install, uninstall
 from rotating_llm.litellm._keys import (
     PLACEHOLDER_SECRET,
@@ -36,6 +37,7 @@ __all__ = [
     "LeaseSettler",
     "PoolExhaustedError",
     "PoolRequestTooLargeError",
+    "RotatingFilter",
     "RotatingStrategy",
     "classify",
     "deployment_key",

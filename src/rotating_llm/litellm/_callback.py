@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
 from rotating_llm.litellm._book import TOKEN_FIELD, LeaseBook, metadata_of
@@ -19,6 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["LeaseSettler"]
 
 logger = logging.getLogger("rotating_llm.litellm")
+
+_CALLBACK_LISTS = (
+    "callbacks",
+    "success_callback",
+    "failure_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+)
 
 
 def _deployment_of(kwargs: Mapping[str, Any], metadata: Mapping[str, Any]) -> str | None:
@@ -61,6 +70,22 @@ class LeaseSettler(CustomLogger):
 
     def __repr__(self) -> str:
         return f"LeaseSettler(open_leases={len(self.book)}, settled={self.settled})"
+
+    def register(self) -> None:
+        """Add this callback to ``litellm.callbacks`` (once)."""
+        manager = getattr(litellm, "logging_callback_manager", None)
+        if manager is not None and hasattr(manager, "add_litellm_callback"):
+            manager.add_litellm_callback(self)
+        elif self not in litellm.callbacks:
+            litellm.callbacks.append(self)
+
+    def unregister(self) -> None:
+        """Remove this callback from every LiteLLM callback list."""
+        for name in _CALLBACK_LISTS:
+            found = getattr(litellm, name, None)
+            if isinstance(found, list):
+                while self in found:
+                    found.remove(self)
 
     def _take(self, kwargs: Any) -> Lease | None:
         if not isinstance(kwargs, Mapping):

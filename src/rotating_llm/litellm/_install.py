@@ -6,8 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import litellm
-
 from rotating_llm.config import Settings, Strategy
 from rotating_llm.keys.loader import load_keys_file
 from rotating_llm.keys.manager import KeyManager
@@ -38,16 +36,25 @@ class Installed(RotatingStrategy):
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`: also closes the running loop's connections."""
-        _unregister_callback(self)
+        self.settler.unregister()
         await self.manager.aclose()
 
 
-def _register_callback(settler: LeaseSettler) -> None:
-    manager = getattr(litellm, "logging_callback_manager", None)
-    if manager is not None and hasattr(manager, "add_litellm_callback"):
-        manager.add_litellm_callback(settler)
-    elif settler not in litellm.callbacks:
-        litellm.callbacks.append(settler)
+def new_manager(settings: Settings | None = None, **overrides: Any) -> KeyManager:
+    """A key manager for LiteLLM deployments: ``settings`` (default: the environment)
+    with the non-``None`` ``overrides``, and a secret store that holds no secret."""
+    base = settings or Settings.from_env()
+    merged = base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    return KeyManager(
+        [],
+        settings=Settings.model_validate(merged.model_dump()),
+        secret_store=DeploymentSecretStore(),
+    )
+
+
+def keys_from_file(path: str | Path | None) -> dict[str, APIKey]:
+    """Keys-file entries by key id (empty without a file)."""
+    return {k.key_id: k for k in load_keys_file(path)} if path is not None else {}
 
 
 def _register_strategy(router: Any, strategy: RotatingStrategy) -> str:
@@ -99,20 +106,15 @@ def install(
     Returns:
         The installed strategy; ``close()`` (or :func:`uninstall`) removes the callback.
     """
-    base = settings or Settings.from_env()
-    overrides = {
-        "redis_url": redis_url,
-        "key_prefix": key_prefix,
-        "window_seconds": window_seconds,
-        "max_wait": max_wait,
-        "strategy": strategy,
-    }
-    merged = base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    settings = Settings.model_validate(merged.model_dump())
-    file_keys: dict[str, APIKey] = (
-        {k.key_id: k for k in load_keys_file(keys_file)} if keys_file is not None else {}
+    manager = new_manager(
+        settings,
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        window_seconds=window_seconds,
+        max_wait=max_wait,
+        strategy=strategy,
     )
-    manager = KeyManager([], settings=settings, secret_store=DeploymentSecretStore())
+    file_keys = keys_from_file(keys_file)
     book = LeaseBook(lease_ttl)
     installed = Installed(
         router,
@@ -129,7 +131,7 @@ def install(
     for pool, deps in pools.items():
         installed.sync(pool, deps)
     installed.settler = LeaseSettler(book, tpm_counts)
-    _register_callback(installed.settler)
+    installed.settler.register()
     how = _register_strategy(router, installed)
     logger.info("rotating-llm routes %d model group(s) via %s", len(pools), how)
     return installed
@@ -140,20 +142,5 @@ def uninstall(installed: Installed) -> None:
 
     The router keeps the strategy object until its routing strategy is changed.
     """
-    _unregister_callback(installed)
+    installed.settler.unregister()
     installed.manager.close()
-
-
-def _unregister_callback(installed: Installed) -> None:
-    settler = getattr(installed, "settler", None)
-    for name in (
-        "callbacks",
-        "success_callback",
-        "failure_callback",
-        "_async_success_callback",
-        "_async_failure_callback",
-    ):
-        lst = getattr(litellm, name, None)
-        if isinstance(lst, list):
-            while settler in lst:
-                lst.remove(settler)
