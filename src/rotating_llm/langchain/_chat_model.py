@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -25,8 +24,10 @@ from rotating_llm.langchain._errors import classify
 from rotating_llm.langchain._providers import ProviderCache, ProviderFactory, ProviderSpec
 from rotating_llm.langchain._rotation import (
     Attempts,
+    achunks,
     annotate,
     annotate_result,
+    chunks,
     estimate_tokens,
     usage_tokens,
 )
@@ -333,7 +334,7 @@ class RotatingChatModel(BaseChatModel):
             try:
                 inner = self._providers.get(self._spec(lease))
                 call = self._call_kwargs(inner, kwargs)
-                for chunk in _chunks(inner, messages, stop, call):
+                for chunk in chunks(inner, messages, stop, call):
                     if not seen:
                         annotate(chunk.message, lease, att.count)
                     seen.append(chunk)
@@ -368,7 +369,7 @@ class RotatingChatModel(BaseChatModel):
             try:
                 inner = self._providers.get(self._spec(lease), use_async=True)
                 call = self._call_kwargs(inner, kwargs)
-                async for chunk in _achunks(inner, messages, stop, call):
+                async for chunk in achunks(inner, messages, stop, call):
                     if not seen:
                         annotate(chunk.message, lease, att.count)
                     seen.append(chunk)
@@ -388,42 +389,3 @@ class RotatingChatModel(BaseChatModel):
                 if inner is not None:
                     await self._providers.aafter_call(inner)
             return
-
-
-def _streams(inner: BaseChatModel) -> bool:
-    return type(inner)._stream is not BaseChatModel._stream
-
-
-def _chunks(
-    inner: BaseChatModel, messages: list[BaseMessage], stop: list[str] | None, call: dict[str, Any]
-) -> Iterator[ChatGenerationChunk]:
-    if _streams(inner):
-        yield from inner._stream(messages, stop=stop, **call)
-        return
-    result = inner._generate(messages, stop=stop, **call)
-    for gen in result.generations:
-        yield _as_chunk(gen.message)
-
-
-async def _achunks(
-    inner: BaseChatModel, messages: list[BaseMessage], stop: list[str] | None, call: dict[str, Any]
-) -> AsyncIterator[ChatGenerationChunk]:
-    if _streams(inner) or type(inner)._astream is not BaseChatModel._astream:
-        async for chunk in inner._astream(messages, stop=stop, **call):
-            yield chunk
-        return
-    result = await inner._agenerate(messages, stop=stop, **call)
-    for gen in result.generations:
-        yield _as_chunk(gen.message)
-
-
-def _as_chunk(message: BaseMessage) -> ChatGenerationChunk:
-    data = message.model_dump(exclude={"type"})
-    if isinstance(message, AIMessage):
-        data["tool_call_chunks"] = [
-            {"name": tc["name"], "args": json.dumps(tc["args"]), "id": tc["id"]}
-            for tc in message.tool_calls
-        ]
-        data.pop("tool_calls", None)
-        data.pop("invalid_tool_calls", None)
-    return ChatGenerationChunk(message=AIMessageChunk(**data))

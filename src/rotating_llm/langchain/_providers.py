@@ -127,9 +127,10 @@ class ProviderCache:
         except ConfigError:
             raise
         except Exception as exc:
+            detail = str(exc).replace(spec.api_key.get_secret_value(), "***")
             raise ConfigError(
                 f"cannot build the {spec.provider!r} chat model for key {spec.key_id!r}: "
-                f"{type(exc).__name__}"
+                f"{type(exc).__name__}: {detail}"
             ) from exc
         if not isinstance(model, BaseChatModel):
             raise ConfigError(

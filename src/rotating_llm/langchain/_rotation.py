@@ -13,11 +13,13 @@ import logging
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
 
 from rotating_llm.errors import AllKeysExhaustedError
 from rotating_llm.keys import FailureKind, Lease
@@ -29,9 +31,9 @@ from rotating_llm.langchain._errors import (
 )
 
 if TYPE_CHECKING:
-    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+    from langchain_core.outputs import ChatGeneration, ChatResult
 
-__all__ = ["Attempts", "estimate_tokens", "usage_tokens"]
+__all__ = ["Attempts", "achunks", "chunks", "estimate_tokens", "usage_tokens"]
 
 logger = logging.getLogger("rotating_llm.langchain")
 
@@ -204,3 +206,42 @@ class Attempts:
             attempts=self.count,
             secret=lease.api_key,
         )
+
+
+def _streams(inner: BaseChatModel) -> bool:
+    return type(inner)._stream is not BaseChatModel._stream
+
+
+def chunks(
+    inner: BaseChatModel, messages: list[BaseMessage], stop: list[str] | None, call: dict[str, Any]
+) -> Iterator[ChatGenerationChunk]:
+    if _streams(inner):
+        yield from inner._stream(messages, stop=stop, **call)
+        return
+    result = inner._generate(messages, stop=stop, **call)
+    for gen in result.generations:
+        yield _as_chunk(gen.message)
+
+
+async def achunks(
+    inner: BaseChatModel, messages: list[BaseMessage], stop: list[str] | None, call: dict[str, Any]
+) -> AsyncIterator[ChatGenerationChunk]:
+    if _streams(inner) or type(inner)._astream is not BaseChatModel._astream:
+        async for chunk in inner._astream(messages, stop=stop, **call):
+            yield chunk
+        return
+    result = await inner._agenerate(messages, stop=stop, **call)
+    for gen in result.generations:
+        yield _as_chunk(gen.message)
+
+
+def _as_chunk(message: BaseMessage) -> ChatGenerationChunk:
+    data = message.model_dump(exclude={"type"})
+    if isinstance(message, AIMessage):
+        data["tool_call_chunks"] = [
+            {"name": tc["name"], "args": json.dumps(tc["args"]), "id": tc["id"]}
+            for tc in message.tool_calls
+        ]
+        data.pop("tool_calls", None)
+        data.pop("invalid_tool_calls", None)
+    return ChatGenerationChunk(message=AIMessageChunk(**data))
