@@ -7,7 +7,8 @@ fires ``--requests`` requests at once, without retries. Output (JSON on stdout),
 scenario: the pool's capacity, what the routers sent to the provider (admitted), what
 the provider served, its 429s, and what the routers refused themselves. With
 ``--straddle-minute`` half of each burst goes just before a clock minute ends and half
-just after: fixed clock-minute counters admit up to twice the limit there.
+``--straddle-gap`` seconds after it (past LiteLLM's default 5 s cooldowns): fixed
+clock-minute counters admit up to twice the limit there.
 
     python bench/bench_litellm.py --processes 4 --deployments 3 --rpm 10 --requests 30
 """
@@ -98,7 +99,7 @@ def worker(spec: dict[str, Any], barrier: Any, out: Any) -> None:
                 boundary += 60
             await asyncio.to_thread(_sleep_until, boundary - 1.5)
             first = await asyncio.gather(*(one(i) for i in range(n // 2)))
-            await asyncio.to_thread(_sleep_until, boundary + 0.5)
+            await asyncio.to_thread(_sleep_until, boundary + spec["straddle_gap"])
             second = await asyncio.gather(*(one(i) for i in range(n // 2, n)))
             counts = Counter(first + second)
         else:
@@ -140,6 +141,7 @@ def run_scenario(name: str, args: argparse.Namespace, redis_url: str) -> dict[st
             "window": args.window,
             "requests": args.requests,
             "straddle": args.straddle_minute,
+            "straddle_gap": args.straddle_gap,
         }
         ctx = multiprocessing.get_context("spawn")
         barrier = ctx.Barrier(args.processes)
@@ -190,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fire half of each burst just before a clock minute ends and half just after",
     )
+    parser.add_argument(
+        "--straddle-gap",
+        type=float,
+        default=6.0,
+        help="seconds after the minute for the second half (past LiteLLM's 5 s cooldowns)",
+    )
     args = parser.parse_args(argv)
     results = [run_scenario(name, args, args.redis_url) for name in args.scenario or SCENARIOS]
     json.dump(
@@ -200,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             "rpm_per_deployment": args.rpm,
             "window_seconds": args.window,
             "straddle_minute": args.straddle_minute,
+            "straddle_gap_seconds": args.straddle_gap if args.straddle_minute else None,
             "results": results,
         },
         sys.stdout,

@@ -25,6 +25,7 @@ from rotating_llm.litellm import (
     LeaseBook,
     PoolExhaustedError,
     PoolRequestTooLargeError,
+    RotatingFilter,
     classify,
     deployment_key,
     estimate_tokens,
@@ -38,9 +39,7 @@ from rotating_llm.litellm._book import stamp
 SECRET = f"sk-unit-{uuid.uuid4().hex}"
 
 # LiteLLM's own types make pydantic warn once about a ReadOnly TypedDict item: not ours.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Item.*on TypedDict class.*ReadOnly:UserWarning"
-)
+pytestmark = pytest.mark.filterwarnings("ignore:Item.*on TypedDict class.*ReadOnly:UserWarning")
 
 
 def _response(
@@ -364,3 +363,35 @@ def test_no_secret_in_reprs_leases_or_errors(installed: Any) -> None:
         str(info.value),
     ):
         assert SECRET not in text
+
+
+# -- the proxy's callback ----------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_the_filter_narrows_to_one_reserved_deployment(redis_url: str, prefix: str) -> None:
+    flt = RotatingFilter(redis_url=redis_url, key_prefix=prefix, window_seconds=30, max_wait=0)
+    deps = [_dep(f"d{i}", rpm=2) for i in range(2)]
+    only_d1 = deps[1:]  # d0 filtered out before us, e.g. by LiteLLM's cooldown
+    try:
+        picked = []
+        for healthy in (only_d1, only_d1, deps, deps):
+            kwargs: dict[str, Any] = {"metadata": {}}
+            kept = await flt.async_filter_deployments("pool", healthy, None, request_kwargs=kwargs)
+            assert len(kept) == 1
+            picked.append(kept[0]["model_info"]["id"])
+            event = {
+                "litellm_params": {
+                    "metadata": {**kwargs["metadata"], "model_info": kept[0]["model_info"]}
+                }
+            }
+            await flt.async_log_success_event(event, None, None, None)
+        assert picked == ["d1", "d1", "d0", "d0"]
+        with pytest.raises(PoolExhaustedError) as info:
+            await flt.async_filter_deployments("pool", deps, None, request_kwargs={})
+        assert set(info.value.reasons) == {"d0", "d1"}
+        assert flt.settled == {"complete": 4}
+        assert flt.pending == 0
+        assert SECRET not in repr(flt)
+    finally:
+        await flt.aclose()
