@@ -167,8 +167,9 @@ def test_openai_429_uses_retry_after_header() -> None:
 # -- 429 per day ------------------------------------------------------------------------
 
 
-def test_per_day_quota_cools_the_key_until_the_daily_reset() -> None:
-    with pool(2) as p:
+@pytest.mark.parametrize("kind", ["gemini", "openai"])
+def test_per_day_quota_cools_the_key_until_the_daily_reset(kind: str) -> None:
+    with pool(2, kind=kind, model=GPT if kind == "openai" else "gemini-2.5-flash") as p:
         p.provider.set_limits(p.secret("k0"), rpd=1)
         llm = model(p)
         replies = [llm.invoke(f"question {i}") for i in range(3)]

@@ -240,3 +240,24 @@ def test_ls_params_follow_the_override(env: Env) -> None:
     assert params["ls_model_name"] == "other-pool"
     assert params["ls_temperature"] == 0.5 and params["ls_max_tokens"] == 10
     assert params["ls_stop"] == ["x"]
+
+
+def test_a_failing_factory_is_a_config_error_and_sends_nothing(env: Env) -> None:
+    from rotating_llm import ConfigError
+
+    def broken(spec: ProviderSpec) -> BaseChatModel:
+        raise TypeError(f"bad option for {spec.api_key.get_secret_value()}")
+
+    llm = RotatingChatModel(model="m", key_manager=env.manager, provider_factories={"fake": broken})
+    with pytest.raises(ConfigError, match="cannot build the 'fake' chat model") as info:
+        llm.invoke("hi")
+    assert "sk-unit" not in str(info.value)
+    assert sum(s["rpm_usage"] for s in env.manager.get_all_key_statuses()) == 0
+
+
+def test_tools_on_a_model_without_tools_fail_before_sending(env: Env) -> None:
+    llm = env.model().bind_tools([{"name": "x", "description": "y", "parameters": {}}])
+    with pytest.raises(NotImplementedError):  # the scripted provider model has no tools
+        llm.invoke("hi")
+    assert env.calls == []
+    assert sum(s["rpm_usage"] for s in env.manager.get_all_key_statuses()) == 0

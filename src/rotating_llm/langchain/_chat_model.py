@@ -240,7 +240,10 @@ class RotatingChatModel(BaseChatModel):
             out = {**getattr(bound, "kwargs", {}), **out}
         return out
 
-    def _lease(self, att: Attempts) -> Lease:
+    def _lease(
+        self, att: Attempts, kwargs: dict[str, Any]
+    ) -> tuple[Lease, BaseChatModel, dict[str, Any]]:
+        """A lease, its key's provider model and the call's keywords for that model."""
         try:
             lease = self._manager.acquire(
                 att.pool, att.estimated_tokens, max_wait=att.remaining_wait
@@ -248,9 +251,17 @@ class RotatingChatModel(BaseChatModel):
         except AllKeysExhaustedError as exc:
             raise att.exhausted(exc) from exc
         att.count += 1
-        return lease
+        try:
+            inner = self._providers.get(self._spec(lease))
+            return lease, inner, self._call_kwargs(inner, kwargs)
+        except BaseException:  # nothing was sent: the reservation is given back
+            lease.release()
+            raise
 
-    async def _alease(self, att: Attempts) -> Lease:
+    async def _alease(
+        self, att: Attempts, kwargs: dict[str, Any]
+    ) -> tuple[Lease, BaseChatModel, dict[str, Any]]:
+        """Async twin of :meth:`_lease` (the provider model is built for this call)."""
         try:
             lease = await self._manager.aacquire(
                 att.pool, att.estimated_tokens, max_wait=att.remaining_wait
@@ -258,7 +269,12 @@ class RotatingChatModel(BaseChatModel):
         except AllKeysExhaustedError as exc:
             raise att.exhausted(exc) from exc
         att.count += 1
-        return lease
+        try:
+            inner = self._providers.get(self._spec(lease), use_async=True)
+            return lease, inner, self._call_kwargs(inner, kwargs)
+        except BaseException:
+            await lease.arelease()
+            raise
 
     def _generate(
         self,
@@ -274,10 +290,9 @@ class RotatingChatModel(BaseChatModel):
         stop = stop or self.stop
         att = self._attempts(messages, kwargs)
         while True:
-            lease = self._lease(att)
+            lease, inner, call = self._lease(att, kwargs)
             try:
-                inner = self._providers.get(self._spec(lease))
-                result = inner._generate(messages, stop=stop, **self._call_kwargs(inner, kwargs))
+                result = inner._generate(messages, stop=stop, **call)
             except Exception as exc:
                 delay = att.decide(lease, exc, classify(exc))
                 if delay:
@@ -301,11 +316,8 @@ class RotatingChatModel(BaseChatModel):
         stop = stop or self.stop
         att = self._attempts(messages, kwargs)
         while True:
-            lease = await self._alease(att)
-            inner: BaseChatModel | None = None
+            lease, inner, call = await self._alease(att, kwargs)
             try:
-                inner = self._providers.get(self._spec(lease), use_async=True)
-                call = self._call_kwargs(inner, kwargs)
                 result = await inner._agenerate(messages, stop=stop, **call)
             except Exception as exc:
                 delay = await att.adecide(lease, exc, classify(exc))
@@ -313,8 +325,7 @@ class RotatingChatModel(BaseChatModel):
                     await asyncio.sleep(delay)
                 continue
             finally:
-                if inner is not None:
-                    await self._providers.aafter_call(inner)
+                await self._providers.aafter_call(inner)
             await lease.acomplete(usage_tokens(result.generations))
             annotate_result(result, lease, att.count)
             return result
@@ -329,11 +340,9 @@ class RotatingChatModel(BaseChatModel):
         stop = stop or self.stop
         att = self._attempts(messages, kwargs)
         while True:
-            lease = self._lease(att)
+            lease, inner, call = self._lease(att, kwargs)
             seen: list[ChatGenerationChunk] = []
             try:
-                inner = self._providers.get(self._spec(lease))
-                call = self._call_kwargs(inner, kwargs)
                 for chunk in chunks(inner, messages, stop, call):
                     if not seen:
                         annotate(chunk.message, lease, att.count)
@@ -363,12 +372,9 @@ class RotatingChatModel(BaseChatModel):
         stop = stop or self.stop
         att = self._attempts(messages, kwargs)
         while True:
-            lease = await self._alease(att)
+            lease, inner, call = await self._alease(att, kwargs)
             seen: list[ChatGenerationChunk] = []
-            inner = None
             try:
-                inner = self._providers.get(self._spec(lease), use_async=True)
-                call = self._call_kwargs(inner, kwargs)
                 async for chunk in achunks(inner, messages, stop, call):
                     if not seen:
                         annotate(chunk.message, lease, att.count)
@@ -386,6 +392,5 @@ class RotatingChatModel(BaseChatModel):
             finally:
                 if not lease.settled:
                     await lease.acomplete(usage_tokens(seen))
-                if inner is not None:
-                    await self._providers.aafter_call(inner)
+                await self._providers.aafter_call(inner)
             return
