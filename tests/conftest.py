@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+
+from rotating_llm import APIKey, KeyManager, Settings
+from rotating_llm.keys.manager import _reset_default
+from rotating_llm.secrets import EnvSecretStore
 
 # Test helper modules (_windows, _servers, ...) are imported by name, here and in spawned
 # worker processes (which inherit sys.path); pytest runs with --import-mode=importlib so
@@ -19,10 +23,6 @@ _TESTS = Path(__file__).resolve().parent
 for _p in (_TESTS.parent, _TESTS, _TESTS / "integration_tests", _TESTS / "unit_tests"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
-
-from rotating_llm import APIKey, KeyManager, Settings
-from rotating_llm.keys.manager import _reset_default
-from rotating_llm.secrets import EnvSecretStore
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -62,6 +62,31 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A real 3-master Redis Cluster: ``REDIS_CLUSTER_URL`` if set, else one started here."""
+    url = os.environ.get("REDIS_CLUSTER_URL")
+    if url:
+        yield url
+        return
+    from _redis_cluster import RedisClusterProcess
+
+    cluster = RedisClusterProcess()
+    cluster.start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def store_target(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings that point at a single Redis server, then at a Redis Cluster."""
+    if request.param == "cluster":
+        return {"redis_url": request.getfixturevalue("cluster_url"), "redis_cluster": True}
+    return {"redis_url": request.getfixturevalue("redis_url")}
+
+
 @pytest.fixture
 def prefix() -> str:
     """A key prefix no other test uses."""
@@ -91,14 +116,16 @@ def secrets_for(keys: list[APIKey]) -> dict[str, str]:
 
 
 @pytest.fixture
-def manager_factory(redis_url: str, prefix: str) -> Iterator[Callable[..., KeyManager]]:
+def manager_factory(
+    store_target: dict[str, Any], prefix: str
+) -> Iterator[Callable[..., KeyManager]]:
     """Build ``KeyManager``s on the real Redis with a unique prefix; closed after the test."""
     made: list[KeyManager] = []
 
     def build(
         keys: list[APIKey], *, secrets: dict[str, str] | None = None, **settings: Any
     ) -> KeyManager:
-        opts: dict[str, Any] = {"redis_url": redis_url, "key_prefix": prefix, "max_wait": 0}
+        opts: dict[str, Any] = {**store_target, "key_prefix": prefix, "max_wait": 0}
         opts.update(settings)
         store = EnvSecretStore(environ=secrets if secrets is not None else secrets_for(keys))
         km = KeyManager(keys, settings=Settings(**opts), secret_store=store)

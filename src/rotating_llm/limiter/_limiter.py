@@ -137,8 +137,7 @@ class RedisLimiter:
 
     async def _aensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
-            script = store.ascript("register")
-            await script(keys=store.pool_keys(pool), args=self._register_args(store, pool))
+            await store.acall("register", store.pool_keys(pool), self._register_args(store, pool))
             self._mark_registered(store, pool)
 
     def register_all(self) -> None:
@@ -211,7 +210,7 @@ class RedisLimiter:
             for _ in range(2):
                 await self._aensure(store, pool)
                 args = self._acquire_args(store, pool, estimated_tokens, strat, exclude)
-                raw = await store.ascript("acquire")(keys=store.pool_keys(pool), args=args)
+                raw = await store.acall("acquire", store.pool_keys(pool), args)
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
                     return out
@@ -240,8 +239,8 @@ class RedisLimiter:
         """Async twin of :meth:`settle`."""
         arg = res.day if action == "release" else value
         with translate_errors(f"settle ({action})", res.store.description):
-            raw = await res.store.ascript("settle")(
-                keys=res.store.pool_keys(res.pool), args=self._settle_args(res, action, arg)
+            raw = await res.store.acall(
+                "settle", res.store.pool_keys(res.pool), self._settle_args(res, action, arg)
             )
         return int(raw)
 
@@ -280,7 +279,7 @@ class RedisLimiter:
         async def op(store: Store) -> float:
             await self._aensure(store, pool)
             args = self._health_args(store, pool, key_id, action, seconds, reason)
-            raw = await store.ascript("health")(keys=store.pool_keys(pool), args=args)
+            raw = await store.acall("health", store.pool_keys(pool), args)
             return int(raw) / 1000
 
         return await self.store.arun(f"key health ({action})", op)

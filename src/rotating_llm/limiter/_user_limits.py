@@ -106,7 +106,7 @@ class UserRateLimiter:
 
         async def op(store: Store) -> RateLimitDecision:
             keys, args = self._args(store, user_id, limit)
-            return self._decision(await store.ascript("user_limit")(keys=keys, args=args))
+            return self._decision(await store.acall("user_limit", keys, args))
 
         return await self.store.arun("user rate limit", op)
 

@@ -78,6 +78,9 @@ class Store:
             weakref.WeakKeyDictionary()
         )
         self._scripts: dict[str, Script] = {}
+        self._aload_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._ascripts: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, AsyncScript]
         ] = weakref.WeakKeyDictionary()
@@ -119,15 +122,27 @@ class Store:
             self._scripts[name] = found
         return found
 
-    def ascript(self, name: str) -> AsyncScript:
-        """Script ``name`` registered on the running loop's async client."""
+    async def acall(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run script ``name`` on the running loop's async client.
+
+        The script is loaded once per loop, under a lock, before its first EVALSHA: many
+        tasks meeting NOSCRIPT at once on a fresh cluster node can break an async
+        cluster connection in redis-py.
+        """
         loop = asyncio.get_running_loop()
         table = self._ascripts.setdefault(loop, {})
-        found = table.get(name)
-        if found is None:
-            found = self.async_client.register_script(load_script(name))
-            table[name] = found
-        return found
+        script = table.get(name)
+        if script is None:
+            lock = self._aload_locks.setdefault(loop, asyncio.Lock())
+            async with lock:
+                script = table.get(name)
+                if script is None:
+                    client = self.async_client
+                    source = load_script(name)
+                    script = client.register_script(source)
+                    await client.script_load(source)
+                    table[name] = script
+        return await script(keys=keys, args=args)
 
     def close(self) -> None:
         """Close the sync client's connections."""
@@ -138,6 +153,7 @@ class Store:
         loop = asyncio.get_running_loop()
         client = self._async.pop(loop, None)
         self._ascripts.pop(loop, None)
+        self._aload_locks.pop(loop, None)
         if client is not None:
             await client.aclose()
 
