@@ -395,3 +395,37 @@ async def test_the_filter_narrows_to_one_reserved_deployment(redis_url: str, pre
         assert SECRET not in repr(flt)
     finally:
         await flt.aclose()
+
+
+@pytest.mark.redis
+def test_deployments_changed_at_run_time_are_picked_up(redis_url: str, prefix: str) -> None:
+    class ChangingRouter:
+        def __init__(self) -> None:
+            self.deps = [_dep("a", rpm=1)]
+
+        def get_model_list(self, model_name: str | None = None) -> list[dict[str, Any]]:
+            return self.deps
+
+        def set_custom_routing_strategy(self, strategy: Any) -> None:
+            self.strategy = strategy
+
+    router = ChangingRouter()
+    inst = install(router, redis_url=redis_url, key_prefix=prefix, window_seconds=30, max_wait=0)
+    try:
+        assert inst.get_available_deployment("pool", request_kwargs={})["model_info"]["id"] == "a"
+        with pytest.raises(PoolExhaustedError):
+            inst.get_available_deployment("pool", request_kwargs={})
+        router.deps = [_dep("a", rpm=2), _dep("b", rpm=1)]  # a raised, b added
+        picks = sorted(
+            inst.get_available_deployment("pool", request_kwargs={})["model_info"]["id"]
+            for _ in range(2)
+        )
+        assert picks == ["a", "b"]
+        assert {k.key_id: k.rpm for k in inst.manager.keys} == {"a": 2, "b": 1}
+        router.deps = [_dep("b", rpm=1)]  # a removed
+        assert [k.key_id for k in inst.manager.keys] == ["a", "b"]
+        with pytest.raises(PoolExhaustedError):
+            inst.get_available_deployment("pool", request_kwargs={})
+        assert [k.key_id for k in inst.manager.keys] == ["b"]
+    finally:
+        inst.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +14,12 @@ from rotating_llm.keys.models import APIKey
 from rotating_llm.litellm._book import LeaseBook
 from rotating_llm.litellm._callback import LeaseSettler
 from rotating_llm.litellm._keys import DeploymentSecretStore
-from rotating_llm.litellm._strategy import Estimator, RotatingStrategy, _deployments
+from rotating_llm.litellm._strategy import (
+    Estimator,
+    RotatingStrategy,
+    group_keys,
+    router_deployments,
+)
 
 __all__ = ["Installed", "install", "uninstall"]
 
@@ -40,13 +46,15 @@ class Installed(RotatingStrategy):
         await self.manager.aclose()
 
 
-def new_manager(settings: Settings | None = None, **overrides: Any) -> KeyManager:
+def new_manager(
+    settings: Settings | None = None, keys: Iterable[APIKey] = (), **overrides: Any
+) -> KeyManager:
     """A key manager for LiteLLM deployments: ``settings`` (default: the environment)
     with the non-``None`` ``overrides``, and a secret store that holds no secret."""
     base = settings or Settings.from_env()
     merged = base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     return KeyManager(
-        [],
+        list(keys),
         settings=Settings.model_validate(merged.model_dump()),
         secret_store=DeploymentSecretStore(),
     )
@@ -106,15 +114,20 @@ def install(
     Returns:
         The installed strategy; ``close()`` (or :func:`uninstall`) removes the callback.
     """
+    file_keys = keys_from_file(keys_file)
+    pools: dict[str, list[Any]] = {}
+    for dep in router_deployments(router, None):
+        pools.setdefault(str(dep.get("model_name")), []).append(dep)
+    keys = [key for pool, deps in pools.items() for key in group_keys(pool, deps, file_keys)]
     manager = new_manager(
         settings,
+        keys,
         redis_url=redis_url,
         key_prefix=key_prefix,
         window_seconds=window_seconds,
         max_wait=max_wait,
         strategy=strategy,
     )
-    file_keys = keys_from_file(keys_file)
     book = LeaseBook(lease_ttl)
     installed = Installed(
         router,
@@ -125,11 +138,7 @@ def install(
         keys_file_keys=file_keys,
         respect_litellm_cooldowns=respect_litellm_cooldowns,
     )
-    pools: dict[str, list[Any]] = {}
-    for dep in _deployments(router, None):
-        pools.setdefault(str(dep.get("model_name")), []).append(dep)
-    for pool, deps in pools.items():
-        installed.sync(pool, deps)
+    installed.prime(pools)
     installed.settler = LeaseSettler(book, tpm_counts)
     installed.settler.register()
     how = _register_strategy(router, installed)

@@ -16,7 +16,7 @@ from rotating_llm.litellm._book import LeaseBook, stamp
 from rotating_llm.litellm._errors import PoolExhaustedError, PoolRequestTooLargeError
 from rotating_llm.litellm._keys import deployment_id, deployment_key, estimate_tokens, key_id_for
 
-__all__ = ["Deployment", "Estimator", "RotatingStrategy"]
+__all__ = ["Deployment", "Estimator", "RotatingStrategy", "group_keys", "router_deployments"]
 
 logger = logging.getLogger("rotating_llm.litellm")
 
@@ -26,13 +26,44 @@ Deployment = Mapping[str, Any]
 Estimator = Callable[[Sequence[Any] | None, Any, Mapping[str, Any] | None], int]
 
 
-def _deployments(router: Any, model: str | None) -> list[Deployment]:
+def router_deployments(router: Any, model: str | None) -> list[Deployment]:
     registry = getattr(router, "registry", None)
     if callable(registry):  # litellm >= 1.110: the registry entry point
         found = registry().deployments(model, source="group")
     else:  # older routers
         found = router.get_model_list(model_name=model)
     return [d for d in (found or []) if isinstance(d, Mapping)]
+
+
+_LIMIT_FIELDS = ("rpm", "tpm", "rpd", "weight", "model", "custom_llm_provider")
+
+
+def _signature(deployments: Sequence[Deployment]) -> tuple[object, ...]:
+    """What a group's keys are built from, cheaply: ids, limit fields and providers."""
+    parts = []
+    for dep in deployments:
+        params = dep.get("litellm_params") or {}
+        info = dep.get("model_info") or {}
+        parts.append(
+            (
+                repr(info.get("id")),
+                tuple(repr(params.get(f)) for f in _LIMIT_FIELDS),
+                tuple(repr(info.get(f)) for f in _LIMIT_FIELDS[:3]),
+                tuple(repr(dep.get(f)) for f in _LIMIT_FIELDS[:3]),
+            )
+        )
+    return tuple(sorted(parts))
+
+
+def group_keys(
+    pool: str, deployments: Sequence[Deployment], file_keys: Mapping[str, APIKey] | None = None
+) -> tuple[APIKey, ...]:
+    """The ``APIKey`` of every deployment of ``pool`` (the first of duplicated ids)."""
+    keys: dict[str, APIKey] = {}
+    for dep in deployments:
+        key = deployment_key(dep, pool, file_keys)
+        keys.setdefault(key.key_id, key)
+    return tuple(sorted(keys.values(), key=lambda k: k.key_id))
 
 
 class RotatingStrategy(CustomRoutingStrategyBase):
@@ -73,28 +104,25 @@ class RotatingStrategy(CustomRoutingStrategyBase):
         self.keys_file_keys = dict(keys_file_keys or {})
         self.respect_litellm_cooldowns = respect_litellm_cooldowns
         self._lock = threading.Lock()
-        self._signatures: dict[str, tuple[APIKey, ...]] = {}
+        self._signatures: dict[str, tuple[object, ...]] = {}
 
     def __repr__(self) -> str:
         return f"RotatingStrategy(manager={self.manager!r}, open_leases={len(self.book)})"
 
     # -- deployments as keys ------------------------------------------------------------
 
-    def keys_for(self, pool: str, deployments: Sequence[Deployment]) -> tuple[APIKey, ...]:
-        """The ``APIKey`` of every deployment of ``pool`` (first of duplicated ids)."""
-        keys: dict[str, APIKey] = {}
-        for dep in deployments:
-            key = deployment_key(dep, pool, self.keys_file_keys)
-            keys.setdefault(key.key_id, key)
-        return tuple(sorted(keys.values(), key=lambda k: k.key_id))
-
     def sync(self, pool: str, deployments: Sequence[Deployment]) -> None:
-        """Bring the manager's keys of ``pool`` in step with the router's deployments."""
-        keys = self.keys_for(pool, deployments)
-        if self._signatures.get(pool) == keys:
+        """Bring the manager's keys of ``pool`` in step with the router's deployments.
+
+        A cheap signature of the deployments is compared first: picks on an unchanged
+        group build no keys and touch no store.
+        """
+        signature = _signature(deployments)
+        if self._signatures.get(pool) == signature:
             return
+        keys = group_keys(pool, deployments, self.keys_file_keys)
         with self._lock:
-            if self._signatures.get(pool) == keys:
+            if self._signatures.get(pool) == signature:
                 return
             wanted = {k.key_id: k for k in keys}
             for old in self.manager.keys:
@@ -104,15 +132,21 @@ class RotatingStrategy(CustomRoutingStrategyBase):
             for key in keys:
                 if key.key_id not in known:
                     self.manager.add_key(key)
-            self._signatures[pool] = keys
+            self._signatures[pool] = signature
+
+    def prime(self, pools: Mapping[str, Sequence[Deployment]]) -> None:
+        """Record ``pools`` as in step (their keys were given to the manager up front)."""
+        with self._lock:
+            for pool, deployments in pools.items():
+                self._signatures[pool] = _signature(deployments)
 
     def _candidates(
         self, model: str, specific_deployment: bool | None
     ) -> tuple[str, dict[str, Deployment], list[str]]:
         """The pool, its deployments by key id, and the key ids a specific request excludes."""
-        group = _deployments(self.router, model)
+        group = router_deployments(self.router, model)
         if specific_deployment or not group:
-            everyone = _deployments(self.router, None)
+            everyone = router_deployments(self.router, None)
             chosen = [
                 d
                 for d in everyone
