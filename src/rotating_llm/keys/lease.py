@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from rotating_llm.errors import LeaseError, StoreError
+from rotating_llm.events import emit
 
 if TYPE_CHECKING:
     from rotating_llm.keys.manager import KeyManager
@@ -114,39 +115,46 @@ class Lease:
             "api_key=SecretStr('**********'))"
         )
 
-    def _begin(self, outcome: str) -> bool:
+    def _begin(self, outcome: str, tokens: int | None = None) -> bool:
         if self.outcome is not None:
             logger.debug(
                 "lease on %s already settled (%s); %s ignored", self.key_id, self.outcome, outcome
             )
             return False
         self.outcome = outcome
+        emit(
+            "lease.settled",
+            model=self.model_name,
+            key_id=self.key_id,
+            outcome=outcome,
+            tokens=self.estimated_tokens if tokens is None else tokens,
+        )
         return True
 
     def complete(self, actual_tokens: int | None = None) -> None:
         """Settle with the real token usage (default: keep the estimate)."""
         if actual_tokens is not None and actual_tokens < 0:
             raise LeaseError(f"actual_tokens must be >= 0, got {actual_tokens}")
-        if self._begin("complete") and self.reservation is not None:
-            tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
+        tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
+        if self._begin("complete", tokens) and self.reservation is not None:
             self._settle("complete", tokens)
 
     async def acomplete(self, actual_tokens: int | None = None) -> None:
         """Async twin of :meth:`complete`."""
         if actual_tokens is not None and actual_tokens < 0:
             raise LeaseError(f"actual_tokens must be >= 0, got {actual_tokens}")
-        if self._begin("complete") and self.reservation is not None:
-            tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
+        tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
+        if self._begin("complete", tokens) and self.reservation is not None:
             await self._asettle("complete", tokens)
 
     def release(self) -> None:
         """Settle a request that never reached the provider: it no longer counts."""
-        if self._begin("release") and self.reservation is not None:
+        if self._begin("release", 0) and self.reservation is not None:
             self._settle("release", 0)
 
     async def arelease(self) -> None:
         """Async twin of :meth:`release`."""
-        if self._begin("release") and self.reservation is not None:
+        if self._begin("release", 0) and self.reservation is not None:
             await self._asettle("release", 0)
 
     def fail(
@@ -169,7 +177,7 @@ class Lease:
             ``"secret_rotated"`` (the store had a new secret: retry) or ``"none"``.
         """
         fk = FailureKind(kind)
-        if not self._begin(f"fail:{fk.value}"):
+        if not self._begin(f"fail:{fk.value}", actual_tokens):
             return "none"
         return self._manager._on_failure(self, fk, retry_after, reason, actual_tokens)
 
@@ -182,7 +190,7 @@ class Lease:
     ) -> str:
         """Async twin of :meth:`fail`."""
         fk = FailureKind(kind)
-        if not self._begin(f"fail:{fk.value}"):
+        if not self._begin(f"fail:{fk.value}", actual_tokens):
             return "none"
         return await self._manager._aon_failure(self, fk, retry_after, reason, actual_tokens)
 

@@ -21,6 +21,7 @@ from rotating_llm.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from rotating_llm.events import emit
 from rotating_llm.keys._status import exhausted_reasons, key_status
 from rotating_llm.keys.lease import FailureKind, Lease
 from rotating_llm.keys.loader import load_keys_file, save_keys_file
@@ -152,6 +153,7 @@ class KeyManager:
         if max_tpm is None:
             raise ConfigError(f"no active keys for model {model!r}; models: {self.models()}")
         if estimated_tokens > max_tpm:
+            emit("lease.refused", model=model, reason="too_large", retry_after=None)
             raise RequestTooLargeError(model, estimated_tokens, max_tpm)
         return max(estimated_tokens, 1)
 
@@ -190,7 +192,13 @@ class KeyManager:
             usage = {}
         keys = [k for k in self._keys.values() if k.active and k.model_name == model]
         reasons = exhausted_reasons(keys, usage, refusal.reasons, exclude)
+        emit("lease.refused", model=model, reason="exhausted", retry_after=refusal.retry_after)
         return AllKeysExhaustedError(model, refusal.retry_after, reasons)
+
+    def _granted(self, model: str, res: Reservation, secret: Any, est: int, start: float) -> Lease:
+        waited = time.monotonic() - start
+        emit("lease.acquired", model=model, key_id=res.key_id, estimated_tokens=est, waited=waited)
+        return Lease(self, self._keys[res.key_id], secret, res, est, waited)
 
     def acquire(
         self,
@@ -233,13 +241,12 @@ class KeyManager:
                     self.limiter.settle(out, "release", 0)
                     self._exclude_for_secret(out.key_id, exc)
                     continue
-                return Lease(
-                    self, self._keys[out.key_id], secret, out, est, time.monotonic() - start
-                )
+                return self._granted(model, out, secret, est, start)
             if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
                 if secret_error is not None:
                     raise secret_error
                 raise self._exhausted(model, out, exclude)
+            emit("lease.waiting", model=model, seconds=out.retry_after)
             time.sleep(out.retry_after + _WAKE_SLACK)
 
     async def aacquire(
@@ -272,13 +279,12 @@ class KeyManager:
                     await self.limiter.asettle(out, "release", 0)
                     self._exclude_for_secret(out.key_id, exc)
                     continue
-                return Lease(
-                    self, self._keys[out.key_id], secret, out, est, time.monotonic() - start
-                )
+                return self._granted(model, out, secret, est, start)
             if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
                 if secret_error is not None:
                     raise secret_error
                 raise await asyncio.to_thread(self._exhausted, model, out, exclude)
+            emit("lease.waiting", model=model, seconds=out.retry_after)
             await asyncio.sleep(out.retry_after + _WAKE_SLACK)
 
     # -- failures ---------------------------------------------------------------------
@@ -308,7 +314,9 @@ class KeyManager:
                     self.limiter.settle(res, "release", 0)
                 if self._secret_rotated(lease):
                     return "secret_rotated"
-                self.limiter.health(kid, "disable", reason=reason or "authentication failed")
+                why = reason or "authentication failed"
+                self.limiter.health(kid, "disable", reason=why)
+                emit("key.disabled", model=lease.model_name, key_id=kid, reason=why)
                 return "disabled"
             if res is not None:
                 spent = (
@@ -318,10 +326,14 @@ class KeyManager:
                 )
                 self.limiter.settle(res, "complete", spent)
             if kind is FailureKind.RATE_LIMIT:
-                self.limiter.set_cooldown(kid, retry_after, reason or "rate limited (429)")
+                why = reason or "rate limited (429)"
+                secs = self.limiter.set_cooldown(kid, retry_after, why)
+                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
                 return "cooldown"
             if kind is FailureKind.DAILY_QUOTA:
-                self.limiter.health(kid, "daily", reason=reason or "daily quota exhausted")
+                why = reason or "daily quota exhausted"
+                secs = self.limiter.health(kid, "daily", reason=why)
+                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
                 return "cooldown"
         except StoreError as exc:
             logger.warning("could not record %s on %s: %s", kind.value, kid, exc)
