@@ -7,13 +7,16 @@ The core (this package) imports neither LangChain nor LiteLLM; the faces live in
 from __future__ import annotations
 
 from rotating_llm.config import Settings
+from rotating_llm.conversation import ConversationStore, get_conversation_store
 from rotating_llm.errors import (
     AllKeysExhaustedError,
     CapacityError,
     ConfigError,
+    ConversationError,
     KeyFileError,
     KeyNotFoundError,
     LeaseError,
+    ProviderError,
     RequestTooLargeError,
     RotatingLLMError,
     SecretStoreError,
@@ -39,12 +42,15 @@ __all__ = [
     "AllKeysExhaustedError",
     "CapacityError",
     "ConfigError",
+    "ConversationError",
+    "ConversationStore",
     "FailureKind",
     "KeyFileError",
     "KeyManager",
     "KeyNotFoundError",
     "Lease",
     "LeaseError",
+    "ProviderError",
     "RateLimitDecision",
     "RedisLimiter",
     "RequestTooLargeError",
@@ -55,6 +61,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "UserRateLimiter",
+    "get_conversation_store",
     "get_key_manager",
     "get_rate_limiter",
     "get_redis_limiter",

@@ -6,12 +6,14 @@ Hierarchy::
     ├── ConfigError                  bad settings or arguments
     │   └── KeyFileError             a keys file that cannot be loaded (file, entry, field)
     ├── KeyNotFoundError             an unknown key_id (also a KeyError)
+    ├── ConversationError            a bad conversation id or message, an unreadable stored one
     ├── SecretStoreError             a secret cannot be read (never contains the secret)
     ├── StoreError                   the Redis store answered with an error
     │   └── StoreUnavailableError    the Redis store cannot be reached
     ├── CapacityError                the pool cannot serve a request
     │   ├── AllKeysExhaustedError    no key has room within max_wait (retry_after, reasons)
     │   └── RequestTooLargeError     the request exceeds every key's TPM: it can never be served
+    ├── ProviderError                the provider failed a request rotation could not fix
     └── LeaseError                   a lease used after it was settled, or settled wrongly
 
 Faces (LangChain, LiteLLM) subclass these with their framework's own types;
@@ -21,14 +23,20 @@ this module imports neither framework.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rotating_llm.keys.lease import FailureKind
 
 __all__ = [
     "AllKeysExhaustedError",
     "CapacityError",
     "ConfigError",
+    "ConversationError",
     "KeyFileError",
     "KeyNotFoundError",
     "LeaseError",
+    "ProviderError",
     "RequestTooLargeError",
     "RotatingLLMError",
     "SecretStoreError",
@@ -86,6 +94,10 @@ class KeyNotFoundError(RotatingLLMError, KeyError):
 
     def __str__(self) -> str:
         return f"unknown key_id {self.key_id!r}"
+
+
+class ConversationError(RotatingLLMError, ValueError):
+    """A conversation id or message is invalid, or a stored message cannot be read."""
 
 
 class SecretStoreError(RotatingLLMError):
@@ -156,6 +168,35 @@ class RequestTooLargeError(CapacityError, ValueError):
             f"Request of {estimated_tokens} estimated tokens can never be served by model "
             f"{model!r}: the largest TPM of its active keys is {max_tpm}"
         )
+
+
+class ProviderError(RotatingLLMError):
+    """The provider failed a request and rotation could not (or must not) fix it.
+
+    Attributes:
+        model: The pool.
+        key_id: The key that served the last attempt (never the secret).
+        kind: The :class:`~rotating_llm.keys.lease.FailureKind` of the last failure.
+        status: The provider's HTTP status, if any.
+        attempts: Provider calls made for this request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        key_id: str | None,
+        kind: FailureKind,
+        status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.model = model
+        self.key_id = key_id
+        self.kind = kind
+        self.status = status
+        self.attempts = attempts
+        super().__init__(message)
 
 
 class LeaseError(RotatingLLMError):

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from rotating_llm.errors import RotatingLLMError
+from rotating_llm.errors import ConversationError
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -52,10 +52,6 @@ _ROLES = {
     "tool": "tool",
     "function": "function",
 }
-
-
-class ConversationError(RotatingLLMError, ValueError):
-    """A conversation id or message is invalid, or a stored message cannot be read."""
 
 
 def make_message(role: str, content: Any, **fields: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from langchain_core.exceptions import (
     ModelTimeoutError,
 )
 
-from rotating_llm.errors import AllKeysExhaustedError, RotatingLLMError
+from rotating_llm.errors import AllKeysExhaustedError, ProviderError
 from rotating_llm.keys import FailureKind
 
 __all__ = [
@@ -72,35 +72,6 @@ class Classified:
     retry_after: float | None = None
     reason: str = ""
     status: int | None = None
-
-
-class ProviderError(RotatingLLMError):
-    """The provider failed a request and rotation could not (or must not) fix it.
-
-    Attributes:
-        model: The pool.
-        key_id: The key that served the last attempt (never the secret).
-        kind: The :class:`FailureKind` of the last failure.
-        status: The provider's HTTP status, if any.
-        attempts: Provider calls made for this request.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        model: str,
-        key_id: str | None,
-        kind: FailureKind,
-        status: int | None = None,
-        attempts: int = 1,
-    ) -> None:
-        self.model = model
-        self.key_id = key_id
-        self.kind = kind
-        self.status = status
-        self.attempts = attempts
-        super().__init__(message)
 
 
 class RotatingInvalidRequestError(ProviderError, ModelInvalidRequestError):
