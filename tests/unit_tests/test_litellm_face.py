@@ -429,3 +429,14 @@ def test_deployments_changed_at_run_time_are_picked_up(redis_url: str, prefix: s
         assert [k.key_id for k in inst.manager.keys] == ["b"]
     finally:
         inst.close()
+
+
+@pytest.mark.redis
+def test_a_specific_deployment_is_reserved_on_itself_only(installed: Any) -> None:
+    for _ in range(2):
+        dep = installed.get_available_deployment("d1", specific_deployment=True, request_kwargs={})
+        assert dep["model_info"]["id"] == "d1"
+    with pytest.raises(PoolExhaustedError) as info:
+        installed.get_available_deployment("d1", specific_deployment=True, request_kwargs={})
+    assert info.value.reasons["d1"] == "rpm"
+    assert installed.get_available_deployment("pool", request_kwargs={})["model_info"]["id"] == "d0"
