@@ -42,6 +42,7 @@ ENV_VARS: dict[str, str] = {
     "global_rpm_max": "GLOBAL_RPM_MAX",
     "router_enabled": "LLM_MULTI_KEY_ROUTER_ENABLED",
     "log_file": "ROTATING_LLM_LOG_FILE",
+    "log_level": "ROTATING_LLM_LOG_LEVEL",
     "redact_logs": "ROTATING_LLM_REDACT_LOGS",
     "vault_addr": "VAULT_ADDR",
     "vault_token": "VAULT_TOKEN",
@@ -79,6 +80,7 @@ class Settings(BaseModel):
     global_rpm_max: int = Field(1000, gt=0)
     router_enabled: bool = False
     log_file: Path | None = None
+    log_level: str = "INFO"
     redact_logs: bool = True
     vault_addr: str | None = None
     vault_token: SecretStr | None = None

@@ -1,0 +1,165 @@
+"""The router's engine: the LangChain face's ``RotatingChatModel``, one per pool.
+
+Imported by the router on first use only (``import rotating_llm`` stays free of
+LangChain). The router adds two things per call that ``RotatingChatModel`` takes only as
+fields: the completion tokens to reserve (without capping the provider's output) and the
+capacity wait. They travel as private call keywords that :class:`RouterChatModel` takes
+off before the provider model sees the call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    message_to_dict,
+    messages_from_dict,
+)
+
+from rotating_llm.keys import KeyManager, Lease
+from rotating_llm.langchain import RotatingChatModel
+from rotating_llm.langchain._rotation import Attempts
+
+__all__ = [
+    "COMPLETION_KWARG",
+    "MAX_WAIT_KWARG",
+    "RouterChatModel",
+    "SingleKeyManager",
+    "build_messages",
+    "build_model",
+    "reply_parts",
+    "turn_dicts",
+]
+
+logger = logging.getLogger("rotating_llm.router")
+
+#: Private call keyword: completion tokens to add to the reservation.
+COMPLETION_KWARG = "_rllm_expected_completion_tokens"
+#: Private call keyword: seconds to wait for capacity on this call.
+MAX_WAIT_KWARG = "_rllm_max_wait"
+
+
+class RouterChatModel(RotatingChatModel):
+    """``RotatingChatModel`` that also reads the router's per-call reservation and wait."""
+
+    def _attempts(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Attempts:
+        completion = kwargs.pop(COMPLETION_KWARG, None)
+        wait = kwargs.pop(MAX_WAIT_KWARG, None)
+        att = super()._attempts(messages, kwargs)
+        changes: dict[str, Any] = {}
+        if completion:
+            changes["estimated_tokens"] = att.estimated_tokens + int(completion)
+        if wait is not None:
+            changes["max_wait"] = float(wait)
+        return dataclasses.replace(att, **changes) if changes else att
+
+
+class SingleKeyManager:
+    """A view of a :class:`KeyManager` that leases only the first active key of each pool.
+
+    The feature flag's "off" state (``LLM_MULTI_KEY_ROUTER_ENABLED=false``): the legacy
+    single-key behaviour, with the same limiter, reservations and failure handling.
+    Everything but ``acquire``/``aacquire`` is the wrapped manager's.
+    """
+
+    def __init__(self, manager: KeyManager) -> None:
+        self._wrapped = manager
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+    def __repr__(self) -> str:
+        return f"SingleKeyManager({self._wrapped!r})"
+
+    def _others(self, model: str) -> list[str]:
+        pool = [k.key_id for k in self._wrapped.keys if k.active and k.model_name == model]
+        return pool[1:]
+
+    def acquire(
+        self,
+        model: str,
+        estimated_tokens: int = 1,
+        max_wait: float | None = None,
+        **kw: Any,
+    ) -> Lease:
+        """:meth:`KeyManager.acquire` on the pool's first active key only."""
+        exclude = [*kw.pop("exclude", ()), *self._others(model)]
+        return self._wrapped.acquire(model, estimated_tokens, max_wait, exclude=exclude, **kw)
+
+    async def aacquire(
+        self,
+        model: str,
+        estimated_tokens: int = 1,
+        max_wait: float | None = None,
+        **kw: Any,
+    ) -> Lease:
+        """Async twin of :meth:`acquire`."""
+        exclude = [*kw.pop("exclude", ()), *self._others(model)]
+        return await self._wrapped.aacquire(
+            model, estimated_tokens, max_wait, exclude=exclude, **kw
+        )
+
+
+def build_model(
+    manager: KeyManager, model: str, *, rotation: bool, **options: Any
+) -> RouterChatModel:
+    """The pool's chat model; without ``rotation`` it leases the first active key only."""
+    llm = RouterChatModel(model=model, key_manager=manager, **options)
+    if not rotation:
+        llm._manager = SingleKeyManager(manager)  # type: ignore[assignment]
+        active = [k.key_id for k in manager.keys if k.active and k.model_name == model]
+        if len(active) > 1:
+            logger.info(
+                "LLM_MULTI_KEY_ROUTER_ENABLED is off: pool %s uses key %s only (%d keys)",
+                model,
+                active[0],
+                len(active),
+            )
+    return llm
+
+
+def build_messages(
+    history: Sequence[Mapping[str, Any]], prompt: str, system_prompt: str | None
+) -> list[BaseMessage]:
+    """The call's messages: the system prompt (if given, replacing a stored one), the
+    stored history, and the new prompt."""
+    past = messages_from_dict([dict(m) for m in history])
+    if system_prompt is not None:
+        past = [m for m in past if not isinstance(m, SystemMessage)]
+        return [SystemMessage(content=system_prompt), *past, HumanMessage(content=prompt)]
+    return [*past, HumanMessage(content=prompt)]
+
+
+def turn_dicts(
+    prompt: str, reply: BaseMessage, system_prompt: str | None, new_conversation: bool
+) -> list[dict[str, Any]]:
+    """The turn to store: (system prompt, for a new conversation), prompt, reply."""
+    out: list[BaseMessage] = []
+    if system_prompt is not None and new_conversation:
+        out.append(SystemMessage(content=system_prompt))
+    out += [HumanMessage(content=prompt), reply]
+    return [message_to_dict(m) for m in out]
+
+
+def reply_parts(reply: BaseMessage) -> tuple[str, dict[str, int] | None, str | None, int]:
+    """``(text, usage, key_id, attempts)`` of the engine's answer."""
+    text = str(reply.text)
+    usage = None
+    meta = getattr(reply, "usage_metadata", None) if isinstance(reply, AIMessage) else None
+    if meta:
+        usage = {
+            "prompt": int(meta.get("input_tokens") or 0),
+            "completion": int(meta.get("output_tokens") or 0),
+            "total": int(meta.get("total_tokens") or 0),
+        }
+    info = reply.response_metadata
+    key_id = info.get("key_id")
+    attempts = int(info.get("attempts") or 1)
+    return text, usage, str(key_id) if key_id else None, attempts

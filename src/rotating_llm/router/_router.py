@@ -1,0 +1,470 @@
+"""``RequestRouter``: the design document's API (``send_chat``, ``send_one_shot``, ...).
+
+A face over the same engine as LangChain's: one ``RotatingChatModel`` per pool (built on
+first use, so LangChain is imported only then), conversations in the core
+:class:`~rotating_llm.conversation.ConversationStore`. Every send returns a result dict
+and never raises for a provider, pool or store failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from rotating_llm.conversation import ConversationStore
+from rotating_llm.errors import ConfigError
+from rotating_llm.events import add_listener
+from rotating_llm.keys import KeyManager, get_key_manager
+from rotating_llm.router._health import health_report
+from rotating_llm.router._results import Outcome, error_type, failure, success
+from rotating_llm.tokens import estimate_tokens
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+
+    from rotating_llm.router._engine import RouterChatModel
+
+__all__ = ["RequestRouter", "get_request_router"]
+
+logger = logging.getLogger("rotating_llm.router")
+
+_current: ContextVar[Outcome | None] = ContextVar("rotating_llm_router_outcome", default=None)
+
+
+def _count_attempts(name: str, fields: dict[str, Any]) -> None:
+    """Event listener: every lease granted during a send is one attempt of that send."""
+    if name == "lease.acquired":
+        outcome = _current.get()
+        if outcome is not None:
+            outcome.attempts += 1
+            outcome.key_id = fields.get("key_id")
+
+
+class RequestRouter:
+    """Send prompts to a model's pool of keys; conversations kept across key rotation.
+
+    Args:
+        key_manager: The pools (default: :func:`~rotating_llm.get_key_manager`).
+        conversation_store: Default: a store on the key manager's Redis and prefix.
+        max_wait: Seconds to wait for capacity (default: the manager's ``max_wait``).
+        fallbacks: ``model -> [fallback models]``, tried in order when the model's pool
+            has no capacity (``rate_limited``).
+        rotation: Rotate over every key of a pool. Default: ``LLM_MULTI_KEY_ROUTER_ENABLED``
+            (off: the legacy single-key behaviour, each pool uses its first active key).
+        default_model: The pool used when a call names none (default: the only pool).
+        chat_model_options: Further ``RotatingChatModel`` arguments (``max_attempts``,
+            ``timeout``, ``provider_factories``, ...).
+    """
+
+    def __init__(
+        self,
+        key_manager: KeyManager | None = None,
+        *,
+        conversation_store: ConversationStore | None = None,
+        max_wait: float | None = None,
+        fallbacks: Mapping[str, Sequence[str]] | None = None,
+        rotation: bool | None = None,
+        default_model: str | None = None,
+        chat_model_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if max_wait is not None and max_wait < 0:
+            raise ConfigError(f"max_wait must be >= 0, got {max_wait}")
+        self.key_manager = key_manager or get_key_manager()
+        self.settings = self.key_manager.settings
+        self.conversation_store = conversation_store or ConversationStore(
+            self.settings, store=self.key_manager.store.primary
+        )
+        self.max_wait = self.settings.max_wait if max_wait is None else float(max_wait)
+        self.fallbacks = {k: list(v) for k, v in (fallbacks or {}).items()}
+        self.rotation = self.settings.router_enabled if rotation is None else rotation
+        self.default_model = default_model
+        self.chat_model_options = dict(chat_model_options or {})
+        self._models: dict[str, RouterChatModel] = {}
+        self._lock = threading.Lock()
+        add_listener(_count_attempts)
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestRouter(models={self.key_manager.models()}, rotation={self.rotation}, "
+            f"max_wait={self.max_wait}, fallbacks={self.fallbacks})"
+        )
+
+    # -- the engine -------------------------------------------------------------------
+
+    def chat_model(self, model: str) -> RouterChatModel:
+        """The pool's ``RotatingChatModel`` (built once per model; imports LangChain).
+
+        Raises:
+            ConfigError: ``model`` has no active keys.
+        """
+        with self._lock:
+            found = self._models.get(model)
+            if found is None:
+                from rotating_llm.router._engine import build_model
+
+                found = build_model(
+                    self.key_manager, model, rotation=self.rotation, **self.chat_model_options
+                )
+                self._models[model] = found
+            return found
+
+    def _preferred(self, model_preference: str | None) -> str:
+        if model_preference:
+            return model_preference
+        if self.default_model:
+            return self.default_model
+        models = self.key_manager.models()
+        if len(models) == 1:
+            return models[0]
+        raise ConfigError(f"name a model_preference; pools: {models}")
+
+    def _candidates(self, preferred: str, fallback_models: Sequence[str] | None) -> list[str]:
+        chain = self.fallbacks.get(preferred, []) if fallback_models is None else fallback_models
+        pools = set(self.key_manager.models())
+        out = [preferred]
+        for model in chain:
+            if model in out:
+                continue
+            if model not in pools:
+                logger.warning("fallback model %s has no active keys: skipped", model)
+                continue
+            out.append(model)
+        return out
+
+    @staticmethod
+    def _kwargs(
+        expected: int | None, temperature: float | None, wait: float, extra: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        from rotating_llm.router._engine import COMPLETION_KWARG, MAX_WAIT_KWARG
+
+        call: dict[str, Any] = dict(extra)
+        call[MAX_WAIT_KWARG] = wait
+        if expected:
+            call[COMPLETION_KWARG] = int(expected)
+        if temperature is not None:
+            call["temperature"] = temperature
+        return call
+
+    @staticmethod
+    def _order(refused: list[tuple[str, BaseException]], wait: float) -> list[str]:
+        """Models worth waiting for, soonest capacity first (within ``wait``)."""
+        timed = [(getattr(e, "retry_after", None), m) for m, e in refused]
+        soon = sorted((r, i, m) for i, (r, m) in enumerate(timed) if r is not None and r <= wait)
+        return [m for _, _, m in soon[:1]]
+
+    def _invoke(
+        self,
+        outcome: Outcome,
+        messages: list[BaseMessage],
+        candidates: list[str],
+        call: dict[str, Any],
+    ) -> BaseMessage:
+        """Send through the candidates: first without waiting, then wait for the soonest."""
+        from rotating_llm.router._engine import MAX_WAIT_KWARG
+
+        wait = float(call[MAX_WAIT_KWARG])
+        if len(candidates) == 1:
+            outcome.model = candidates[0]
+            return self.chat_model(candidates[0]).invoke(messages, **call)
+        refused: list[tuple[str, BaseException]] = []
+        for model in candidates:
+            outcome.model = model
+            try:
+                return self.chat_model(model).invoke(messages, **{**call, MAX_WAIT_KWARG: 0.0})
+            except Exception as exc:
+                if error_type(exc) != "rate_limited":
+                    raise
+                refused.append((model, exc))
+        for model in self._order(refused, wait):
+            outcome.model = model
+            return self.chat_model(model).invoke(messages, **call)
+        outcome.model = outcome.preferred
+        raise min(refused, key=_retry_key)[1]
+
+    async def _ainvoke(
+        self,
+        outcome: Outcome,
+        messages: list[BaseMessage],
+        candidates: list[str],
+        call: dict[str, Any],
+    ) -> BaseMessage:
+        """Async twin of :meth:`_invoke`."""
+        from rotating_llm.router._engine import MAX_WAIT_KWARG
+
+        wait = float(call[MAX_WAIT_KWARG])
+        if len(candidates) == 1:
+            outcome.model = candidates[0]
+            return await self.chat_model(candidates[0]).ainvoke(messages, **call)
+        refused: list[tuple[str, BaseException]] = []
+        for model in candidates:
+            outcome.model = model
+            try:
+                llm = self.chat_model(model)
+                return await llm.ainvoke(messages, **{**call, MAX_WAIT_KWARG: 0.0})
+            except Exception as exc:
+                if error_type(exc) != "rate_limited":
+                    raise
+                refused.append((model, exc))
+        for model in self._order(refused, wait):
+            outcome.model = model
+            return await self.chat_model(model).ainvoke(messages, **call)
+        outcome.model = outcome.preferred
+        raise min(refused, key=_retry_key)[1]
+
+    # -- sends ------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        model_preference: str | None,
+        fallback_models: Sequence[str] | None,
+        expected: int | None,
+        temperature: float | None,
+        max_wait: float | None,
+        extra: Mapping[str, Any],
+    ) -> tuple[Outcome, list[str], dict[str, Any]]:
+        preferred = self._preferred(model_preference)
+        outcome = Outcome(preferred, preferred)
+        wait = self.max_wait if max_wait is None else float(max_wait)
+        call = self._kwargs(expected, temperature, wait, extra)
+        return outcome, self._candidates(preferred, fallback_models), call
+
+    def _failed(self, outcome: Outcome, exc: BaseException, **extra: Any) -> dict[str, Any]:
+        result = failure(outcome, exc, **extra)
+        if result["error_type"] == "provider_error" and not hasattr(exc, "kind"):
+            logger.exception("unexpected error in a send on %s", outcome.model)
+        else:
+            logger.warning(
+                "send on %s failed (%s): %s", outcome.model, result["error_type"], result["error"]
+            )
+        return result
+
+    def _succeeded(
+        self, outcome: Outcome, reply: BaseMessage, prompt_text: str
+    ) -> tuple[dict[str, Any], int]:
+        from rotating_llm.router._engine import reply_parts
+
+        text, usage, key_id, attempts = reply_parts(reply)
+        outcome.key_id = key_id or outcome.key_id
+        outcome.attempts = max(outcome.attempts, attempts)
+        if usage is None:
+            prompt, completion = estimate_tokens(prompt_text), estimate_tokens(text)
+            usage = {"prompt": prompt, "completion": completion, "total": prompt + completion}
+        return success(outcome, text, usage), usage["total"]
+
+    def send_one_shot(
+        self,
+        prompt: str,
+        model_preference: str | None = None,
+        expected_completion_tokens: int | None = None,
+        temperature: float | None = None,
+        system_prompt: str | None = None,
+        *,
+        fallback_models: Sequence[str] | None = None,
+        max_wait: float | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Send one prompt without history; return the result dict (never raises for a
+        provider, pool or store failure). ``kw`` goes to the provider call (e.g. ``stop``)."""
+        token = _current.set(None)
+        try:
+            outcome, candidates, call = self._prepare(
+                model_preference, fallback_models, expected_completion_tokens, temperature,
+                max_wait, kw,
+            )  # fmt: skip
+        except Exception as exc:
+            _current.reset(token)
+            return self._failed(Outcome(str(model_preference), str(model_preference)), exc)
+        _current.set(outcome)
+        try:
+            from rotating_llm.router._engine import build_messages
+
+            reply = self._invoke(
+                outcome, build_messages([], prompt, system_prompt), candidates, call
+            )
+            return self._succeeded(outcome, reply, (system_prompt or "") + prompt)[0]
+        except Exception as exc:
+            return self._failed(outcome, exc)
+        finally:
+            _current.reset(token)
+
+    def send_chat(
+        self,
+        conv_id: str,
+        prompt: str,
+        model_preference: str | None = None,
+        expected_completion_tokens: int | None = None,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        *,
+        fallback_models: Sequence[str] | None = None,
+        max_wait: float | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Send ``prompt`` with conversation ``conv_id``'s history; on success append the
+        turn (prompt and reply, one atomic write). A failed send writes nothing.
+
+        A ``system_prompt`` is stored with the first turn of a new conversation; given
+        later, it replaces the stored one for that call.
+        """
+        token = _current.set(None)
+        try:
+            outcome, candidates, call = self._prepare(
+                model_preference, fallback_models, expected_completion_tokens, temperature,
+                max_wait, kw,
+            )  # fmt: skip
+        except Exception as exc:
+            _current.reset(token)
+            return self._failed(Outcome(str(model_preference), str(model_preference)), exc)
+        _current.set(outcome)
+        try:
+            from rotating_llm.router._engine import build_messages, turn_dicts
+
+            store = self.conversation_store
+            history = store.get_messages(conv_id)
+            messages = build_messages(history, prompt, system_prompt)
+            reply = self._invoke(outcome, messages, candidates, call)
+            result, total = self._succeeded(outcome, reply, (system_prompt or "") + prompt)
+        except Exception as exc:
+            _current.reset(token)
+            return self._failed(outcome, exc)
+        _current.reset(token)
+        try:
+            turn = turn_dicts(prompt, reply, system_prompt, new_conversation=not history)
+            store.append_turn(
+                conv_id, turn, tokens=total, model=outcome.model, key_id=result["key_id"]
+            )
+        except Exception as exc:
+            return self._failed(outcome, exc, content=result["content"])
+        return result
+
+    async def asend_one_shot(
+        self,
+        prompt: str,
+        model_preference: str | None = None,
+        expected_completion_tokens: int | None = None,
+        temperature: float | None = None,
+        system_prompt: str | None = None,
+        *,
+        fallback_models: Sequence[str] | None = None,
+        max_wait: float | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`send_one_shot`."""
+        token = _current.set(None)
+        try:
+            outcome, candidates, call = self._prepare(
+                model_preference, fallback_models, expected_completion_tokens, temperature,
+                max_wait, kw,
+            )  # fmt: skip
+        except Exception as exc:
+            _current.reset(token)
+            return self._failed(Outcome(str(model_preference), str(model_preference)), exc)
+        _current.set(outcome)
+        try:
+            from rotating_llm.router._engine import build_messages
+
+            messages = build_messages([], prompt, system_prompt)
+            reply = await self._ainvoke(outcome, messages, candidates, call)
+            return self._succeeded(outcome, reply, (system_prompt or "") + prompt)[0]
+        except Exception as exc:
+            return self._failed(outcome, exc)
+        finally:
+            _current.reset(token)
+
+    async def asend_chat(
+        self,
+        conv_id: str,
+        prompt: str,
+        model_preference: str | None = None,
+        expected_completion_tokens: int | None = None,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        *,
+        fallback_models: Sequence[str] | None = None,
+        max_wait: float | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`send_chat`."""
+        token = _current.set(None)
+        try:
+            outcome, candidates, call = self._prepare(
+                model_preference, fallback_models, expected_completion_tokens, temperature,
+                max_wait, kw,
+            )  # fmt: skip
+        except Exception as exc:
+            _current.reset(token)
+            return self._failed(Outcome(str(model_preference), str(model_preference)), exc)
+        _current.set(outcome)
+        try:
+            from rotating_llm.router._engine import build_messages, turn_dicts
+
+            store = self.conversation_store
+            history = await store.aget_messages(conv_id)
+            messages = build_messages(history, prompt, system_prompt)
+            reply = await self._ainvoke(outcome, messages, candidates, call)
+            result, total = self._succeeded(outcome, reply, (system_prompt or "") + prompt)
+        except Exception as exc:
+            _current.reset(token)
+            return self._failed(outcome, exc)
+        _current.reset(token)
+        try:
+            turn = turn_dicts(prompt, reply, system_prompt, new_conversation=not history)
+            await store.aappend_turn(
+                conv_id, turn, tokens=total, model=outcome.model, key_id=result["key_id"]
+            )
+        except Exception as exc:
+            return self._failed(outcome, exc, content=result["content"])
+        return result
+
+    # -- conversations and health -----------------------------------------------------
+
+    def truncate_conversation(self, conv_id: str, keep_last_n: int) -> int:
+        """Keep the last ``keep_last_n`` messages of ``conv_id``; return how many went."""
+        return self.conversation_store.truncate(conv_id, keep_last_n)
+
+    def get_conversation(self, conv_id: str) -> list[dict[str, Any]]:
+        """The stored messages of ``conv_id`` (LangChain ``message_to_dict`` form)."""
+        return self.conversation_store.get_messages(conv_id)
+
+    def health_check(self) -> dict[str, Any]:
+        """``healthy``, ``key_manager``, ``conversation_store``, ``redis``; never raises."""
+        return health_report(self.key_manager, self.conversation_store, self.rotation)
+
+    async def aclose(self) -> None:
+        """Close the running loop's async connections (conversation store and manager)."""
+        await self.conversation_store.aclose()
+        await self.key_manager.store.primary.aclose()
+
+
+def _retry_key(item: tuple[str, BaseException]) -> float:
+    retry = getattr(item[1], "retry_after", None)
+    return float("inf") if retry is None else float(retry)
+
+
+_default: RequestRouter | None = None
+_default_lock = threading.Lock()
+
+
+def get_request_router(
+    key_manager: KeyManager | None = None, max_wait: float | None = None, **kwargs: Any
+) -> RequestRouter:
+    """The process's default router; with arguments, a new one that becomes the default.
+
+    Arguments are those of :class:`RequestRouter`.
+    """
+    global _default
+    with _default_lock:
+        fresh = key_manager is not None or max_wait is not None or bool(kwargs)
+        if fresh or _default is None or _default.key_manager is not get_key_manager():
+            _default = RequestRouter(key_manager, max_wait=max_wait, **kwargs)
+        return _default
+
+
+def _reset_default() -> None:
+    """Forget the default router (tests)."""
+    global _default
+    with _default_lock:
+        _default = None
