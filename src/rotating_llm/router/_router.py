@@ -105,9 +105,12 @@ class RequestRouter:
             if found is None:
                 from rotating_llm.router._engine import build_model
 
-                found = build_model(
-                    self.key_manager, model, rotation=self.rotation, **self.chat_model_options
-                )
+                try:
+                    found = build_model(
+                        self.key_manager, model, rotation=self.rotation, **self.chat_model_options
+                    )
+                except ValueError as exc:  # pydantic wraps the face's ConfigError
+                    raise ConfigError(f"cannot build the chat model of {model!r}: {exc}") from exc
                 self._models[model] = found
             return found
 
@@ -124,6 +127,8 @@ class RequestRouter:
     def _candidates(self, preferred: str, fallback_models: Sequence[str] | None) -> list[str]:
         chain = self.fallbacks.get(preferred, []) if fallback_models is None else fallback_models
         pools = set(self.key_manager.models())
+        if preferred not in pools:
+            raise ConfigError(f"no active keys for model {preferred!r}; models: {sorted(pools)}")
         out = [preferred]
         for model in chain:
             if model in out:
