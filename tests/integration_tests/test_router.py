@@ -3,12 +3,15 @@ fallbacks, no partial turn, rotation on and off, async twins, health with Redis 
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -326,3 +329,20 @@ def test_default_router_and_lazy_langchain(redis_url: str, prefix: str) -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_module_health_check_exit_codes(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    entry = {"key_id": "hc-01", "model_name": FLASH, "provider": "gemini", "rpm": 5, "tpm": 1000}
+    keys.write_text(json.dumps({"keys": [entry]}))
+    env = {**os.environ, "REDIS_URL": redis_url, "ROTATING_LLM_KEY_PREFIX": prefix}
+    cmd = [sys.executable, "-m", "rotating_llm.router", "--health-check", "--keys", str(keys)]
+    missing = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1  # the key's secret does not resolve
+    assert json.loads(missing.stdout)["key_manager"]["secrets_ok"] is False
+    env["API_KEY_HC_01"] = f"sk-hc-{uuid.uuid4().hex}"
+    ok = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["healthy"] is True and report["redis"]["ok"] is True
+    assert env["API_KEY_HC_01"] not in ok.stdout + ok.stderr
