@@ -33,7 +33,7 @@ from _audit_helpers import (
     raise_every_logger_to_debug,
     redis_dump,
 )
-from _servers import BaoServer, openbao_server
+from _servers import BaoServer, MotoServer, moto_server, openbao_server
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.load import dumpd
 
@@ -43,7 +43,7 @@ from rotating_llm.langchain import RotatingChatModel
 from rotating_llm.secrets import env_var_for, test_secret_access
 from rotating_llm.testing import FakeProvider
 
-__all__ = ["openbao_server"]  # re-exported fixture
+__all__ = ["moto_server", "openbao_server"]  # re-exported fixtures
 
 #: google-genai's async client subclasses aiohttp.ClientSession, which aiohttp deprecates.
 AIOHTTP_INHERITANCE = (
@@ -54,11 +54,17 @@ pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings(AIOHTTP_INHERITANCE)
 
 GEMINI = "gemini-2.5-flash"
 GPT = "gpt-4o-mini"
+GEMINI_PRO = "gemini-2.5-pro"
 N_KEYS = 3
 
 
-def secret_values(kind: str, n: int) -> list[str]:
-    """Values shaped like the provider's keys, and one with no recognisable shape.
+def shapeless_value() -> str:
+    """A secret no redaction detector recognises: only registering it can mask it."""
+    return "plain" + secrets.token_hex(20)
+
+
+def secret_values(kind: str, n: int, *, shapeless: bool = True) -> list[str]:
+    """Values shaped like the provider's keys, and (by default) one with no shape.
 
     A shapeless value is masked only if the library registered it; a shaped one would
     also be caught by the redaction detectors. Both must stay out of everything.
@@ -67,7 +73,9 @@ def secret_values(kind: str, n: int) -> list[str]:
         "gemini": lambda: "AIza" + secrets.token_urlsafe(27)[:35],
         "openai": lambda: "sk-proj-" + secrets.token_urlsafe(48),
     }[kind]
-    return [shaped() for _ in range(n - 1)] + ["plain" + secrets.token_hex(20)]
+    if not shapeless:
+        return [shaped() for _ in range(n)]
+    return [shaped() for _ in range(n - 1)] + [shapeless_value()]
 
 
 class Recorder(BaseCallbackHandler):
@@ -224,6 +232,19 @@ def gather_reprs(llm: RotatingChatModel, km: KeyManager, ev: Evidence) -> None:
 
 
 @pytest.fixture
+def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
+    """Fake credentials and the moto endpoint, through the standard AWS variables only."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server.endpoint)
+    return moto_server
+
+
+@pytest.fixture
 def simulator() -> Iterator[FakeProvider]:
     with FakeProvider(window=60.0) as fp:
         yield fp
@@ -231,6 +252,7 @@ def simulator() -> Iterator[FakeProvider]:
 
 def test_whole_workload_leaks_no_secret(
     openbao_server: BaoServer,
+    aws_env: MotoServer,
     simulator: FakeProvider,
     redis_url: str,
     prefix: str,
@@ -267,7 +289,25 @@ def test_whole_workload_leaks_no_secret(
     )
     for key_id, value in env_secrets.items():
         monkeypatch.setenv(env_var_for(key_id), value)
-    searched = {f"secret of {k}": v for k, v in {**vault_secrets, **env_secrets}.items()}
+    # Gemini keys, secrets in AWS Secrets Manager (moto), SecretString {"api_key": ...}
+    import boto3
+
+    aws_prefix = f"audit-{tag}/"
+    # (shaped values only: a shapeless one leaks on its first read, see the xfail below)
+    aws_secrets = dict(
+        zip(
+            [f"audit-{tag}-a{i}" for i in range(N_KEYS)],
+            secret_values("gemini", N_KEYS, shapeless=False),
+            strict=True,
+        )
+    )
+    aws_admin = boto3.session.Session(region_name="us-east-1").client("secretsmanager")
+    for key_id, value in aws_secrets.items():
+        aws_admin.create_secret(
+            Name=aws_prefix + key_id, SecretString=json.dumps({"api_key": value})
+        )
+    all_secrets = {**vault_secrets, **env_secrets, **aws_secrets}
+    searched = {f"secret of {k}": v for k, v in all_secrets.items()}
     searched["vault token"] = bao.root_token
 
     ev = Evidence()
@@ -328,9 +368,35 @@ def test_whole_workload_leaks_no_secret(
                 ),
             )
             managers.append(env_km)
+            aws_km = KeyManager(
+                [
+                    APIKey(
+                        key_id=k,
+                        model_name=GEMINI_PRO,
+                        provider="gemini",
+                        rpm=100,
+                        tpm=10**6,
+                        base_url=fp.url,
+                    )
+                    for k in aws_secrets
+                ],
+                key_store_path=written / "aws-keys.json",
+                settings=Settings(
+                    redis_url=redis_url,
+                    key_prefix=f"{prefix}aws:",
+                    max_wait=0,
+                    secret_store_type="aws",
+                    aws_region="us-east-1",
+                    aws_secret_prefix=aws_prefix,
+                    log_file=written / "rotating_llm.log",
+                ),
+            )
+            managers.append(aws_km)
             assert type(vault_km.secret_store).__name__ == "VaultSecretStore"
             assert type(env_km.secret_store).__name__ == "EnvSecretStore"
-            for km, secret_of in ((vault_km, vault_secrets), (env_km, env_secrets)):
+            assert type(aws_km.secret_store).__name__ == "AWSSecretStore"
+            pools = ((vault_km, vault_secrets), (env_km, env_secrets), (aws_km, aws_secrets))
+            for km, secret_of in pools:
                 llm = RotatingChatModel(
                     model=km.keys[0].model_name,
                     key_manager=km,
@@ -364,7 +430,12 @@ def test_whole_workload_leaks_no_secret(
     # the audit looked at real material ...
     assert "DEBUG" in log_text and "httpx" in log_text  # third-party DEBUG lines captured
     assert "API_KEY_INVALID" in log_text or "401" in log_text  # the failures were logged
-    assert {"debug.log", "vault-keys.json", "env-keys.json"} <= {Path(f).name for f in files}
+    assert "urllib3" in log_text  # the vault reads (hvac, requests)
+    assert "botocore" in log_text  # the AWS reads
+    assert "openai" in log_text  # the OpenAI SDK's requests
+    assert {"debug.log", "vault-keys.json", "env-keys.json", "aws-keys.json"} <= {
+        Path(f).name for f in files
+    }
     assert n_keys > 10  # the workload wrote state for both pools
     assert len(ev.channels["exceptions"]) >= 8
     assert any("key.disabled" in e for e in events)
@@ -372,6 +443,49 @@ def test_whole_workload_leaks_no_secret(
     # ... and found no secret in any of it
     assert find_leaks(searched, ev) == {}
     # the secrets were really used, so their absence means something
-    for value in (*vault_secrets.values(), *env_secrets.values()):
+    for value in all_secrets.values():
         assert fp.key_stats(value).served > 0
     assert os.environ.get("ROTATING_LLM_LOG_FILE")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "leak: AWSSecretStore's first read of a secret - botocore.parsers logs the whole "
+        "GetSecretValue response body (SecretString included) at DEBUG before the value "
+        "is registered for redaction, so a value no detector recognises reaches every "
+        "handler unmasked (src/rotating_llm/secrets/aws.py, _fetch)"
+    ),
+)
+def test_aws_first_read_leaks_no_secret_into_botocore_debug_log(
+    aws_env: MotoServer, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    import boto3
+
+    tag = uuid.uuid4().hex[:8]
+    key_id, value = f"audit-{tag}-a0", shapeless_value()
+    boto3.session.Session(region_name="us-east-1").client("secretsmanager").create_secret(
+        Name=f"audit-{tag}/{key_id}", SecretString=json.dumps({"api_key": value})
+    )
+    settings = Settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        max_wait=0,
+        secret_store_type="aws",
+        aws_region="us-east-1",
+        aws_secret_prefix=f"audit-{tag}/",
+    )
+    key = APIKey(key_id=key_id, model_name=GEMINI_PRO, provider="gemini", rpm=10, tpm=10**6)
+    with debug_everything(tmp_path / "debug.log") as logs:
+        km = KeyManager([key], settings=settings)  # installs the redaction, as in an app
+        try:
+            lease = km.acquire(GEMINI_PRO, 10)  # reads the secret from the store
+            assert lease.api_key == value
+            lease.release()
+        finally:
+            km.close()
+        text = logs.getvalue()
+    assert "botocore.parsers" in text
+    ev = Evidence()
+    ev.add("logs", text)
+    assert find_leaks({"the AWS secret": value}, ev) == {}
