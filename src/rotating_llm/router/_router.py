@@ -18,8 +18,9 @@ from rotating_llm.conversation import ConversationStore
 from rotating_llm.errors import ConfigError
 from rotating_llm.events import add_listener
 from rotating_llm.keys import KeyManager, get_key_manager
+from rotating_llm.router._dispatch import ainvoke, invoke
 from rotating_llm.router._health import health_report
-from rotating_llm.router._results import Outcome, error_type, failure, success
+from rotating_llm.router._results import Outcome, failure, success
 from rotating_llm.tokens import estimate_tokens
 
 if TYPE_CHECKING:
@@ -153,71 +154,17 @@ class RequestRouter:
             call["temperature"] = temperature
         return call
 
-    @staticmethod
-    def _order(refused: list[tuple[str, BaseException]], wait: float) -> list[str]:
-        """Models worth waiting for, soonest capacity first (within ``wait``)."""
-        timed = [(getattr(e, "retry_after", None), m) for m, e in refused]
-        soon = sorted((r, i, m) for i, (r, m) in enumerate(timed) if r is not None and r <= wait)
-        return [m for _, _, m in soon[:1]]
-
     def _invoke(
-        self,
-        outcome: Outcome,
-        messages: list[BaseMessage],
-        candidates: list[str],
+        self, outcome: Outcome, messages: list[BaseMessage], candidates: list[str],
         call: dict[str, Any],
-    ) -> BaseMessage:
-        """Send through the candidates: first without waiting, then wait for the soonest."""
-        from rotating_llm.router._engine import MAX_WAIT_KWARG
-
-        wait = float(call[MAX_WAIT_KWARG])
-        if len(candidates) == 1:
-            outcome.model = candidates[0]
-            return self.chat_model(candidates[0]).invoke(messages, **call)
-        refused: list[tuple[str, BaseException]] = []
-        for model in candidates:
-            outcome.model = model
-            try:
-                return self.chat_model(model).invoke(messages, **{**call, MAX_WAIT_KWARG: 0.0})
-            except Exception as exc:
-                if error_type(exc) != "rate_limited":
-                    raise
-                refused.append((model, exc))
-        for model in self._order(refused, wait):
-            outcome.model = model
-            return self.chat_model(model).invoke(messages, **call)
-        outcome.model = outcome.preferred
-        raise min(refused, key=_retry_key)[1]
+    ) -> BaseMessage:  # fmt: skip
+        return invoke(self.chat_model, outcome, messages, candidates, call)
 
     async def _ainvoke(
-        self,
-        outcome: Outcome,
-        messages: list[BaseMessage],
-        candidates: list[str],
+        self, outcome: Outcome, messages: list[BaseMessage], candidates: list[str],
         call: dict[str, Any],
-    ) -> BaseMessage:
-        """Async twin of :meth:`_invoke`."""
-        from rotating_llm.router._engine import MAX_WAIT_KWARG
-
-        wait = float(call[MAX_WAIT_KWARG])
-        if len(candidates) == 1:
-            outcome.model = candidates[0]
-            return await self.chat_model(candidates[0]).ainvoke(messages, **call)
-        refused: list[tuple[str, BaseException]] = []
-        for model in candidates:
-            outcome.model = model
-            try:
-                llm = self.chat_model(model)
-                return await llm.ainvoke(messages, **{**call, MAX_WAIT_KWARG: 0.0})
-            except Exception as exc:
-                if error_type(exc) != "rate_limited":
-                    raise
-                refused.append((model, exc))
-        for model in self._order(refused, wait):
-            outcome.model = model
-            return await self.chat_model(model).ainvoke(messages, **call)
-        outcome.model = outcome.preferred
-        raise min(refused, key=_retry_key)[1]
+    ) -> BaseMessage:  # fmt: skip
+        return await ainvoke(self.chat_model, outcome, messages, candidates, call)
 
     # -- sends ------------------------------------------------------------------------
 
@@ -442,11 +389,6 @@ class RequestRouter:
         """Close the running loop's async connections (conversation store and manager)."""
         await self.conversation_store.aclose()
         await self.key_manager.store.primary.aclose()
-
-
-def _retry_key(item: tuple[str, BaseException]) -> float:
-    retry = getattr(item[1], "retry_after", None)
-    return float("inf") if retry is None else float(retry)
 
 
 _default: RequestRouter | None = None
