@@ -1,23 +1,24 @@
 """Issue 7's audit: a whole workload with every logger at DEBUG leaves no secret anywhere.
 
-Two pools behind ``RotatingChatModel`` on the simulator: Gemini keys whose secrets live
-in a real OpenBao (vault store, token auth) and OpenAI keys from the environment (env
-store). The workload has successes, a real 429 from the simulator (a tight per-key limit
-there), a 503 retried, a stream, a stream cut mid-way, async calls and an async stream, a
-revoked key (disabled), a pool with no capacity (``max_wait=0``), direct leases, status and
-health reports, and a keys file persisted to disk. Then every secret value, and a
-16-character slice of it, is searched for in: the captured logs (in memory and a log
-file), stdout/stderr, every exception raised (whole chains and tracebacks), reprs of the
-manager, leases, model, stores and settings, the model's serialisations, LangChain
-callback payloads, the library's events, a dump of every Redis key under the test prefix
-(all types) and every file the workload wrote.
+Three pools behind ``RotatingChatModel`` on the simulator: Gemini keys whose secrets live
+in a real OpenBao (vault store, token auth), OpenAI keys from the environment (env store)
+and Gemini keys in AWS Secrets Manager (moto). The workload has successes, a real 429 from
+the simulator (a tight per-key limit there), a 503 retried, a stream, a stream cut
+mid-way, async calls and an async stream, a revoked key (disabled), a pool with no
+capacity (``max_wait=0``), direct leases, status and health reports, keys files persisted
+to disk and the library's own log file (``configure_logging``, ``ROTATING_LLM_LOG_FILE``).
+Then every secret value (and the vault token), whole or any 19 consecutive characters of
+it, is searched for in: the captured logs (in memory and a log file), stdout/stderr,
+every exception raised (whole chains and tracebacks), reprs of the manager, leases,
+model, stores and settings, the model's serialisations, LangChain callback payloads, the
+library's events, a dump of every Redis key under the test prefix (all types) and every
+file the workload wrote.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from langchain_core.load import dumpd
 from rotating_llm import AllKeysExhaustedError, APIKey, KeyManager, Settings
 from rotating_llm.events import add_listener, remove_listener
 from rotating_llm.langchain import RotatingChatModel
+from rotating_llm.logs import close_log_file, configure_logging
 from rotating_llm.secrets import env_var_for, test_secret_access
 from rotating_llm.testing import FakeProvider
 
@@ -264,7 +266,7 @@ def test_whole_workload_leaks_no_secret(
     tag = uuid.uuid4().hex[:8]
     written = tmp_path / "written"
     written.mkdir()
-    # where a log file would go (no configure_logging in the library yet: see the report)
+    # the library's own rotating log file (configure_logging reads it from the environment)
     monkeypatch.setenv("ROTATING_LLM_LOG_FILE", str(written / "rotating_llm.log"))
 
     # Gemini keys, secrets in OpenBao (KV v2 secret/llm/<key_id>#api_key)
@@ -321,6 +323,7 @@ def test_whole_workload_leaks_no_secret(
     managers: list[KeyManager] = []
     try:
         with debug_everything(written / "debug.log") as logs:
+            configure_logging(Settings.from_env(), level="DEBUG")
             vault_km = KeyManager(
                 [
                     APIKey(
@@ -415,6 +418,7 @@ def test_whole_workload_leaks_no_secret(
         remove_listener(on_event)
         for km in managers:
             km.close()
+        close_log_file()
 
     out, err = capfd.readouterr()
     ev.add("logs", log_text)
@@ -433,9 +437,10 @@ def test_whole_workload_leaks_no_secret(
     assert "urllib3" in log_text  # the vault reads (hvac, requests)
     assert "botocore" in log_text  # the AWS reads
     assert "openai" in log_text  # the OpenAI SDK's requests
-    assert {"debug.log", "vault-keys.json", "env-keys.json", "aws-keys.json"} <= {
-        Path(f).name for f in files
-    }
+    names = {Path(f).name for f in files}
+    assert {"debug.log", "vault-keys.json", "env-keys.json", "aws-keys.json"} <= names
+    library_log = files["written/rotating_llm.log"]
+    assert "rotating_llm.langchain" in library_log and "API_KEY_INVALID" in library_log
     assert n_keys > 10  # the workload wrote state for both pools
     assert len(ev.channels["exceptions"]) >= 8
     assert any("key.disabled" in e for e in events)
@@ -445,7 +450,6 @@ def test_whole_workload_leaks_no_secret(
     # the secrets were really used, so their absence means something
     for value in all_secrets.values():
         assert fp.key_stats(value).served > 0
-    assert os.environ.get("ROTATING_LLM_LOG_FILE")
 
 
 @pytest.mark.xfail(
