@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -368,6 +370,8 @@ def test_chat_google_generative_ai_transport_faults(fake_provider: FakeProvider)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("_collect_litellm_leaks")
+@pytest.mark.filterwarnings("ignore:.*using the `ReadOnly` qualifier:UserWarning")
 def test_litellm_gemini_with_api_base(
     fake_provider_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -391,3 +395,12 @@ def test_litellm_gemini_with_api_base(
             api_base=fp.gemini_api_base,
             num_retries=0,
         )
+
+
+@pytest.fixture
+def _collect_litellm_leaks() -> Iterator[None]:
+    """LiteLLM leaves an event loop and pooled sockets open; collect them quietly."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

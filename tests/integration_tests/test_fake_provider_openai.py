@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
@@ -228,6 +230,8 @@ def test_chat_openai_exception_types(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("_collect_litellm_leaks")
+@pytest.mark.filterwarnings("ignore:.*using the `ReadOnly` qualifier:UserWarning")
 def test_litellm_openai_models(
     fake_provider_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -267,3 +271,12 @@ def test_litellm_openai_models(
         with pytest.raises(error):
             call(OTHER, **kw)
     assert fp.key_stats(OTHER).faults == len(cases)
+
+
+@pytest.fixture
+def _collect_litellm_leaks() -> Iterator[None]:
+    """LiteLLM leaves an event loop and pooled sockets open; collect them quietly."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +37,10 @@ _NEEDS_INTERNET = pytest.mark.xfail(
 def _running_provider() -> Iterator[FakeProvider]:
     with _PROVIDER:
         yield _PROVIDER
+    # Collect the clients the suite leaked now, while their warnings are filtered.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 class TestChatGoogleGenerativeAIOnFakeProvider(ChatModelIntegrationTests):
