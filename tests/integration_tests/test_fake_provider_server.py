@@ -93,9 +93,22 @@ def test_the_key_can_come_from_the_query_string(fake_provider: FakeProvider) -> 
     assert "unregistered callers" in (missing.value.message or "")
 
 
+def test_stream_without_sse_is_a_json_array(fake_provider: FakeProvider) -> None:
+    url = f"{fake_provider.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "a b"}]}]}).encode()
+    req = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json", "x-goog-api-key": KEY}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        events = json.loads(resp.read())
+    texts = [e["candidates"][0]["content"]["parts"][0]["text"] for e in events]
+    assert "".join(texts) == "You said: a b"
+    assert events[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
 @pytest.mark.multiprocess
 def test_process_mode_serves_and_is_controlled_over_http() -> None:
-    with FakeProvider(rpm=2, window=30.0, process=True) as fp:
+    with FakeProvider(rpm=2, window=30.0, process=True, day_reset="America/Los_Angeles") as fp:
         assert fp.process
         assert "process" in repr(fp)
         client = openai.OpenAI(api_key="sk-proc", base_url=fp.openai_url, max_retries=0)

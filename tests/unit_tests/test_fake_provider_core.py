@@ -266,3 +266,41 @@ def test_the_tool_named_in_the_prompt_wins() -> None:
     assert choose_tool(names, "call magic_function_no_args()") == "magic_function_no_args"
     assert choose_tool(names, "call magic_function(3)") == "magic_function"
     assert choose_tool(names, "Hello!") == "get_weather"
+
+
+def test_rpd_can_reset_at_midnight_in_a_time_zone() -> None:
+    import datetime as dt
+    import zoneinfo
+
+    pacific = zoneinfo.ZoneInfo("America/Los_Angeles")
+    wall = Clock()
+    wall.now = dt.datetime(2026, 3, 1, 23, 59, 0, tzinfo=pacific).timestamp()
+    w = Windows(window=60.0, day_window=86_400.0, day_reset=pacific, wall=wall)
+    limits = Limits(rpd=2)
+    assert w.admit("k", 0.0, 0, limits) is None
+    assert w.admit("k", 100.0, 0, limits) is None
+    refused = w.admit("k", 200.0, 0, limits)
+    assert refused is not None
+    assert refused.per_day
+    assert refused.retry_after == pytest.approx(60.0)  # one minute to Pacific midnight
+    wall.now += 61.0
+    assert w.admit("k", 300.0, 0, limits) is None
+    assert w.usage("k", 300.0)["day_requests"] == 1
+
+
+def test_day_reset_must_be_a_time_zone() -> None:
+    with pytest.raises(ValueError, match="day_reset"):
+        FakeProvider(day_reset="Mars/Olympus_Mons")
+    FakeProvider(day_reset="America/Los_Angeles")  # valid, not started
+
+
+def test_fault_descriptions_never_show_the_key() -> None:
+    state = State(Limits())
+    rule_id = state.inject("latency", key="sk-secret-key-123456789", delay=0.5, times=2)
+    [described] = state.faults()
+    assert described["id"] == rule_id
+    assert described["fault"] == "latency"
+    assert described["key"] == fp_of("sk-secret-key-123456789")
+    assert described["times"] == 2
+    assert state.remove_fault(rule_id)
+    assert state.faults() == []

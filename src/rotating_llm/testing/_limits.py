@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rotating_llm.testing._config import Limits
 
 __all__ = ["KeyWindows", "Rejection", "Windows"]
@@ -43,6 +47,8 @@ class KeyWindows:
     tokens: deque[tuple[float, int]] = field(default_factory=deque)
     token_sum: int = 0
     day: deque[float] = field(default_factory=deque)
+    calendar_day: dt.date | None = None
+    calendar_count: int = 0
 
     def prune(self, now: float, window: float, day_window: float) -> None:
         """Forget admissions that left their window."""
@@ -61,13 +67,37 @@ class Windows:
 
     Args:
         window: Length of the RPM/TPM window in seconds.
-        day_window: Length of the RPD window in seconds.
+        day_window: Length of the sliding RPD window in seconds.
+        day_reset: Time zone whose midnight resets RPD (like Gemini's Pacific
+            midnight); ``None`` uses the sliding ``day_window`` instead.
+        wall: Wall clock (seconds since the epoch) for ``day_reset``.
     """
 
-    def __init__(self, window: float, day_window: float) -> None:
+    def __init__(
+        self,
+        window: float,
+        day_window: float,
+        day_reset: dt.tzinfo | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.window = window
         self.day_window = day_window
+        self.day_reset = day_reset
+        self.wall = wall
         self._keys: dict[str, KeyWindows] = {}
+
+    def _day_count(self, kw: KeyWindows) -> tuple[int, float]:
+        """Return the key's requests today and the seconds until the next reset."""
+        if self.day_reset is None:
+            raise AssertionError("calendar days are off")
+        wall = self.wall()
+        local = dt.datetime.fromtimestamp(wall, self.day_reset)
+        if kw.calendar_day != local.date():
+            kw.calendar_day, kw.calendar_count = local.date(), 0
+        midnight = dt.datetime.combine(
+            local.date() + dt.timedelta(days=1), dt.time(0), tzinfo=self.day_reset
+        )
+        return kw.calendar_count, midnight.timestamp() - wall
 
     def reset(self) -> None:
         """Forget every admission."""
@@ -82,7 +112,7 @@ class Windows:
         return {
             "minute_requests": len(kw.minute),
             "minute_tokens": kw.token_sum,
-            "day_requests": len(kw.day),
+            "day_requests": self._day_count(kw)[0] if self.day_reset else len(kw.day),
         }
 
     def admit(self, key: str, now: float, cost: int, limits: Limits) -> Rejection | None:
@@ -94,7 +124,11 @@ class Windows:
         if kw is None:
             kw = self._keys[key] = KeyWindows()
         kw.prune(now, self.window, self.day_window)
-        if limits.rpd is not None and len(kw.day) >= limits.rpd:
+        if limits.rpd is not None and self.day_reset is not None:
+            used, until_reset = self._day_count(kw)
+            if used >= limits.rpd:
+                return Rejection("rpd", limits.rpd, max(until_reset, 0.0))
+        elif limits.rpd is not None and len(kw.day) >= limits.rpd:
             when = kw.day[len(kw.day) - limits.rpd] + self.day_window
             return Rejection("rpd", limits.rpd, max(when - now, 0.0))
         if limits.rpm is not None and len(kw.minute) >= limits.rpm:
@@ -103,7 +137,11 @@ class Windows:
         if limits.tpm is not None and kw.token_sum + cost > limits.tpm:
             return Rejection("tpm", limits.tpm, self._token_wait(kw, now, cost, limits.tpm))
         kw.minute.append(now)
-        kw.day.append(now)
+        if self.day_reset is None:
+            kw.day.append(now)
+        else:
+            self._day_count(kw)  # roll the day over first
+            kw.calendar_count += 1
         if cost:
             kw.tokens.append((now, cost))
             kw.token_sum += cost

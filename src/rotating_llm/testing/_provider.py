@@ -42,6 +42,8 @@ class FakeProvider:
         day_window: RPD window in seconds.
         keys: Allow-list of valid keys (``None``: any non-empty key).
         tpm_counts: ``"input"`` or ``"total"``.
+        day_reset: IANA time zone whose midnight resets RPD, e.g.
+            ``"America/Los_Angeles"`` like Gemini (``None``: a sliding ``day_window``).
         host: Interface to listen on.
         port: Port (0: a free one).
         process: Serve from a child process (own GIL) instead of a thread.
@@ -65,6 +67,7 @@ class FakeProvider:
         day_window: float = 86_400.0,
         keys: Iterable[str] | None = None,
         tpm_counts: TpmCounts = "input",
+        day_reset: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         process: bool = False,
@@ -90,9 +93,14 @@ class FakeProvider:
             "day_window": validate_positive("day_window", day_window),
             "keys": key_list,
             "tpm_counts": tpm_counts,
+            "day_reset": day_reset,
             "host": host,
             "port": port,
         }
+        if day_reset is not None:
+            from rotating_llm.testing._state import _zone
+
+            _zone(day_reset)  # raises ValueError naming day_reset
         self._startup_timeout = validate_positive("startup_timeout", startup_timeout)
         self.process = bool(process)
         self.host = host

@@ -25,6 +25,7 @@ def build_state(config: dict[str, Any]) -> State:
         day_window=float(config.get("day_window", 86_400.0)),
         keys=config.get("keys"),
         tpm_counts=config.get("tpm_counts", "input"),
+        day_reset=config.get("day_reset"),
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
+import zoneinfo
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,7 +59,9 @@ class State:
         day_window: RPD window in seconds.
         keys: Allow-list of keys (``None``: any non-empty key is valid).
         tpm_counts: ``"input"`` (prompt tokens, like Gemini) or ``"total"``.
+        day_reset: IANA time zone whose midnight resets RPD (``None``: sliding window).
         clock: Monotonic clock, replaceable in tests.
+        wall: Wall clock for ``day_reset``, replaceable in tests.
     """
 
     def __init__(
@@ -68,7 +72,9 @@ class State:
         day_window: float = 86_400.0,
         keys: Iterable[str] | None = None,
         tpm_counts: TpmCounts = "input",
+        day_reset: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._lock = threading.Lock()
         self.defaults = limits
@@ -78,7 +84,7 @@ class State:
         self._overrides: dict[str, dict[str, int | None]] = {}
         self._revoked: set[str] = set()
         self._suspended: set[str] = set()
-        self._windows = Windows(window, day_window)
+        self._windows = Windows(window, day_window, _zone(day_reset), wall)
         self._faults = FaultBook()
         self._stats: dict[str, KeyStats] = {}
         self._in_flight = 0
@@ -268,6 +274,16 @@ class State:
             self._suspended.clear()
             self._handled = 0
             self._peak_in_flight = self._in_flight
+
+
+def _zone(name: str | None) -> dt.tzinfo | None:
+    """Return the time zone ``day_reset`` names, or raise ``ValueError``."""
+    if name is None:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"day_reset must be an IANA time zone name, got {name!r}") from None
 
 
 def _check_key_arg(key: object) -> None:

@@ -47,6 +47,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--day-window", type=_positive_float, default=86_400.0, help="RPD window, seconds"
     )
     parser.add_argument(
+        "--day-reset",
+        metavar="TZ",
+        help="reset RPD at midnight in this time zone (e.g. America/Los_Angeles) "
+        "instead of a sliding --day-window",
+    )
+    parser.add_argument(
         "--keys", help="comma-separated allow-list of keys (default: any non-empty key)"
     )
     parser.add_argument(
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         "day_window": args.day_window,
         "keys": keys,
         "tpm_counts": args.tpm_counts,
+        "day_reset": args.day_reset,
     }
     try:
         state = build_state(config)
