@@ -178,8 +178,12 @@ def test_rpm_gives_resource_exhausted_with_quota_failure_and_retry_info(
     assert re.fullmatch(r"\d+s", delay)
     assert 1 <= int(delay[:-1]) <= 30
     assert generate(fp, key=OTHER).text  # another key has its own quota
+    streaming = client(fp)
+    with pytest.raises(genai_errors.ClientError) as streamed:
+        list(streaming.models.generate_content_stream(model=MODEL, contents="hi"))
+    assert streamed.value.code == 429  # refused before the first chunk
     stats = fp.key_stats(KEY)
-    assert (stats.served, stats.rate_limited, stats.rate_limited_daily) == (2, 1, 0)
+    assert (stats.served, stats.rate_limited, stats.rate_limited_daily) == (2, 2, 0)
 
 
 def test_rpd_and_tpm_use_their_own_quota_ids(fake_provider_factory: Factory) -> None:

@@ -304,3 +304,12 @@ def test_fault_descriptions_never_show_the_key() -> None:
     assert described["times"] == 2
     assert state.remove_fault(rule_id)
     assert state.faults() == []
+
+
+@pytest.mark.parametrize("name", ["rpm", "tpm", "rpd"])
+def test_bad_per_key_limits_name_the_argument(name: str) -> None:
+    state = State(Limits())
+    with pytest.raises(ValueError, match=name):
+        state.set_limits("k", **{name: 0})
+    with pytest.raises(ValueError, match="key"):
+        state.set_limits("", rpm=1)
