@@ -9,6 +9,7 @@ profiles and endpoints come from boto3's standard chain (``AWS_ACCESS_KEY_ID``,
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from rotating_llm.errors import ConfigError, SecretStoreError
@@ -30,6 +31,30 @@ _BAD_CREDENTIALS = {
     "SignatureDoesNotMatch",
 }
 _UNUSABLE = {"InvalidRequestException": "the secret is scheduled for deletion or disabled"}
+
+
+class _WithheldBody(logging.Filter):
+    """Replace botocore's DEBUG dump of a response body: for GetSecretValue it is the secret.
+
+    botocore logs the body before the store has the value to register for redaction,
+    so masking cannot catch a secret no detector recognises; the body is withheld.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Response body"):
+            record.msg = "Response body: [withheld by rotating-llm: may hold a secret]"
+            record.args = None
+        return True
+
+
+_BODY_FILTER = _WithheldBody()
+
+
+def _withhold_botocore_bodies() -> None:
+    """Attach the body filter to ``botocore.parsers`` once (where the dump is logged)."""
+    parser_logger = logging.getLogger("botocore.parsers")
+    if _BODY_FILTER not in parser_logger.filters:
+        parser_logger.addFilter(_BODY_FILTER)
 
 
 class AWSSecretStore(SecretStore):
@@ -68,6 +93,7 @@ class AWSSecretStore(SecretStore):
                 "SECRET_STORE_TYPE=aws needs boto3: pip install 'rotating-llm[aws]'"
             ) from None
         self._botocore_exceptions = botocore.exceptions
+        _withhold_botocore_bodies()
         if client is None:
             import boto3
             from botocore.config import Config
