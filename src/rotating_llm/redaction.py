@@ -41,7 +41,7 @@ MASK = "[REDACTED]"
 #: Values shorter than this are not registered (masking "abc" everywhere helps nobody).
 MIN_SECRET_LENGTH = 8
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a finalizer may log while it is held
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _version = 0
@@ -101,12 +101,24 @@ def registered_count() -> int:
 
 
 def _registered_pattern() -> re.Pattern[str] | None:
+    """The compiled pattern of registered values, built outside the lock.
+
+    Compiling can run a garbage collection whose finalizers log (langchain-google-genai's
+    client cleanup does), and that log record comes straight back here: holding the lock
+    while compiling deadlocked the thread.
+    """
     global _pattern
+    pattern = _pattern
+    if pattern is not None or not _secrets:
+        return pattern
     with _lock:
-        if _pattern is None and _secrets:
-            alternatives = sorted(_secrets, key=len, reverse=True)  # longest first
-            _pattern = re.compile("|".join(re.escape(v) for v in alternatives))
-        return _pattern
+        version = _version
+        alternatives = sorted(_secrets, key=len, reverse=True)  # longest first
+    compiled = re.compile("|".join(re.escape(v) for v in alternatives))
+    with _lock:
+        if _version == version:
+            _pattern = compiled
+    return compiled
 
 
 def redact(text: str) -> str:
@@ -184,7 +196,7 @@ class RedactingFilter(logging.Filter):
 
 
 _FILTER = RedactingFilter()
-_install_lock = threading.Lock()
+_install_lock = threading.RLock()  # re-entrant: a finalizer may log while it is held
 _orig_add_handler: Callable[[logging.Logger, logging.Handler], None] | None = None
 _orig_factory: Callable[..., logging.LogRecord] | None = None
 

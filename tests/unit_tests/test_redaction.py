@@ -165,3 +165,25 @@ def test_uninstall_restores_logging() -> None:
     uninstall_redaction()
     assert logging.getLogRecordFactory() is factory
     assert logging.Logger.addHandler is add_handler
+
+
+def test_logging_from_inside_a_registry_update_does_not_deadlock() -> None:
+    """A finalizer that logs while the registry lock is held (GC during a compile) must not hang."""
+    import threading
+
+    from rotating_llm import redaction
+
+    secret = "sk-deadlock-probe-0123456789abcdef"
+    result: list[str] = []
+
+    def scenario() -> None:
+        redaction.register_secret(secret)
+        with redaction._lock:  # as if a finalizer ran while the lock was held
+            result.append(redaction.redact(f"token={secret}"))
+
+    worker = threading.Thread(target=scenario, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    redaction.unregister_secret(secret)
+    assert not worker.is_alive(), "redact() deadlocked on the registry lock"
+    assert result and secret not in result[0]
