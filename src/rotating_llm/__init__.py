@@ -6,6 +6,8 @@ The core (this package) imports neither LangChain nor LiteLLM; the faces live in
 
 from __future__ import annotations
 
+from typing import Any
+
 from rotating_llm.config import Settings
 from rotating_llm.conversation import ConversationStore, get_conversation_store
 from rotating_llm.errors import (
@@ -37,6 +39,30 @@ from rotating_llm.secrets import SecretStore, get_secret_store, test_secret_acce
 
 __version__ = "0.1.0"
 
+# Faces and helpers loaded on first use, so `import rotating_llm` stays light.
+_LAZY = {
+    "RequestRouter": "rotating_llm.router",
+    "count_actual_tokens": "rotating_llm.tokens",
+    "estimate_tokens": "rotating_llm.tokens",
+    "get_request_router": "rotating_llm.router",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rotating_llm' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "APIKey",
     "AllKeysExhaustedError",
@@ -53,6 +79,7 @@ __all__ = [
     "ProviderError",
     "RateLimitDecision",
     "RedisLimiter",
+    "RequestRouter",
     "RequestTooLargeError",
     "RotatingLLMError",
     "SecretStore",
@@ -61,10 +88,13 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "UserRateLimiter",
+    "count_actual_tokens",
+    "estimate_tokens",
     "get_conversation_store",
     "get_key_manager",
     "get_rate_limiter",
     "get_redis_limiter",
+    "get_request_router",
     "get_secret_store",
     "load_keys_file",
     "test_secret_access",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import rotating_llm
 import rotating_llm.errors
 
@@ -15,7 +17,10 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(rotating_llm, name), name
     public = {n for n in vars(rotating_llm) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(rotating_llm, n)).__name__ == "module"}
-    assert public - modules - {"annotations"} == set(rotating_llm.__all__)
+    assert public - modules - {"annotations", "Any"} <= set(rotating_llm.__all__)
+    assert set(rotating_llm.__all__) <= set(dir(rotating_llm))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        rotating_llm.nope  # noqa: B018
 
 
 def test_seed_names_are_exported() -> None:
@@ -25,6 +30,10 @@ def test_seed_names_are_exported() -> None:
         "APIKey",
         "AllKeysExhaustedError",
         "test_secret_access",
+        "get_request_router",
+        "get_conversation_store",
+        "get_rate_limiter",
+        "count_actual_tokens",
     ):
         assert name in rotating_llm.__all__
 
