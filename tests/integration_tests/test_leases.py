@@ -209,3 +209,15 @@ def test_add_remove_and_inactive_keys(manager_factory, tmp_path) -> None:
     km.remove_key("k0")
     assert {km.acquire("m", 1).key_id for _ in range(3)} == {"k9"}
     assert [s["key_id"] for s in km.get_all_key_statuses()] == ["off", "k9"]
+
+
+def test_set_keys_replaces_the_pool_at_once(manager_factory) -> None:
+    km = manager_factory(make_keys(2), window_seconds=30)
+    km.acquire("m", 1).complete()
+    new = [APIKey(key_id=f"n{i}", model_name="m", provider="x", rpm=5, tpm=100) for i in range(50)]
+    km.secret_store._environ.update({f"API_KEY_N{i}": f"sk-n{i}-0000000000" for i in range(50)})  # type: ignore[union-attr]
+    km.set_keys(new)
+    assert {km.acquire("m", 1).key_id for _ in range(20)} <= {k.key_id for k in new}
+    with pytest.raises(ConfigError, match="duplicate key_id 'n0'"):
+        km.set_keys([new[0], new[0]])
+    assert len(km.keys) == 50  # nothing changed by the refused call

@@ -13,7 +13,7 @@ from rotating_llm.errors import LeaseError, StoreError
 from rotating_llm.events import emit
 
 if TYPE_CHECKING:
-    from rotating_llm.keys.manager import KeyManager
+    from rotating_llm.keys._leasing import Leasing
     from rotating_llm.keys.models import APIKey
     from rotating_llm.limiter import Reservation
 
@@ -50,7 +50,7 @@ class Lease:
 
     def __init__(
         self,
-        manager: KeyManager,
+        manager: Leasing,
         key: APIKey,
         secret: SecretStr,
         reservation: Reservation | None,

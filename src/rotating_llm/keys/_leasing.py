@@ -1,0 +1,269 @@
+"""Leasing: select-and-reserve with exact waiting, and what a provider's failure does to a key.
+
+Mixed into :class:`~rotating_llm.keys.manager.KeyManager`; kept apart so each module
+stays small. Uses the manager's ``settings``, ``store``, ``limiter``, ``secret_store``
+and its key tables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rotating_llm.config import Settings, Strategy
+from rotating_llm.errors import (
+    AllKeysExhaustedError,
+    ConfigError,
+    RequestTooLargeError,
+    SecretStoreError,
+    StoreError,
+    StoreUnavailableError,
+)
+from rotating_llm.events import emit
+from rotating_llm.keys._status import exhausted_reasons
+from rotating_llm.keys.lease import FailureKind, Lease
+from rotating_llm.limiter import RedisLimiter, Refusal, Reservation
+
+if TYPE_CHECKING:
+    from rotating_llm.keys.models import APIKey
+    from rotating_llm.secrets import SecretStore
+    from rotating_llm.storage import FailoverStore
+
+__all__ = ["Leasing"]
+
+logger = logging.getLogger("rotating_llm.keys")
+
+#: A key whose secret cannot be read is skipped by this process for this long.
+SECRET_RETRY_SECONDS = 30.0
+_WAKE_SLACK = 0.001
+
+
+class Leasing:
+    """``acquire``/``aacquire`` and failure handling of a key manager."""
+
+    settings: Settings
+    store: FailoverStore
+    limiter: RedisLimiter
+    secret_store: SecretStore
+    _keys: dict[str, APIKey]
+    _max_tpm: dict[str, int]
+    _excluded: dict[str, float]
+    _rr: itertools.count[int]
+    _lock: threading.Lock
+
+    def models(self) -> list[str]:  # pragma: no cover - provided by KeyManager
+        raise NotImplementedError
+
+    # -- leases -----------------------------------------------------------------------
+
+    def _check_request(self, model: str, estimated_tokens: int) -> int:
+        if isinstance(estimated_tokens, bool) or not isinstance(estimated_tokens, int):
+            raise ConfigError(
+                f"estimated_tokens must be an int, got {type(estimated_tokens).__name__}"
+            )
+        if estimated_tokens < 0:
+            raise ConfigError(f"estimated_tokens must be >= 0, got {estimated_tokens}")
+        max_tpm = self._max_tpm.get(model)
+        if max_tpm is None:
+            raise ConfigError(f"no active keys for model {model!r}; models: {self.models()}")
+        if estimated_tokens > max_tpm:
+            emit("lease.refused", model=model, reason="too_large", retry_after=None)
+            raise RequestTooLargeError(model, estimated_tokens, max_tpm)
+        return max(estimated_tokens, 1)
+
+    def _exclusions(self, extra: Sequence[str]) -> Sequence[str]:
+        if not self._excluded:
+            return extra
+        now = time.monotonic()
+        with self._lock:
+            for kid in [k for k, until in self._excluded.items() if until <= now]:
+                del self._excluded[kid]
+            return sorted(set(self._excluded) | set(extra))
+
+    def _exclude_for_secret(self, key_id: str, exc: SecretStoreError) -> None:
+        logger.warning("key %s skipped for %ss: %s", key_id, SECRET_RETRY_SECONDS, exc)
+        with self._lock:
+            self._excluded[key_id] = time.monotonic() + SECRET_RETRY_SECONDS
+
+    def _fail_open(self, model: str, est: int, exclude: Sequence[str]) -> Lease:
+        pool = [
+            k
+            for k in self._keys.values()
+            if k.active and k.model_name == model and k.key_id not in exclude
+        ] or [k for k in self._keys.values() if k.active and k.model_name == model]
+        key = pool[next(self._rr) % len(pool)]
+        logger.warning(
+            "store unavailable: lease on %s without a reservation (allow mode)", key.key_id
+        )
+        return Lease(self, key, self.secret_store.get_secret(key.key_id), None, est)
+
+    def _exhausted(
+        self, model: str, refusal: Refusal, exclude: Sequence[str]
+    ) -> AllKeysExhaustedError:
+        try:
+            usage = self.limiter.usage(model)
+        except StoreError:
+            usage = {}
+        keys = [k for k in self._keys.values() if k.active and k.model_name == model]
+        reasons = exhausted_reasons(keys, usage, refusal.reasons, exclude)
+        emit("lease.refused", model=model, reason="exhausted", retry_after=refusal.retry_after)
+        return AllKeysExhaustedError(model, refusal.retry_after, reasons)
+
+    def _granted(self, model: str, res: Reservation, secret: Any, est: int, start: float) -> Lease:
+        waited = time.monotonic() - start
+        emit("lease.acquired", model=model, key_id=res.key_id, estimated_tokens=est, waited=waited)
+        return Lease(self, self._keys[res.key_id], secret, res, est, waited)
+
+    def acquire(
+        self,
+        model: str,
+        estimated_tokens: int = 1,
+        max_wait: float | None = None,
+        *,
+        strategy: Strategy | None = None,
+        exclude: Sequence[str] = (),
+    ) -> Lease:
+        """Reserve one request of ``estimated_tokens`` on a key of ``model``'s pool.
+
+        Waits exactly until capacity returns (Redis's clock) when that is within
+        ``max_wait`` seconds (default ``settings.max_wait``; 0 fails at once).
+
+        Raises:
+            AllKeysExhaustedError: no key has room within ``max_wait``.
+            RequestTooLargeError: ``estimated_tokens`` exceeds every key's TPM.
+            ConfigError: ``model`` has no active keys.
+            SecretStoreError: the only keys with room have no readable secret.
+            StoreUnavailableError: Redis is lost and the failure mode is ``deny``.
+        """
+        est = self._check_request(model, estimated_tokens)
+        start = time.monotonic()
+        deadline = start + (self.settings.max_wait if max_wait is None else max_wait)
+        secret_error: SecretStoreError | None = None
+        while True:
+            excl = self._exclusions(exclude)
+            try:
+                out = self.limiter.reserve(model, est, strategy, excl)
+            except StoreUnavailableError:
+                if self.store.mode == "allow":
+                    return self._fail_open(model, est, excl)
+                raise
+            if isinstance(out, Reservation):
+                try:
+                    secret = self.secret_store.get_secret(out.key_id)
+                except SecretStoreError as exc:
+                    secret_error = exc
+                    self.limiter.settle(out, "release", 0)
+                    self._exclude_for_secret(out.key_id, exc)
+                    continue
+                return self._granted(model, out, secret, est, start)
+            if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
+                if secret_error is not None:
+                    raise secret_error
+                raise self._exhausted(model, out, exclude)
+            emit("lease.waiting", model=model, seconds=out.retry_after)
+            time.sleep(out.retry_after + _WAKE_SLACK)
+
+    async def aacquire(
+        self,
+        model: str,
+        estimated_tokens: int = 1,
+        max_wait: float | None = None,
+        *,
+        strategy: Strategy | None = None,
+        exclude: Sequence[str] = (),
+    ) -> Lease:
+        """Async twin of :meth:`acquire`."""
+        est = self._check_request(model, estimated_tokens)
+        start = time.monotonic()
+        deadline = start + (self.settings.max_wait if max_wait is None else max_wait)
+        secret_error: SecretStoreError | None = None
+        while True:
+            excl = self._exclusions(exclude)
+            try:
+                out = await self.limiter.areserve(model, est, strategy, excl)
+            except StoreUnavailableError:
+                if self.store.mode == "allow":
+                    return await asyncio.to_thread(self._fail_open, model, est, excl)
+                raise
+            if isinstance(out, Reservation):
+                try:
+                    secret = await self.secret_store.aget_secret(out.key_id)
+                except SecretStoreError as exc:
+                    secret_error = exc
+                    await self.limiter.asettle(out, "release", 0)
+                    self._exclude_for_secret(out.key_id, exc)
+                    continue
+                return self._granted(model, out, secret, est, start)
+            if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
+                if secret_error is not None:
+                    raise secret_error
+                raise await asyncio.to_thread(self._exhausted, model, out, exclude)
+            emit("lease.waiting", model=model, seconds=out.retry_after)
+            await asyncio.sleep(out.retry_after + _WAKE_SLACK)
+
+    # -- failures ---------------------------------------------------------------------
+
+    def _secret_rotated(self, lease: Lease) -> bool | None:
+        """Re-read the secret once after an auth error: True if it changed, None if unreadable."""
+        self.secret_store.invalidate(lease.key_id)
+        try:
+            fresh = self.secret_store.get_secret(lease.key_id)
+        except SecretStoreError:
+            return None
+        return fresh.get_secret_value() != lease.api_key
+
+    def _on_failure(
+        self,
+        lease: Lease,
+        kind: FailureKind,
+        retry_after: float | None,
+        reason: str | None,
+        actual: int | None,
+    ) -> str:
+        res, kid = lease.reservation, lease.key_id
+        tokens = lease.estimated_tokens if actual is None else actual
+        try:
+            if kind is FailureKind.AUTH:
+                if res is not None:
+                    self.limiter.settle(res, "release", 0)
+                if self._secret_rotated(lease):
+                    return "secret_rotated"
+                why = reason or "authentication failed"
+                self.limiter.health(kid, "disable", reason=why)
+                emit("key.disabled", model=lease.model_name, key_id=kid, reason=why)
+                return "disabled"
+            if res is not None:
+                spent = (
+                    (actual or 0)
+                    if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA)
+                    else tokens
+                )
+                self.limiter.settle(res, "complete", spent)
+            if kind is FailureKind.RATE_LIMIT:
+                why = reason or "rate limited (429)"
+                secs = self.limiter.set_cooldown(kid, retry_after, why)
+                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
+                return "cooldown"
+            if kind is FailureKind.DAILY_QUOTA:
+                why = reason or "daily quota exhausted"
+                secs = self.limiter.health(kid, "daily", reason=why)
+                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
+                return "cooldown"
+        except StoreError as exc:
+            logger.warning("could not record %s on %s: %s", kind.value, kid, exc)
+        return "none"
+
+    async def _aon_failure(
+        self,
+        lease: Lease,
+        kind: FailureKind,
+        retry_after: float | None,
+        reason: str | None,
+        actual: int | None,
+    ) -> str:
+        return await asyncio.to_thread(self._on_failure, lease, kind, retry_after, reason, actual)
