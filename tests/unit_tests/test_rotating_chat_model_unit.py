@@ -261,3 +261,28 @@ def test_tools_on_a_model_without_tools_fail_before_sending(env: Env) -> None:
         llm.invoke("hi")
     assert env.calls == []
     assert sum(s["rpm_usage"] for s in env.manager.get_all_key_statuses()) == 0
+
+
+def test_provider_models_are_cached_per_shaping_options() -> None:
+    """A copy with another temperature must not reuse the model built for the first."""
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from pydantic import SecretStr
+
+    from rotating_llm.langchain import ProviderSpec
+    from rotating_llm.langchain._providers import ProviderCache
+
+    built: list[ProviderSpec] = []
+
+    def factory(spec: ProviderSpec) -> FakeListChatModel:
+        built.append(spec)
+        return FakeListChatModel(responses=["ok"])
+
+    cache = ProviderCache({"fake": factory})
+    base = {"key_id": "k", "provider": "fake", "model": "m", "api_key": SecretStr("sk-cache-1")}
+    first = cache.get(ProviderSpec(**base, temperature=0.1))
+    again = cache.get(ProviderSpec(**base, temperature=0.1))
+    warmer = cache.get(ProviderSpec(**base, temperature=0.9))
+    longer = cache.get(ProviderSpec(**base, temperature=0.1, max_tokens=50))
+    assert first is again
+    assert warmer is not first and longer is not first
+    assert [s.temperature for s in built] == [0.1, 0.9, 0.1]

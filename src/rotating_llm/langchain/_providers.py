@@ -8,6 +8,7 @@ built with their own retries off: rotation is the pool's job.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -117,8 +118,15 @@ class ProviderCache:
 
     @staticmethod
     def _cache_key(spec: ProviderSpec) -> tuple[str, ...]:
+        """Everything that shapes the built model: a copy with another temperature (or
+        max_tokens, timeout, model_kwargs) must not reuse a model built for the first."""
         digest = hashlib.sha256(spec.api_key.get_secret_value().encode()).hexdigest()[:24]
-        return (spec.key_id, spec.model, spec.base_url or "", digest)
+        shaping = json.dumps(
+            [spec.temperature, spec.max_tokens, spec.timeout, dict(spec.model_kwargs)],
+            sort_keys=True,
+            default=repr,
+        )
+        return (spec.key_id, spec.model, spec.base_url or "", digest, shaping)
 
     def _build(self, spec: ProviderSpec) -> BaseChatModel:
         self.check_provider(spec.provider, spec.key_id)
