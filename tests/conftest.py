@@ -26,6 +26,10 @@ for _p in (_TESTS.parent, _TESTS, _TESTS / "integration_tests", _TESTS / "unit_t
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+# LiteLLM fetches a model cost map from the internet at import, retrying for seconds;
+# use the copy in its wheel (spawned processes inherit this).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 
 def _answers(url: str) -> bool:
     try:
