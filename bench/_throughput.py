@@ -1,0 +1,85 @@
+"""Decisions per second (acquire + complete) from 1..N processes against one Redis or a cluster.
+
+Every process builds its own ``KeyManager`` on the same pool (100 keys, limits far above
+the load, so every decision is a grant), waits for a common start instant, then loops
+``acquire`` + ``complete`` for ``duration`` seconds. The sum of the processes' rates is
+the figure. All processes share one pool, whose keys live in one hash slot (the pool's
+hash tag), so on a cluster one master serves the whole pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+from typing import Any
+
+POOL = "tput"
+
+
+def _worker(
+    redis_url: str, cluster: bool, prefix: str, pool_size: int, start_at: float, duration: float
+) -> tuple[int, float]:
+    from rotating_llm import APIKey, KeyManager, Settings
+    from rotating_llm.secrets import EnvSecretStore
+
+    keys = [
+        APIKey(key_id=f"t{i}", model_name=POOL, provider="x", rpm=10**8, tpm=10**12)
+        for i in range(pool_size)
+    ]
+    env = {f"API_KEY_T{i}": f"bench-secret-{i}" for i in range(pool_size)}
+    km = KeyManager(
+        keys,
+        settings=Settings(
+            redis_url=redis_url, redis_cluster=cluster, key_prefix=prefix, redact_logs=False
+        ),
+        secret_store=EnvSecretStore(env),
+    )
+    for _ in range(20):
+        km.acquire(POOL, 1).complete(1)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    end = start_at + duration
+    begin = time.time()
+    n = 0
+    while time.time() < end:
+        km.acquire(POOL, 10).complete(7)
+        n += 1
+    elapsed = time.time() - begin
+    km.close()
+    return n, elapsed
+
+
+def decisions_per_second(
+    redis_url: str, procs: int, *, cluster: bool = False, pool_size: int = 100, duration: float = 5
+) -> dict[str, Any]:
+    prefix = f"benchtp{uuid.uuid4().hex[:8]}:"
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3 + 0.75 * procs  # every process imported and warmed by then
+    args = (redis_url, cluster, prefix, pool_size, start_at, duration)
+    with ctx.Pool(procs) as pool:
+        results = pool.starmap(_worker, [args] * procs)
+    _cleanup(redis_url, cluster, prefix)
+    # each process's own rate over the time it actually ran (a late starter runs less)
+    rate = sum(n / elapsed for n, elapsed in results if elapsed > 0)
+    return {
+        "processes": procs,
+        "decisions": sum(n for n, _ in results),
+        "decisions_per_s": round(rate, 1),
+        "seconds": duration,
+        "late_start_s_max": round(max(duration - e for _, e in results), 2),
+    }
+
+
+def _cleanup(redis_url: str, cluster: bool, prefix: str) -> None:
+    import redis
+    from redis.cluster import RedisCluster
+
+    client: Any = RedisCluster.from_url(redis_url) if cluster else redis.Redis.from_url(redis_url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+    except Exception:  # cleanup is best effort; the keys carry a unique prefix
+        pass
+    finally:
+        client.close()
