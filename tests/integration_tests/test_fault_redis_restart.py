@@ -114,6 +114,13 @@ def check_common(run: Run) -> None:
         assert res["success"] is True or res["error_type"] in ERROR_TYPES, res
     # the workload really straddled the outage
     assert during_outage(run)
+    failed = [r for r in run.records if not r["result"]["success"]]
+    slowest = max((r["t1"] - r["t0"] for r in failed), default=0.0)
+    print(
+        f"{len(run.records)} calls, {len(run.records) - len(failed)} served, "
+        f"{len(failed)} failed ({sorted({r['result']['error_type'] for r in failed})}), "
+        f"slowest failure {slowest:.3f}s, outage {run.t_launch - run.t_kill:.2f}s"
+    )
     rec = run.recovery()
     launch = run.t_up - run.t_launch
     print(f"recovery after Redis answered (s): {sorted(rec.items())}; +{launch:.3f}s launch")
@@ -171,12 +178,16 @@ def test_local_mode_with_durable_redis_loses_no_acknowledged_turn(
         assert sum(map(len, acked.values())) > 0
         store = ConversationStore(Settings(redis_url=server.url, key_prefix=prefix))
         try:
-            lost = {}
+            lost: dict[str, list[str]] = {}
+            kept = unacked = 0
             for conv, turns in acked.items():
                 prompts = stored_prompts(store, conv)
                 wanted = [p for _, p in turns]
                 if not is_subsequence(wanted, prompts):
                     lost[conv] = sorted(set(wanted) - set(prompts))
+                kept += len(wanted)
+                unacked += len(prompts) - len(wanted)  # executed by Redis, reply lost
+            print(f"acknowledged turns read back: {kept}; stored but unacknowledged: {unacked}")
             assert lost == {}
         finally:
             store.close()

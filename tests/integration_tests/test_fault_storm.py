@@ -185,3 +185,37 @@ def test_chat_model_sync_and_async_calls_in_a_mixed_storm(redis_url: str, prefix
         assert served > 0 and env.faults() > 0
         assert env.served() >= served
         check_keys_blameless(env)
+
+
+@pytest.mark.slow
+def test_concurrent_async_conversations_in_a_mixed_storm(redis_url: str, prefix: str) -> None:
+    with storm(redis_url, prefix, "mixed", seed=23) as env:
+        router = env.router
+
+        async def conversation(c: int) -> tuple[list[str], list[dict[str, Any]]]:
+            acked: list[str] = []
+            outs: list[dict[str, Any]] = []
+            for turn in range(5):
+                prompt = f"async-{c} turn {turn}"
+                out = await router.asend_chat(f"async-{c}", prompt, model_preference=MODEL)
+                outs.append(out)
+                if out["success"]:
+                    acked.append(prompt)
+            return acked, outs
+
+        async def run() -> list[tuple[list[str], list[dict[str, Any]]]]:
+            try:
+                return await asyncio.gather(*(conversation(c) for c in range(4)))
+            finally:
+                await router.aclose()
+
+        results = asyncio.run(run())
+        outs = [o for _, per_conv in results for o in per_conv]
+        assert all(o["success"] or o["error_type"] in MODEL_SIDE_TYPES for o in outs), outs
+        assert any(o["success"] for o in outs) and env.faults() > 0
+        check_keys_blameless(env)
+        for c, (acked, _) in enumerate(results):
+            msgs = router.conversation_store.get_messages(f"async-{c}")
+            types = [m["type"] for m in msgs]
+            assert types == ["human", "ai"] * (len(types) // 2), types
+            assert [m["data"]["content"] for m in msgs if m["type"] == "human"] == acked
