@@ -34,7 +34,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings(AIOHTTP)]
 MODEL = "gemini-2.5-flash"
 TIMEOUT = 0.5
 HANG = 1.0  # past the client timeout
-CHAT = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": TIMEOUT, "max_attempts": 4}
+#: two attempts: most faults are retried away, and some reach the caller (0.3**2 = 9%)
+CHAT = {"backoff_base": 0.01, "backoff_max": 0.05, "timeout": TIMEOUT, "max_attempts": 2}
 MODEL_SIDE_TYPES = {"provider_error", "timeout"}
 MODEL_SIDE_KINDS = {FailureKind.SERVER, FailureKind.TIMEOUT}
 
@@ -123,7 +124,7 @@ def test_router_conversations_survive_a_fault_storm(
         served = sum(o["success"] for o in outcomes)
         print(f"{scenario}: {served}/{len(outcomes)} served, {env.faults()} faults injected")
         assert env.faults() > 0  # the storm really happened
-        assert served > 0
+        assert 0 < served < len(outcomes)  # both ends: served, and classified errors
         # a fault was retried on another attempt at least once
         assert any(o["success"] and o["attempts"] > 1 for o in outcomes)
         check_keys_blameless(env)
@@ -182,7 +183,7 @@ def test_chat_model_sync_and_async_calls_in_a_mixed_storm(redis_url: str, prefix
                 assert got == f"You said: async {i}"
                 served += 1
         print(f"mixed storm, chat model: {served} served, {failed} failed, {env.faults()} faults")
-        assert served > 0 and env.faults() > 0
+        assert served > 0 and failed > 0 and env.faults() > 0
         assert env.served() >= served
         check_keys_blameless(env)
 
