@@ -124,11 +124,19 @@ def encode_message(message: Mapping[str, Any], index: int = 0) -> str:
     Raises:
         ConversationError: the message is invalid or not JSON-serialisable.
     """
-    normal = normalize_message(message, index)
     try:
-        return json.dumps(normal, separators=(",", ":"), ensure_ascii=False)
+        normal = normalize_message(message, index)
+        text = json.dumps(normal, separators=(",", ":"), ensure_ascii=False)
+        text.encode("utf-8")  # a lone surrogate cannot be stored
+    except RecursionError:
+        raise ConversationError(f"message {index}: nested too deeply to store") from None
+    except UnicodeEncodeError as exc:
+        raise ConversationError(
+            f"message {index}: not valid Unicode text (position {exc.start}: {exc.reason})"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise ConversationError(f"message {index}: not JSON-serialisable: {exc}") from exc
+    return text
 
 
 def decode_message(raw: str, conv_id: str, index: int) -> dict[str, Any]:

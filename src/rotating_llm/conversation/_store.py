@@ -92,6 +92,10 @@ def _check_id(conv_id: object) -> str:
         )
     if any(ord(c) < 32 for c in conv_id):
         raise ConversationError(f"conv_id {conv_id!r} must not contain control characters")
+    try:
+        conv_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConversationError(f"conv_id {conv_id!r} is not valid Unicode text") from None
     return conv_id
 
 

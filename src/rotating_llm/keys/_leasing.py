@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -62,6 +63,8 @@ class Leasing:
     # -- leases -----------------------------------------------------------------------
 
     def _check_request(self, model: str, estimated_tokens: int) -> int:
+        if not isinstance(model, str):
+            raise ConfigError(f"model must be a string, got {type(model).__name__}")
         if isinstance(estimated_tokens, bool) or not isinstance(estimated_tokens, int):
             raise ConfigError(
                 f"estimated_tokens must be an int, got {type(estimated_tokens).__name__}"
@@ -75,6 +78,18 @@ class Leasing:
             emit("lease.refused", model=model, reason="too_large", retry_after=None)
             raise RequestTooLargeError(model, estimated_tokens, max_tpm)
         return max(estimated_tokens, 1)
+
+    def _deadline(self, start: float, max_wait: float | None) -> float:
+        """``start`` plus the wait allowed; ``max_wait`` must be a number >= 0 (inf: no bound)."""
+        if max_wait is None:
+            return start + self.settings.max_wait
+        if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)):
+            raise ConfigError(
+                f"max_wait must be a number of seconds, got {type(max_wait).__name__}"
+            )
+        if math.isnan(max_wait) or max_wait < 0:
+            raise ConfigError(f"max_wait must be >= 0 seconds, got {max_wait}")
+        return start + max_wait
 
     def _exclusions(self, extra: Sequence[str]) -> Sequence[str]:
         if not self._excluded:
@@ -142,7 +157,7 @@ class Leasing:
         """
         est = self._check_request(model, estimated_tokens)
         start = time.monotonic()
-        deadline = start + (self.settings.max_wait if max_wait is None else max_wait)
+        deadline = self._deadline(start, max_wait)
         secret_error: SecretStoreError | None = None
         while True:
             excl = self._exclusions(exclude)
@@ -180,7 +195,7 @@ class Leasing:
         """Async twin of :meth:`acquire`."""
         est = self._check_request(model, estimated_tokens)
         start = time.monotonic()
-        deadline = start + (self.settings.max_wait if max_wait is None else max_wait)
+        deadline = self._deadline(start, max_wait)
         secret_error: SecretStoreError | None = None
         while True:
             excl = self._exclusions(exclude)

@@ -88,6 +88,8 @@ def load_keys_file(path: str | os.PathLike[str]) -> list[APIKey]:
         raise KeyFileError(f"cannot read the file ({type(exc).__name__})", path=name) from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise KeyFileError("JSON nested too deeply to be a keys file", path=name) from None
     except json.JSONDecodeError as exc:
         raise KeyFileError(
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=name
