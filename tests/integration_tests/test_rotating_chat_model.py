@@ -366,3 +366,32 @@ def test_provider_429_on_every_attempt_raises_rate_limit_with_provider_delay() -
         assert isinstance(err, ModelRateLimitError)
         assert err.retry_after is not None and err.retry_after >= 1  # RetryInfo's delay
         assert sum(p.stats(k.key_id).rate_limited for k in p.keys) == 2
+
+
+# -- per-call keywords ------------------------------------------------------------------
+
+
+def test_call_keywords_reserve_and_wait_per_call() -> None:
+    from rotating_llm import ConfigError
+    from rotating_llm.events import add_listener, remove_listener
+
+    seen: list[dict[str, object]] = []
+
+    def listener(name: str, fields: dict[str, object]) -> None:
+        if name == "lease.acquired":
+            seen.append(fields)
+
+    with pool(1, key_rpm=1) as p:
+        llm = model(p, max_wait=30)
+        add_listener(listener)
+        try:
+            llm.invoke("short", expected_completion_tokens=500)
+        finally:
+            remove_listener(listener)
+        assert seen and int(str(seen[0]["estimated_tokens"])) >= 500  # reserved, not capped
+        with pytest.raises(AllKeysExhaustedError):
+            llm.invoke("again", max_wait=0)  # this call alone does not wait
+        with pytest.raises(ConfigError, match="max_wait"):
+            llm.invoke("bad", max_wait="soon")
+        with pytest.raises(ConfigError, match="expected_completion_tokens"):
+            llm.invoke("bad", expected_completion_tokens=-1)

@@ -199,14 +199,26 @@ class RotatingChatModel(BaseChatModel):
     # -- one call ---------------------------------------------------------------------
 
     def _attempts(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Attempts:
+        """The attempts of one call. Call keywords read here (never sent to a provider):
+        ``model`` (another pool), ``max_wait`` (seconds to wait for capacity on this call)
+        and ``expected_completion_tokens`` (reserved without capping the reply)."""
         pool = str(kwargs.pop("model", None) or self.model)
         for name in _PRIVATE_KWARGS:
             kwargs.pop(name, None)
+        wait = kwargs.pop("max_wait", None)
+        expected = kwargs.pop("expected_completion_tokens", None)
+        if wait is None:
+            wait = self._manager.settings.max_wait if self.max_wait is None else self.max_wait
+        elif isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
+            raise ConfigError(f"max_wait must be a number of seconds >= 0, got {wait!r}")
+        if expected is not None and (
+            isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
+        ):
+            raise ConfigError(f"expected_completion_tokens must be an int >= 0, got {expected!r}")
         completion = kwargs.get("max_tokens") or self.max_tokens or 0
-        wait = self._manager.settings.max_wait if self.max_wait is None else self.max_wait
         return Attempts(
             pool=pool,
-            estimated_tokens=estimate_tokens(messages, kwargs, int(completion)),
+            estimated_tokens=estimate_tokens(messages, kwargs, int(completion)) + (expected or 0),
             max_attempts=self.max_attempts,
             max_wait=wait,
             backoff_base=self.backoff_base,

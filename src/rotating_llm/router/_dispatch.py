@@ -10,7 +10,7 @@ from rotating_llm.router._results import Outcome, error_type
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
-    from rotating_llm.router._engine import RouterChatModel
+    from rotating_llm.langchain import RotatingChatModel
 
 __all__ = ["ainvoke", "invoke"]
 
@@ -23,7 +23,7 @@ def _order(refused: list[tuple[str, BaseException]], wait: float) -> list[str]:
 
 
 def invoke(
-    chat_model: Callable[[str], RouterChatModel],
+    chat_model: Callable[[str], RotatingChatModel],
     outcome: Outcome,
     messages: list[BaseMessage],
     candidates: list[str],
@@ -53,7 +53,7 @@ def invoke(
 
 
 async def ainvoke(
-    chat_model: Callable[[str], RouterChatModel],
+    chat_model: Callable[[str], RotatingChatModel],
     outcome: Outcome,
     messages: list[BaseMessage],
     candidates: list[str],

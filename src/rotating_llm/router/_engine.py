@@ -1,15 +1,13 @@
 """The router's engine: the LangChain face's ``RotatingChatModel``, one per pool.
 
 Imported by the router on first use only (``import rotating_llm`` stays free of
-LangChain). The router adds two things per call that ``RotatingChatModel`` takes only as
-fields: the completion tokens to reserve (without capping the provider's output) and the
-capacity wait. They travel as private call keywords that :class:`RouterChatModel` takes
-off before the provider model sees the call.
+LangChain). The router passes two things per call as ``RotatingChatModel``'s own call
+keywords: the completion tokens to reserve (``expected_completion_tokens``, without
+capping the provider's output) and the capacity wait (``max_wait``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,12 +23,10 @@ from langchain_core.messages import (
 
 from rotating_llm.keys import KeyManager, Lease
 from rotating_llm.langchain import RotatingChatModel
-from rotating_llm.langchain._rotation import Attempts
 
 __all__ = [
     "COMPLETION_KWARG",
     "MAX_WAIT_KWARG",
-    "RouterChatModel",
     "SingleKeyManager",
     "build_messages",
     "build_model",
@@ -40,25 +36,10 @@ __all__ = [
 
 logger = logging.getLogger("rotating_llm.router")
 
-#: Private call keyword: completion tokens to add to the reservation.
-COMPLETION_KWARG = "_rllm_expected_completion_tokens"
-#: Private call keyword: seconds to wait for capacity on this call.
-MAX_WAIT_KWARG = "_rllm_max_wait"
-
-
-class RouterChatModel(RotatingChatModel):
-    """``RotatingChatModel`` that also reads the router's per-call reservation and wait."""
-
-    def _attempts(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Attempts:
-        completion = kwargs.pop(COMPLETION_KWARG, None)
-        wait = kwargs.pop(MAX_WAIT_KWARG, None)
-        att = super()._attempts(messages, kwargs)
-        changes: dict[str, Any] = {}
-        if completion:
-            changes["estimated_tokens"] = att.estimated_tokens + int(completion)
-        if wait is not None:
-            changes["max_wait"] = float(wait)
-        return dataclasses.replace(att, **changes) if changes else att
+#: Call keyword of RotatingChatModel: completion tokens to add to the reservation.
+COMPLETION_KWARG = "expected_completion_tokens"
+#: Call keyword of RotatingChatModel: seconds to wait for capacity on this call.
+MAX_WAIT_KWARG = "max_wait"
 
 
 class SingleKeyManager:
@@ -109,9 +90,9 @@ class SingleKeyManager:
 
 def build_model(
     manager: KeyManager, model: str, *, rotation: bool, **options: Any
-) -> RouterChatModel:
+) -> RotatingChatModel:
     """The pool's chat model; without ``rotation`` it leases the first active key only."""
-    llm = RouterChatModel(model=model, key_manager=manager, **options)
+    llm = RotatingChatModel(model=model, key_manager=manager, **options)
     if not rotation:
         llm._manager = SingleKeyManager(manager)  # type: ignore[assignment]
         active = [k.key_id for k in manager.keys if k.active and k.model_name == model]

@@ -26,7 +26,7 @@ from rotating_llm.tokens import estimate_tokens
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
-    from rotating_llm.router._engine import RouterChatModel
+    from rotating_llm.langchain import RotatingChatModel
 
 __all__ = ["RequestRouter", "get_request_router"]
 
@@ -83,7 +83,7 @@ class RequestRouter:
         self.rotation = self.settings.router_enabled if rotation is None else rotation
         self.default_model = default_model
         self.chat_model_options = dict(chat_model_options or {})
-        self._models: dict[str, RouterChatModel] = {}
+        self._models: dict[str, RotatingChatModel] = {}
         self._lock = threading.Lock()
         add_listener(_count_attempts)
 
@@ -95,7 +95,7 @@ class RequestRouter:
 
     # -- the engine -------------------------------------------------------------------
 
-    def chat_model(self, model: str) -> RouterChatModel:
+    def chat_model(self, model: str) -> RotatingChatModel:
         """The pool's ``RotatingChatModel`` (built once per model; imports LangChain).
 
         Raises:
