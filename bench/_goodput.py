@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import time
 import uuid
@@ -31,6 +32,23 @@ import warnings
 from typing import Any
 
 MODEL = "gpt-fake"
+
+
+class _FallbackCounter(logging.Handler):
+    """Counts the library's "Redis lost" warnings: each one starts a spell of the
+    in-process fallback limiter, which does not see Redis's reservations."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lost = 0
+        self.causes: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("Redis lost"):
+            self.lost += 1
+            text = str(record.args[0]) if record.args else ""
+            cause = text.rsplit(": ", 2)[-2] if ": " in text else text
+            self.causes[cause] = self.causes.get(cause, 0) + 1
 
 
 def _body(i: int) -> dict[str, Any]:
@@ -64,7 +82,9 @@ async def _drive(
     return start, end, i
 
 
-async def _ours(keys: list[str], fp: Any, cfg: dict[str, Any], redis_url: str) -> int:
+async def _ours(
+    keys: list[str], fp: Any, cfg: dict[str, Any], redis_url: str, counter: _FallbackCounter
+) -> int:
     import httpx
 
     from rotating_llm import APIKey, FailureKind, KeyManager, Settings
@@ -82,6 +102,7 @@ async def _ours(keys: list[str], fp: Any, cfg: dict[str, Any], redis_url: str) -
         for i in range(len(keys))
     ]
     env = {f"API_KEY_G{i}": k for i, k in enumerate(keys)}
+    logging.getLogger("rotating_llm.storage").addHandler(counter)
     km = KeyManager(
         api_keys,
         settings=Settings(
@@ -116,7 +137,10 @@ async def _ours(keys: list[str], fp: Any, cfg: dict[str, Any], redis_url: str) -
             with contextlib.suppress(Exception):  # AllKeysExhaustedError at the deadline
                 await one(i, deadline)
 
-        _, _, arrivals = await _drive(guarded, cfg["arrival_rate"], cfg["duration"])
+        try:
+            _, _, arrivals = await _drive(guarded, cfg["arrival_rate"], cfg["duration"])
+        finally:
+            logging.getLogger("rotating_llm.storage").removeHandler(counter)
     await km.aclose()
     return arrivals
 
@@ -222,9 +246,10 @@ def run_goodput(
     for name in SYSTEMS:
         run = uuid.uuid4().hex[:8]
         key_list = [f"sk-goodput-{run}-{i}" for i in range(keys)]
+        counter = _FallbackCounter()
         with FakeProvider(rpm=rpm, window=window, process=True) as fp:
             if name == "rotating_llm":
-                arrivals = asyncio.run(_ours(key_list, fp, cfg, redis_url))
+                arrivals = asyncio.run(_ours(key_list, fp, cfg, redis_url, counter))
             elif name == "round_robin":
                 arrivals = asyncio.run(_round_robin(key_list, fp, cfg))
             else:
@@ -239,4 +264,7 @@ def run_goodput(
             "served_per_minute": round(served * 60 / cfg["duration"], 1),
             "goodput_vs_capacity": round(served / out["max_servable"], 4),
         }
+        if name == "rotating_llm":  # spells on the in-process fallback limiter, and why
+            out["systems"][name]["store_fallbacks"] = counter.lost
+            out["systems"][name]["store_fallback_causes"] = counter.causes
     return out
