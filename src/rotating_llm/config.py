@@ -33,6 +33,8 @@ ENV_VARS: dict[str, str] = {
     "strategy": "ROTATING_LLM_STRATEGY",
     "on_store_failure": "ROTATING_LLM_ON_REDIS_FAILURE",
     "store_retry_interval": "ROTATING_LLM_REDIS_RETRY_SECONDS",
+    "redis_max_connections": "ROTATING_LLM_REDIS_MAX_CONNECTIONS",
+    "redis_pool_timeout": "ROTATING_LLM_REDIS_POOL_TIMEOUT",
     "max_wait": "ROTATING_LLM_MAX_WAIT",
     "cooldown_base_seconds": "ROTATING_LLM_COOLDOWN_BASE_SECONDS",
     "cooldown_max_seconds": "ROTATING_LLM_COOLDOWN_MAX_SECONDS",
@@ -71,6 +73,8 @@ class Settings(BaseModel):
     strategy: Strategy = "most_headroom"
     on_store_failure: FailureMode = "local"
     store_retry_interval: float = Field(1.0, gt=0)
+    redis_max_connections: int = Field(64, gt=0)
+    redis_pool_timeout: float = Field(30.0, gt=0)
     max_wait: float = Field(30.0, ge=0)
     cooldown_base_seconds: float = Field(5.0, gt=0)
     cooldown_max_seconds: float = Field(300.0, gt=0)

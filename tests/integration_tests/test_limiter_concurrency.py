@@ -77,9 +77,7 @@ def test_four_processes_share_one_pool_exactly(redis_url, prefix) -> None:
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 4.0  # every process starts bursting at once
     with ctx.Pool(4) as pool:
-        results = pool.starmap(
-            burst_until_refused, [(redis_url, prefix, keys, 60.0, start_at)] * 4
-        )
+        results = pool.starmap(burst_until_refused, [(redis_url, prefix, keys, 60.0, start_at)] * 4)
     grants = [g for r in results for g in r]
     # no over-admission and no waste: exactly the pool's capacity, 7 per key
     assert len(grants) == 21
@@ -102,3 +100,36 @@ def test_four_processes_keep_every_sliding_window(redis_url, prefix) -> None:
     # waiting callers take each slot as it frees: at least one full window per half second
     span = max(max(v) for v in per_key.values()) - min(min(v) for v in per_key.values())
     assert len(grants) >= 10 * int(span / 1e6 / window)
+
+
+async def test_many_waiters_on_a_small_pool_never_fail_over(redis_url, prefix) -> None:
+    """More waiting callers than connections: they wait for one; Redis is not 'lost'.
+
+    A full client pool once counted as Redis being down, so the in-process fallback,
+    blind to Redis's reservations, over-admitted (provider 429s in the goodput bench).
+    """
+    from conftest import secrets_for
+    from rotating_llm import KeyManager, Settings
+    from rotating_llm.secrets import EnvSecretStore
+
+    keys = make_keys(2, rpm=5)
+    settings = Settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        window_seconds=1.0,
+        redis_max_connections=4,
+        max_wait=10,
+    )
+    km = KeyManager(keys, settings=settings, secret_store=EnvSecretStore(secrets_for(keys)))
+
+    async def one() -> tuple[str, int, bool]:
+        lease = await km.aacquire("m", 1)
+        await lease.acomplete()
+        return lease.key_id, lease.reservation.granted_at_us, lease.reservation.store.is_embedded
+
+    results = await asyncio.gather(*(one() for _ in range(60)))
+    assert not any(embedded for _, _, embedded in results)
+    assert not km.store.primary_down
+    for instants in by_key([(k, t) for k, t, _ in results]).values():
+        assert max_in_any_window(instants, 1_000_000) <= 5
+    await km.aclose()

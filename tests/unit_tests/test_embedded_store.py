@@ -22,7 +22,8 @@ def build(**settings: object) -> KeyManager:
     ks = keys()
     env = {f"API_KEY_{k.key_id.upper()}": f"sk-embedded-{k.key_id}" for k in ks}
     return KeyManager(
-        ks, settings=Settings(window_seconds=30, max_wait=0, **settings),  # type: ignore[arg-type]
+        ks,
+        settings=Settings(window_seconds=30, max_wait=0, **settings),  # type: ignore[arg-type]
         secret_store=EnvSecretStore(env),
     )
 
@@ -68,3 +69,23 @@ def test_get_key_manager_reads_key_store_path(tmp_path, monkeypatch) -> None:
     assert get_key_manager() is km  # the default is kept
     other = get_key_manager(key_store_path=path)
     assert other is not km and get_key_manager() is other
+
+
+def test_a_full_connection_pool_is_not_redis_lost() -> None:
+    import redis.exceptions as rex
+
+    from rotating_llm import StoreError, StoreUnavailableError
+    from rotating_llm.storage import translate_errors
+
+    for raw in (
+        rex.MaxConnectionsError("Too many connections"),
+        rex.ConnectionError("No connection available."),
+    ):
+        with (
+            pytest.raises(StoreError, match="no free connection") as info,
+            translate_errors("acquire", "redis://h"),
+        ):
+            raise raw
+        assert not isinstance(info.value, StoreUnavailableError)
+    with pytest.raises(StoreUnavailableError), translate_errors("acquire", "redis://h"):
+        raise rex.ConnectionError("Error 111 connecting to h:6379. Connection refused.")

@@ -11,8 +11,18 @@ from rotating_llm.errors import StoreError, StoreUnavailableError
 
 __all__ = ["translate_errors"]
 
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    """The client's own connection pool is full: Redis is fine, callers are many.
+
+    Failing over then would hand out reservations Redis cannot see. redis-py raises
+    ``MaxConnectionsError`` from plain pools, and a bare ``ConnectionError("No connection
+    available.")`` when a blocking pool's wait times out.
+    """
+    return isinstance(exc, rex.MaxConnectionsError) or str(exc) == "No connection available."
+
+
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
-    rex.ConnectionError,
     rex.TimeoutError,
     rex.ClusterDownError,
     rex.MasterDownError,
@@ -33,8 +43,19 @@ def translate_errors(operation: str, where: str) -> Iterator[None]:
     """
     try:
         yield
-    except rex.AuthenticationError as exc:
-        raise StoreError(f"Redis at {where} refused the credentials during {operation}") from exc
+    except rex.ConnectionError as exc:
+        if _pool_exhausted(exc):
+            raise StoreError(
+                f"Redis at {where}: no free connection during {operation} "
+                f"(too many concurrent callers; raise ROTATING_LLM_REDIS_MAX_CONNECTIONS)"
+            ) from exc
+        if isinstance(exc, rex.AuthenticationError):
+            raise StoreError(
+                f"Redis at {where} refused the credentials during {operation}"
+            ) from exc
+        raise StoreUnavailableError(
+            f"Redis at {where} is unavailable during {operation}: {type(exc).__name__}: {exc}"
+        ) from exc
     except _UNAVAILABLE as exc:
         raise StoreUnavailableError(
             f"Redis at {where} is unavailable during {operation}: {type(exc).__name__}: {exc}"

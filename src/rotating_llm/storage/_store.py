@@ -145,8 +145,11 @@ class Store:
         return await script(keys=keys, args=args)
 
     def close(self) -> None:
-        """Close the sync client's connections."""
+        """Close the sync client and its connection pool (passed in, so not closed by it)."""
         self.sync.close()
+        pool = getattr(self.sync, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
 
     async def aclose(self) -> None:
         """Close the running loop's async client."""
@@ -155,7 +158,10 @@ class Store:
         self._ascripts.pop(loop, None)
         self._aload_locks.pop(loop, None)
         if client is not None:
+            pool = getattr(client, "connection_pool", None)
             await client.aclose()
+            if pool is not None:
+                await pool.disconnect()
 
 
 def _embedded(prefix: str, announce: bool) -> Store:
@@ -180,10 +186,11 @@ def _embedded(prefix: str, announce: bool) -> Store:
     )
 
 
-def _async_redis(url: str, opts: dict[str, Any]) -> Any:
+def _async_redis(url: str, opts: dict[str, Any], pool: dict[str, Any]) -> Any:
     import redis.asyncio  # loaded on first async use only
 
-    return redis.asyncio.Redis.from_url(url, **opts)
+    blocking = redis.asyncio.BlockingConnectionPool.from_url(url, **pool, **opts)
+    return redis.asyncio.Redis(connection_pool=blocking)
 
 
 def open_store(settings: Settings, *, announce: bool = True) -> Store:
@@ -216,14 +223,21 @@ def open_store(settings: Settings, *, announce: bool = True) -> Store:
                 lambda: AsyncRedisCluster.from_url(url, **opts),
                 settings.key_prefix,
             )
-        sync = redis.Redis.from_url(url, **opts)
+        # blocking pools: many waiting callers wait for a connection instead of failing
+        pool = {
+            "max_connections": settings.redis_max_connections,
+            "timeout": settings.redis_pool_timeout,
+        }
+        sync = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(url, **pool, **opts)
+        )
     except (ValueError, redis.RedisError) as exc:
         raise ConfigError(f"REDIS_URL {where}: {type(exc).__name__}: {exc}") from exc
     return Store(
         "redis",
         where,
         sync,
-        lambda: _async_redis(url, opts),
+        lambda: _async_redis(url, opts, pool),
         settings.key_prefix,
     )
 
