@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from rotating_llm.config import Settings
-from rotating_llm.conversation import ConversationStore, get_conversation_store
 from rotating_llm.errors import (
     AllKeysExhaustedError,
     CapacityError,
@@ -34,16 +33,21 @@ from rotating_llm.keys import (
     get_redis_limiter,
     load_keys_file,
 )
-from rotating_llm.limiter import RateLimitDecision, RedisLimiter, UserRateLimiter, get_rate_limiter
+from rotating_llm.limiter._limiter import RedisLimiter
 from rotating_llm.secrets import SecretStore, get_secret_store, test_secret_access
 
 __version__ = "0.1.0"
 
 # Faces and helpers loaded on first use, so `import rotating_llm` stays light.
 _LAZY = {
+    "ConversationStore": "rotating_llm.conversation",
+    "RateLimitDecision": "rotating_llm.limiter._user_limits",
     "RequestRouter": "rotating_llm.router",
+    "UserRateLimiter": "rotating_llm.limiter._user_limits",
     "count_actual_tokens": "rotating_llm.tokens",
     "estimate_tokens": "rotating_llm.tokens",
+    "get_conversation_store": "rotating_llm.conversation",
+    "get_rate_limiter": "rotating_llm.limiter._user_limits",
     "get_request_router": "rotating_llm.router",
 }
 
