@@ -125,7 +125,9 @@ def test_a_deployment_without_limits_is_never_refused(
         assert open_fp.key_stats(key).served == 48
     for r in results:
         assert r["open_leases"] == 0
-        assert r["statuses"]["free"]["rpm_usage"] == 48  # counted, never refused
+    # each worker reads the status when it is done, others may still be acquiring; the
+    # latest read comes after every acquisition, and counts only grow within the window
+    assert max(r["statuses"]["free"]["rpm_usage"] for r in results) == 48  # never refused
 
 
 def test_a_rate_limited_deployment_is_cooled_down_and_the_request_moves_on(

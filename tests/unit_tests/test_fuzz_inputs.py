@@ -359,3 +359,11 @@ def test_append_turn_unencodable_input_is_a_conversation_error(
 ) -> None:
     with pytest.raises(ConversationError):
         conversations.append_turn(conv, messages)
+
+
+@pytest.mark.parametrize("messages", [None, 5, 1.5, iter([{"role": "user", "content": "x"}])])
+def test_append_turn_needs_a_sequence(conversations: ConversationStore, messages: Any) -> None:
+    """Found by the fuzz run above: ``None`` raised a bare TypeError from deep inside."""
+    with pytest.raises(ConversationError, match="messages must be a sequence"):
+        conversations.append_turn("c1", messages)
+    assert conversations.get_messages("c1") == []

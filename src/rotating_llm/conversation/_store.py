@@ -188,6 +188,10 @@ class ConversationStore:
         keys = list(self.keys_for(conv_id))
         if isinstance(messages, (str, bytes, Mapping)):
             raise ConversationError("messages must be a sequence of messages, not one message")
+        if not isinstance(messages, Sequence):
+            raise ConversationError(
+                f"messages must be a sequence of messages, got {type(messages).__name__}"
+            )
         encoded = [encode_message(m, i) for i, m in enumerate(messages)]
         if not encoded:
             raise ConversationError("a turn needs at least one message")
