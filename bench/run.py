@@ -169,8 +169,8 @@ def section_overhead(redis_url: str, quick: bool) -> dict[str, Any]:
 
 
 def section_throughput(redis_url: str, quick: bool) -> dict[str, Any]:
-    from _cluster import RedisClusterProcess
     from _throughput import decisions_per_second
+    from rotating_llm.testing import RedisCluster as RedisClusterProcess
 
     procs_list = (1, 4) if quick else (1, 4, 8)
     duration = 2.0 if quick else 5.0

@@ -66,6 +66,7 @@ from rotating_llm.testing._config import CHARS_PER_TOKEN, Limits, count_tokens, 
 from rotating_llm.testing._faults import Fault
 from rotating_llm.testing._gemini import QUOTA_IDS
 from rotating_llm.testing._provider import FakeProvider
+from rotating_llm.testing._redis import RedisCluster, RedisServer, free_port
 from rotating_llm.testing._stats import KeyStats
 
 __all__ = [
@@ -75,6 +76,9 @@ __all__ = [
     "Fault",
     "KeyStats",
     "Limits",
+    "RedisCluster",
+    "RedisServer",
     "count_tokens",
     "fingerprint",
+    "free_port",
 ]
