@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.redis
-
 from rotating_llm.testing import RedisCluster, RedisServer
+
+pytestmark = pytest.mark.redis
 
 
 def test_a_failed_cluster_start_stops_the_nodes_it_started(monkeypatch: pytest.MonkeyPatch) -> None:
