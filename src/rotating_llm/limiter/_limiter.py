@@ -320,41 +320,25 @@ class RedisLimiter:
             )
         return out
 
-    def _one(self, key_id: str) -> KeyUsage:
-        return self.usage(self.pool_of(key_id), [key_id])[key_id]
+    def _one(self, key_id: str) -> tuple[APIKey, KeyUsage]:
+        """``key_id``'s key and its usage now (``KeyNotFoundError`` if unknown)."""
+        pool = self.pool_of(key_id)
+        return self._keys[key_id], self.usage(pool, [key_id])[key_id]
 
     def get_rpm_usage(self, key_id: str) -> dict[str, Any]:
         """Requests of ``key_id`` in the current sliding window: ``{"count", "limit", ...}``."""
-        key = self._keys.get(key_id)
-        if key is None:
-            raise KeyNotFoundError(key_id)
-        return {
-            "key_id": key_id,
-            "count": self._one(key_id).rpm_count,
-            "limit": key.rpm,
-            "window_seconds": self.settings.window_seconds,
-        }
+        key, used = self._one(key_id)
+        return {"key_id": key_id, "count": used.rpm_count, "limit": key.rpm,
+                "window_seconds": self.settings.window_seconds}  # fmt: skip
 
     def get_tpm_usage(self, key_id: str) -> dict[str, Any]:
         """Tokens of ``key_id`` in the current sliding window: ``{"used", "limit", ...}``."""
-        key = self._keys.get(key_id)
-        if key is None:
-            raise KeyNotFoundError(key_id)
-        return {
-            "key_id": key_id,
-            "used": self._one(key_id).tpm_used,
-            "limit": key.tpm,
-            "window_seconds": self.settings.window_seconds,
-        }
+        key, used = self._one(key_id)
+        return {"key_id": key_id, "used": used.tpm_used, "limit": key.tpm,
+                "window_seconds": self.settings.window_seconds}  # fmt: skip
 
     def get_rpd_usage(self, key_id: str) -> dict[str, Any]:
         """Requests of ``key_id`` since the last daily reset: ``{"count", "limit", ...}``."""
-        key = self._keys.get(key_id)
-        if key is None:
-            raise KeyNotFoundError(key_id)
-        return {
-            "key_id": key_id,
-            "count": self._one(key_id).rpd_count,
-            "limit": key.rpd,
-            "timezone": self.settings.rpd_timezone,
-        }
+        key, used = self._one(key_id)
+        return {"key_id": key_id, "count": used.rpd_count, "limit": key.rpd,
+                "timezone": self.settings.rpd_timezone}  # fmt: skip
