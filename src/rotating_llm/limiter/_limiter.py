@@ -164,9 +164,11 @@ class RedisLimiter:
     def _parse(
         self, store: Store, pool: str, est: int, raw: list[Any]
     ) -> Reservation | Refusal | None:
+        if isinstance(raw, (str, bytes)):  # granted: "<reservation> <day> <now> <key_id>"
+            text = raw if isinstance(raw, str) else raw.decode()
+            resid, day, now, key_id = text.split(" ", 3)
+            return Reservation(pool, key_id, resid, int(day), est, store, int(now))
         code = int(raw[0])
-        if code == 1:
-            return Reservation(pool, str(raw[1]), str(raw[2]), int(raw[3]), est, store, int(raw[4]))
         if code == -1:  # the store lost the pool's config (flushed or restarted)
             self._mark_registered(store, pool, done=False)
             return None

@@ -3,57 +3,61 @@
 -- ARGV[5] random in [0,1) for weighted, ARGV[6] candidates to compare (>=1),
 -- ARGV[7] comma-separated key ids not to pick (may be empty).
 -- Candidates are the eligible keys (score <= now) in least-recently-used order.
--- Returns {1, key_id, reservation_id, day_start, now} or
+-- Returns "<reservation_id> <day_start> <now> <key_id>" when granted (one string: the
+-- cheapest reply to send and to parse), or
 --         {0, retry_after_us (-1: never), now, key_id1, reason1, key_id2, reason2, ...} or
 --         {-1} when the pool's config is missing (store flushed): register and call again.
-local est = tonumber(ARGV[3])
+local est_s = ARGV[3]
+local est = tonumber(est_s)
 local strategy = ARGV[4]
-local rnd = tonumber(ARGV[5])
 local want = tonumber(ARGV[6])
 if strategy == 'round_robin' then want = 1 end
-local excluded = {}
-for kid in string.gmatch(ARGV[7] or '', '[^,]+') do excluded[kid] = true end
+local excluded = nil
+if ARGV[7] and ARGV[7] ~= '' then
+  excluded = {}
+  for kid in string.gmatch(ARGV[7], '[^,]+') do excluded[kid] = true end
+end
 
 local fitting = {}
 local retry_at = INF
 local deferred = {}
 local reasons = {}
+local writes = {}  -- summaries changed by trimming, written back in one HSET
 local offset = 0
+local size = want
 local done = false
 while not done do
-  local page = redis.call('ZRANGEBYSCORE', AVAIL, '-inf', NOW, 'LIMIT', offset, 16)
+  local page = redis.call('ZRANGEBYSCORE', AVAIL, '-inf', NOW_S, 'LIMIT', offset, size)
   if #page == 0 then
     if offset == 0 and redis.call('EXISTS', CFG) == 0 then return {-1} end
     break
   end
   offset = offset + #page
+  size = 16
   local cfgs = redis.call('HMGET', CFG, unpack(page))
-  for i, kid in ipairs(page) do
+  local uses = redis.call('HMGET', K_USE, unpack(page))
+  for i = 1, #page do
+    local kid = page[i]
     local lim = parse_limits(cfgs[i])
-    if excluded[kid] then
+    if excluded and excluded[kid] then
       reasons[#reasons + 1] = kid
       reasons[#reasons + 1] = 'excluded'
     elseif lim then
-      trim(kid)
-      local count, tsum, today = usage(kid)
-      local at, why = fit_time(kid, lim, est, count, tsum, today)
+      local zk, hk = BASE .. 'rpm:' .. kid, BASE .. 'tpm:' .. kid
+      local u, dirty = current(zk, hk, uses[i])
+      if dirty then writes[#writes + 1] = kid; writes[#writes + 1] = u end
+      local at, why = fit_time(kid, lim, est, u.cnt, u.sum, u.today)
       if at <= NOW then
-        local head = 1 - count / lim.rpm
-        local h2 = 1 - (tsum + est) / lim.tpm
-        if h2 < head then head = h2 end
-        if lim.rpd > 0 then
-          local h3 = 1 - today / lim.rpd
-          if h3 < head then head = h3 end
-        end
-        fitting[#fitting + 1] = {kid = kid, head = head, weight = lim.weight, lim = lim,
-                                 count = count, tsum = tsum, today = today}
+        fitting[#fitting + 1] = {kid, zk, hk, lim, u}
         if #fitting >= want then done = true; break end
       else
         if at < retry_at then retry_at = at end
         reasons[#reasons + 1] = kid
         reasons[#reasons + 1] = why
         -- a key that cannot take even the smallest request leaves the eligible set
-        if fit_time(kid, lim, 1, count, tsum, today) > NOW then deferred[#deferred + 1] = kid end
+        if fit_time(kid, lim, 1, u.cnt, u.sum, u.today) > NOW then
+          deferred[#deferred + 1] = kid
+        end
       end
     else
       deferred[#deferred + 1] = kid
@@ -61,10 +65,66 @@ while not done do
   end
 end
 
-for _, kid in ipairs(deferred) do rescore(kid) end
+-- headroom: the smallest share left of the key's RPM, TPM and RPD after this request
+local function headroom(f)
+  local lim, u = f[4], f[5]
+  local head = 1 - u.cnt / lim.rpm
+  local h2 = 1 - (u.sum + est) / lim.tpm
+  if h2 < head then head = h2 end
+  if lim.rpd > 0 then
+    local h3 = 1 - u.today / lim.rpd
+    if h3 < head then head = h3 end
+  end
+  return head
+end
 
-if #fitting == 0 then
-  local nxt = redis.call('ZRANGEBYSCORE', AVAIL, '(' .. NOW, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local pick = fitting[1]
+if #fitting > 1 then
+  if strategy == 'weighted' then
+    local total = 0
+    for _, f in ipairs(fitting) do total = total + f[4].weight end
+    local x = tonumber(ARGV[5]) * total
+    for _, f in ipairs(fitting) do
+      x = x - f[4].weight
+      if x < 0 then pick = f; break end
+    end
+  elseif strategy == 'most_headroom' then
+    local best = headroom(pick)
+    for i = 2, #fitting do
+      local h = headroom(fitting[i])
+      if h > best then pick, best = fitting[i], h end
+    end
+  end
+end
+
+local rs, kid, zk, hk, u, renew
+if pick then
+  kid, zk, hk, u = pick[1], pick[2], pick[3], pick[5]
+  renew = u.cnt == 0 or u.day ~= DAY_S
+  u.seq = u.seq + 1
+  rs = string.format('%d', u.seq)
+  if u.cnt == 0 then u.old = NOW end
+  u.cnt, u.sum = u.cnt + 1, u.sum + est
+  if u.day ~= DAY_S then u.day, u.n = DAY_S, 0 end
+  u.n = u.n + 1
+  u.today = u.n
+  writes[#writes + 1] = kid
+  writes[#writes + 1] = u
+end
+
+-- write every changed summary before any rescore reads one
+if #writes > 0 then
+  local args = {}
+  for i = 1, #writes, 2 do
+    args[#args + 1] = writes[i]
+    args[#args + 1] = use_s(writes[i + 1])
+  end
+  redis.call('HSET', K_USE, unpack(args))
+end
+for _, d in ipairs(deferred) do rescore(d) end
+
+if not pick then
+  local nxt = redis.call('ZRANGEBYSCORE', AVAIL, '(' .. NOW_S, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if #nxt > 0 and tonumber(nxt[2]) < retry_at then retry_at = tonumber(nxt[2]) end
   local out = {0, -1, NOW}
   if retry_at ~= INF then out[2] = retry_at - NOW end
@@ -72,30 +132,14 @@ if #fitting == 0 then
   return out
 end
 
-local pick = fitting[1]
-if strategy == 'weighted' then
-  local total = 0
-  for _, f in ipairs(fitting) do total = total + f.weight end
-  local x = rnd * total
-  for _, f in ipairs(fitting) do
-    x = x - f.weight
-    if x < 0 then pick = f; break end
-  end
-elseif strategy == 'most_headroom' then
-  for _, f in ipairs(fitting) do
-    if f.head > pick.head then pick = f end
-  end
+redis.call('ZADD', zk, NOW_S, rs)
+redis.call('HSET', hk, rs, est_s)
+if renew then
+  redis.call('EXPIRE', zk, KEY_TTL)
+  redis.call('EXPIRE', hk, KEY_TTL)
 end
-
-local kid = pick.kid
-local resid = redis.call('INCR', K_SEQ)
-local zk, hk = k_rpm(kid), k_tpm(kid)
-redis.call('ZADD', zk, NOW, resid)
-redis.call('HSET', hk, resid, est, '_sum', pick.tsum + est, '_day', DAY_START, '_n', pick.today + 1)
-redis.call('EXPIRE', zk, KEY_TTL)
-redis.call('EXPIRE', hk, KEY_TTL)
 -- the key was eligible (no cooldown, not disabled): its new score follows from its usage
-local at = fit_time(kid, pick.lim, 1, pick.count + 1, pick.tsum + est, pick.today + 1)
+local at = fit_time(kid, pick[4], 1, u.cnt, u.sum, u.today)
 if at == INF then at = NOW + 86400000000 end
-redis.call('ZADD', AVAIL, at, kid)
-return {1, kid, resid, DAY_START, NOW}
+redis.call('ZADD', AVAIL, score_s(at), kid)
+return rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid

@@ -8,6 +8,7 @@ local kid, action = ARGV[3], ARGV[4]
 if action == 'cooldown' or action == 'daily' then
   local ms
   if action == 'daily' then
+    days()
     if NEXT_RESET == INF then return redis.error_reply('no daily reset boundary after now') end
     ms = math.ceil((NEXT_RESET - NOW) / 1000)
   else
@@ -38,7 +39,6 @@ else
   return redis.error_reply('unknown health action ' .. tostring(action))
 end
 if redis.call('HEXISTS', CFG, kid) == 1 then
-  trim(kid)
   rescore(kid)
 end
 return 0

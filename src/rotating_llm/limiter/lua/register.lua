@@ -25,7 +25,6 @@ if mode == 'replace' then
   end
 end
 for kid, _ in pairs(seen) do
-  trim(kid)
   rescore(kid)
 end
 return (#ARGV - 3) / 2

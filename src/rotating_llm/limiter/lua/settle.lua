@@ -6,30 +6,31 @@
 --               provider, so it no longer counts (request, tokens and today's count).
 -- Returns the token delta applied (0 if the reservation already left the window).
 local kid, resid, action = ARGV[3], ARGV[4], ARGV[5]
-trim(kid)
-local hk, zk = k_tpm(kid), k_rpm(kid)
-local h = redis.call('HMGET', hk, resid, '_sum', '_day', '_n')
-local old = tonumber(h[1])
+local zk, hk = k_rpm(kid), k_tpm(kid)
+local u, dirty = current(zk, hk, redis.call('HGET', K_USE, kid))
+local old = tonumber(redis.call('HGET', hk, resid))  -- nil once it left the window
 local delta = 0
 if action == 'complete' then
   if old then
-    local actual = tonumber(ARGV[6])
-    delta = actual - old
-    redis.call('HSET', hk, resid, actual, '_sum', tonumber(h[2] or '0') + delta)
-    redis.call('ZADD', zk, 'XX', 'GT', NOW, resid)
+    delta = tonumber(ARGV[6]) - old
+    if delta ~= 0 then
+      redis.call('HSET', hk, resid, ARGV[6])
+      u.sum, dirty = u.sum + delta, true
+    end
+    redis.call('ZADD', zk, 'XX', 'GT', NOW_S, resid)
   end
 elseif action == 'release' then
   if redis.call('ZREM', zk, resid) == 1 then
     delta = -(old or 0)
     redis.call('HDEL', hk, resid)
-    redis.call('HSET', hk, '_sum', tonumber(h[2] or '0') + delta)
+    u.cnt, u.sum, dirty = u.cnt - 1, u.sum + delta, true
+    if u.cnt == 0 then u.sum, u.old = 0, 0 end
   end
-  if h[3] and tonumber(h[3]) == tonumber(ARGV[6]) and tonumber(h[4] or '0') > 0 then
-    redis.call('HINCRBY', hk, '_n', -1)
-  end
+  if u.day == ARGV[6] and u.n > 0 then u.n, dirty = u.n - 1, true end
 else
   return redis.error_reply('unknown settle action ' .. tostring(action))
 end
+if dirty then redis.call('HSET', K_USE, kid, use_s(u)) end
 -- only freed capacity can make a waiting key available earlier
 if delta < 0 or action == 'release' then
   local sc = tonumber(redis.call('ZSCORE', AVAIL, kid))

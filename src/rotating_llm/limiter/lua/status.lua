@@ -8,7 +8,6 @@ if #ids == 0 then ids = redis.call('HKEYS', CFG) end
 local out = {}
 for _, kid in ipairs(ids) do
   local lim = limits(kid)
-  trim(kid)
   local count, tsum, today = usage(kid)
   local ms = redis.call('PTTL', k_cool(kid))
   local creason = ''
