@@ -132,19 +132,28 @@ class Lease:
         return True
 
     def complete(self, actual_tokens: int | None = None) -> None:
-        """Settle with the real token usage (default: keep the estimate)."""
+        """Settle with the real token usage (default: keep the estimate).
+
+        On a Redis server this returns without waiting for Redis's reply (see
+        ``rotating_llm.limiter._settler``); this process's reads of usage and its
+        refusals wait for the outstanding replies first.
+        """
         if actual_tokens is not None and actual_tokens < 0:
             raise LeaseError(f"actual_tokens must be >= 0, got {actual_tokens}")
         tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
         if self._begin("complete", tokens) and self.reservation is not None:
-            self._settle("complete", tokens)
+            self._complete(tokens)
 
     async def acomplete(self, actual_tokens: int | None = None) -> None:
         """Async twin of :meth:`complete`."""
         if actual_tokens is not None and actual_tokens < 0:
             raise LeaseError(f"actual_tokens must be >= 0, got {actual_tokens}")
         tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
-        if self._begin("complete", tokens) and self.reservation is not None:
+        if (
+            self._begin("complete", tokens)
+            and self.reservation is not None
+            and not self._manager.limiter.complete_later(self.reservation, tokens)
+        ):
             await self._asettle("complete", tokens)
 
     def release(self) -> None:
@@ -193,6 +202,11 @@ class Lease:
         if not self._begin(f"fail:{fk.value}", actual_tokens):
             return "none"
         return await self._manager._aon_failure(self, fk, retry_after, reason, actual_tokens)
+
+    def _complete(self, tokens: int) -> None:
+        assert self.reservation is not None
+        if not self._manager.limiter.complete_later(self.reservation, tokens):
+            self._settle("complete", tokens)
 
     def _settle(self, action: str, tokens: int) -> None:
         assert self.reservation is not None

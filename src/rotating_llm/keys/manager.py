@@ -16,6 +16,11 @@ from rotating_llm.errors import (
     StoreError,
 )
 from rotating_llm.events import emit
+from rotating_llm.keys._default import (  # the default manager, in a light module
+    default_secret_store,
+    get_key_manager,
+    get_redis_limiter,
+)
 from rotating_llm.keys._leasing import Leasing
 from rotating_llm.keys._status import key_status
 from rotating_llm.keys.loader import load_keys_file, save_keys_file
@@ -208,7 +213,8 @@ class KeyManager(Leasing):
         return report
 
     def close(self) -> None:
-        """Close store connections and secret store clients."""
+        """Apply queued lease completions, then close store and secret store clients."""
+        self.limiter.close()
         self.store.close()
         self.secret_store.close()
 
@@ -224,42 +230,3 @@ def _max_tpm_by_model(keys: Iterable[APIKey]) -> dict[str, int]:
         if key.active:
             out[key.model_name] = max(out.get(key.model_name, 0), key.tpm)
     return out
-
-
-_default: KeyManager | None = None
-_default_lock = threading.Lock()
-
-
-def get_key_manager(key_store_path: str | Path | None = None, **kwargs: Any) -> KeyManager:
-    """The process's default manager; with arguments, a new one that becomes the default.
-
-    Without arguments and no default yet, reads ``KEY_STORE_PATH`` (default ``./keys.json``)
-    if that file exists.
-    """
-    global _default
-    with _default_lock:
-        if key_store_path is not None or kwargs or _default is None:
-            if key_store_path is None and "keys" not in kwargs:
-                settings = kwargs.get("settings") or Settings.from_env()
-                kwargs["settings"] = settings
-                if settings.key_store_path.exists():
-                    key_store_path = settings.key_store_path
-            _default = KeyManager(key_store_path=key_store_path, **kwargs)
-        return _default
-
-
-def get_redis_limiter() -> RedisLimiter:
-    """The default manager's limiter (the seed's ``get_redis_limiter``)."""
-    return get_key_manager().limiter
-
-
-def default_secret_store() -> SecretStore:
-    """The default manager's secret store, or a new one from the environment."""
-    return _default.secret_store if _default is not None else get_secret_store(Settings.from_env())
-
-
-def _reset_default() -> None:
-    """Forget the default manager (tests)."""
-    global _default
-    with _default_lock:
-        _default = None

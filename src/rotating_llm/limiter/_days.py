@@ -30,6 +30,8 @@ class DayBoundaries:
     def arg(self) -> str:
         """The comma-separated boundaries passed to every script as ``ARGV[2]``."""
         now = time.time()
+        if now < self._valid_until:
+            return self._arg  # the hot path: no lock
         with self._lock:
             if now >= self._valid_until:
                 today = datetime.fromtimestamp(now, self.zone).date()

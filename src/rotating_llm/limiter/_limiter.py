@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rotating_llm.config import Settings, Strategy
 from rotating_llm.errors import KeyNotFoundError
 from rotating_llm.limiter._days import DayBoundaries
+from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, translate_errors
 
 if TYPE_CHECKING:
@@ -18,19 +20,21 @@ if TYPE_CHECKING:
 __all__ = ["KeyUsage", "RedisLimiter", "Refusal", "Reservation"]
 
 _US = 1_000_000
-_CANDIDATES = 3
+_CANDIDATES = 2
 
 
-@dataclass(frozen=True)
-class Reservation:
-    """One admitted request: which key, which reservation, on which store."""
+class Reservation(NamedTuple):
+    """One admitted request: which key, which reservation, on which store.
+
+    A named tuple: made on every decision, so it must be cheap to build.
+    """
 
     pool: str
     key_id: str
     reservation_id: str
     day: int
     estimated_tokens: int
-    store: Store = field(repr=False)
+    store: Store
     #: When the script granted it, in microseconds on Redis's clock.
     granted_at_us: int = 0
 
@@ -78,6 +82,7 @@ class RedisLimiter:
         self._pools: dict[str, list[APIKey]] = {}
         self._registered: dict[int, tuple[int, set[str]]] = {}
         self._lock = threading.Lock()
+        self._settler = Settler()
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"
@@ -116,6 +121,9 @@ class RedisLimiter:
 
     def _needs_register(self, store: Store, pool: str) -> bool:
         gen = self.store.generation
+        entry = self._registered.get(id(store))
+        if entry is not None and entry[0] == gen and pool in entry[1]:
+            return False  # the hot path: no lock
         with self._lock:
             entry = self._registered.get(id(store))
             if entry is None or entry[0] != gen:
@@ -130,9 +138,7 @@ class RedisLimiter:
 
     def _ensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
-            store.script("register")(
-                keys=store.pool_keys(pool), args=self._register_args(store, pool)
-            )
+            store.call("register", store.pool_keys(pool), self._register_args(store, pool))
             self._mark_registered(store, pool)
 
     async def _aensure(self, store: Store, pool: str) -> None:
@@ -190,13 +196,18 @@ class RedisLimiter:
             for _ in range(2):
                 self._ensure(store, pool)
                 args = self._acquire_args(store, pool, estimated_tokens, strat, exclude)
-                raw = store.script("acquire")(keys=store.pool_keys(pool), args=args)
+                raw = store.call("acquire", store.pool_keys(pool), args)
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
                     return out
             return Refusal(None, {})
 
-        return self.store.run("acquire", op)
+        out = self.store.run("acquire", op)
+        if isinstance(out, Refusal) and self._settler.pending:
+            # this process's own completions may free room: apply them, then look again
+            self._settler.flush()
+            out = self.store.run("acquire", op)
+        return out
 
     async def areserve(
         self,
@@ -218,12 +229,48 @@ class RedisLimiter:
                     return out
             return Refusal(None, {})
 
-        return await self.store.arun("acquire", op)
+        out = await self.store.arun("acquire", op)
+        if isinstance(out, Refusal) and self._settler.pending:
+            await asyncio.to_thread(self._settler.flush)
+            out = await self.store.arun("acquire", op)
+        return out
 
     # -- settlement -------------------------------------------------------------------
 
     def _settle_args(self, res: Reservation, action: str, value: int) -> list[Any]:
-        return [*self._head(res.store, res.pool), res.key_id, res.reservation_id, action, value]
+        return [
+            *self._head(res.store, res.pool),
+            res.key_id,
+            res.reservation_id,
+            res.estimated_tokens,
+            action,
+            value,
+        ]
+
+    def complete_later(self, res: Reservation, tokens: int) -> bool:
+        """Write the completion of ``res`` without waiting for Redis's reply.
+
+        Only on a Redis server; returns False (nothing done) on a cluster or the embedded
+        store, where the caller settles as usual. Reads of usage, refusals and
+        :meth:`close` wait for the outstanding replies.
+        """
+        if res.store.kind != "redis":
+            return False
+        self._settler.submit(res, self._settle_args(res, "complete", tokens))
+        return True
+
+    @property
+    def pending_completions(self) -> int:
+        """Completions of this process not yet applied to the store."""
+        return self._settler.pending
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Wait until this process's queued completions are applied; False on timeout."""
+        return self._settler.flush(timeout)
+
+    def close(self) -> None:
+        """Apply queued completions and stop the background sender."""
+        self._settler.close()
 
     def settle(self, res: Reservation, action: str, value: int) -> int:
         """``complete`` (value = actual tokens) or ``release`` (value ignored) a reservation.
@@ -232,8 +279,8 @@ class RedisLimiter:
         """
         arg = res.day if action == "release" else value
         with translate_errors(f"settle ({action})", res.store.description):
-            raw = res.store.script("settle")(
-                keys=res.store.pool_keys(res.pool), args=self._settle_args(res, action, arg)
+            raw = res.store.call(
+                "settle", res.store.pool_keys(res.pool), self._settle_args(res, action, arg)
             )
         return int(raw)
 
@@ -268,7 +315,7 @@ class RedisLimiter:
         def op(store: Store) -> float:
             self._ensure(store, pool)
             args = self._health_args(store, pool, key_id, action, seconds, reason)
-            return int(store.script("health")(keys=store.pool_keys(pool), args=args)) / 1000
+            return int(store.call("health", store.pool_keys(pool), args)) / 1000
 
         return self.store.run(f"key health ({action})", op)
 
@@ -298,11 +345,13 @@ class RedisLimiter:
 
     def usage(self, pool: str, key_ids: Sequence[str] = ()) -> dict[str, KeyUsage]:
         """Usage of ``key_ids`` (default: every key of ``pool``), one script call."""
+        if self._settler.pending:
+            self._settler.flush()
 
         def op(store: Store) -> list[Any]:
             self._ensure(store, pool)
             args = [*self._head(store, pool), *key_ids]
-            return list(store.script("status")(keys=store.pool_keys(pool), args=args))
+            return list(store.call("status", store.pool_keys(pool), args))
 
         raw = self.store.run("status", op)
         out: dict[str, KeyUsage] = {}

@@ -97,7 +97,7 @@ class UserRateLimiter:
 
         def op(store: Store) -> RateLimitDecision:
             keys, args = self._args(store, user_id, limit)
-            return self._decision(store.script("user_limit")(keys=keys, args=args))
+            return self._decision(store.call("user_limit", keys, args))
 
         return self.store.run("user rate limit", op)
 

@@ -3,44 +3,113 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import threading
 import weakref
+from collections.abc import Sequence
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.exceptions import NoPermissionError, NoScriptError
 
 from rotating_llm.config import Settings
 from rotating_llm.errors import ConfigError
 
-if TYPE_CHECKING:
-    from redis.commands.core import AsyncScript, Script
-
-__all__ = ["Store", "load_script", "open_store", "safe_url"]
+__all__ = [
+    "FUNCTION_SCRIPTS",
+    "Store",
+    "function_name",
+    "is_missing",
+    "load_library",
+    "load_script",
+    "open_store",
+    "safe_url",
+    "script_sha",
+]
 
 logger = logging.getLogger("rotating_llm.storage")
 
 StoreKind = Literal["redis", "cluster", "embedded"]
 
 _STANDALONE = frozenset({"user_limit"})  # scripts without the pool prelude
+#: Scripts on the pool prelude: also served as functions of one library (Redis 7+).
+FUNCTION_SCRIPTS = ("acquire", "health", "register", "settle", "status")
 _script_cache: dict[str, str] = {}
+_sha_cache: dict[str, str] = {}
+_library: tuple[str, str] | None = None
+_function_names: dict[str, str] = {}
 _warned_embedded = False
 _warn_lock = threading.Lock()
 
 
+def _lua(name: str) -> str:
+    return (resources.files("rotating_llm.limiter") / "lua" / f"{name}.lua").read_text(
+        encoding="utf-8"
+    )
+
+
 def load_script(name: str) -> str:
-    """The Lua source of script ``name``: the shared prelude followed by the script."""
+    """The Lua source of script ``name`` for EVAL: the shared prelude, then the script."""
     if name not in _script_cache:
-        pkg = resources.files("rotating_llm.limiter") / "lua"
-        body = (pkg / f"{name}.lua").read_text(encoding="utf-8")
+        body = _lua(name)
         if name in _STANDALONE:
             _script_cache[name] = body
         else:
-            prelude = (pkg / "_prelude.lua").read_text(encoding="utf-8")
-            _script_cache[name] = prelude + "\n" + body
+            _script_cache[name] = (
+                f"local KEYS_, ARGV_ = KEYS, ARGV\n{_lua('_prelude')}\nbegin(KEYS_, ARGV_)\n{body}"
+            )
     return _script_cache[name]
+
+
+def load_library() -> tuple[str, str]:
+    """``(name, source)`` of the function library: the prelude once, each script a function.
+
+    The name carries a digest of the source, so processes of different versions sharing
+    one Redis each call their own functions.
+    """
+    global _library
+    if _library is None:
+        parts = [_lua("_prelude")]
+        for name in FUNCTION_SCRIPTS:
+            parts.append(
+                f"redis.register_function('@LIB@_{name}', function(keys_, args_)\n"
+                f"begin(keys_, args_)\n{_lua(name)}\nend)\n"
+            )
+        code = "\n".join(parts)
+        lib = "rllm_" + hashlib.sha1(code.encode(), usedforsecurity=False).hexdigest()[:16]
+        _library = (lib, f"#!lua name={lib}\n" + code.replace("@LIB@", lib))
+    return _library
+
+
+def function_name(name: str) -> str:
+    """The FCALL name of script ``name``."""
+    found = _function_names.get(name)
+    if found is None:
+        found = _function_names[name] = f"{load_library()[0]}_{name}"
+    return found
+
+
+def is_missing(exc: Exception) -> bool:
+    """True if ``exc`` says a script or function is not loaded (restart, flush)."""
+    return isinstance(exc, NoScriptError) or _function_missing(exc)
+
+
+def _function_missing(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "function not found" in text or ("unknown command" in text and "fcall" in text)
+
+
+def script_sha(name: str) -> str:
+    """SHA1 of script ``name`` (what EVALSHA names it by)."""
+    sha = _sha_cache.get(name)
+    if sha is None:
+        digest = hashlib.sha1(load_script(name).encode(), usedforsecurity=False)
+        sha = _sha_cache[name] = digest.hexdigest()
+    return sha
 
 
 def safe_url(url: str) -> str:
@@ -77,13 +146,17 @@ class Store:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
-        self._scripts: dict[str, Script] = {}
+        self._pool_keys: dict[str, list[str]] = {}
+        #: Pool scripts run as functions (FCALL): on a Redis server until it refuses them.
+        self._functions = kind == "redis"
+        self._local = threading.local()  # this thread's own connection (see _direct)
+        self._direct_conns: weakref.WeakSet[Any] = weakref.WeakSet()
         self._aload_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
-        self._ascripts: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[str, AsyncScript]
-        ] = weakref.WeakKeyDictionary()
+        self._aloaded: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[str]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __repr__(self) -> str:
         return f"Store(kind={self.kind!r}, at={self.description!r}, prefix={self.prefix!r})"
@@ -95,10 +168,13 @@ class Store:
 
     def pool_keys(self, pool: str) -> list[str]:
         """``KEYS`` of every limiter script for ``pool``: its availability set and config."""
-        if "{" in pool or "}" in pool:
-            raise ConfigError(f"model name {pool!r} must not contain '{{' or '}}'")
-        base = f"{self.prefix}{{{pool}}}:"
-        return [base + "avail", base + "cfg"]
+        found = self._pool_keys.get(pool)
+        if found is None:
+            if "{" in pool or "}" in pool:
+                raise ConfigError(f"model name {pool!r} must not contain '{{' or '}}'")
+            base = f"{self.prefix}{{{pool}}}:"
+            found = self._pool_keys[pool] = [base + "avail", base + "cfg"]
+        return found
 
     def key(self, *parts: str) -> str:
         """A key outside any pool: ``<prefix>part1:part2``."""
@@ -114,38 +190,105 @@ class Store:
             self._async[loop] = client
         return client
 
-    def script(self, name: str) -> Script:
-        """Script ``name`` registered on the sync client (EVALSHA, loading once if missing)."""
-        found = self._scripts.get(name)
-        if found is None:
-            found = self.sync.register_script(load_script(name))
-            self._scripts[name] = found
-        return found
+    # -- scripts ------------------------------------------------------------------------
+    #
+    # On a Redis server the pool scripts run as functions of one library (FCALL): the
+    # prelude is then set up once per load, not on every call. A server that cannot
+    # load functions (before 7.0, or an ACL without FUNCTION) gets EVALSHA, as do the
+    # cluster (redis-py asks the server for an FCALL's keys on every call) and the
+    # embedded store.
 
-    async def acall(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    def command(self, name: str) -> tuple[str, str]:
+        """``("FCALL", function)`` or ``("EVALSHA", sha)`` for script ``name`` now."""
+        if self._functions and name in FUNCTION_SCRIPTS:
+            return "FCALL", function_name(name)
+        return "EVALSHA", script_sha(name)
+
+    def reload(self, name: str, exc: Exception) -> bool:
+        """After ``exc`` (a reply to script ``name``): load what was missing; False if
+        ``exc`` is not about a missing script or function."""
+        if isinstance(exc, NoScriptError):
+            self.sync.script_load(load_script(name))  # every primary, on a cluster
+            return True
+        if not self._functions:
+            return False
+        if not _function_missing(exc):
+            if not isinstance(exc, NoPermissionError):
+                return False
+            self._no_functions(exc)  # an ACL that allows scripts but not FCALL
+            return True
+        try:
+            self.sync.function_load(load_library()[1], replace=True)
+        except redis.ResponseError as err:  # too old, or not allowed to load them
+            self._no_functions(err)
+        return True
+
+    def _no_functions(self, why: Exception) -> None:
+        logger.info("Redis functions unavailable (%s); using EVALSHA", why)
+        self._functions = False
+
+    def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name`` on the sync client, loading it once if it is missing."""
+        send = self._direct if self.kind == "redis" else self.sync.execute_command
+        for attempt in (1, 2, 3):
+            cmd, ref = self.command(name)
+            try:
+                return send(cmd, ref, len(keys), *keys, *args)
+            except redis.ResponseError as exc:
+                if attempt == 3 or not self.reload(name, exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _direct(self, *command: Any) -> Any:
+        """Send ``command`` on this thread's own connection and read its reply.
+
+        The hot path of every decision: the client's pool checkout (a lock, a queue and
+        a poll for stale data) and its per-command hooks cost more than the script runs.
+        A connection error falls back to the client's own path, with its retry policy.
+        """
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():  # first use, or a forked child
+            pool = self.sync.connection_pool
+            conn = local.conn = pool.connection_class(**pool.connection_kwargs)
+            local.pid = os.getpid()
+            self._direct_conns.add(conn)
+        try:
+            conn.send_command(*command)
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):  # redis-py closed it
+            return self.sync.execute_command(*command)  # type: ignore[no-untyped-call]
+
+    async def acall(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script ``name`` on the running loop's async client.
 
-        The script is loaded once per loop, under a lock, before its first EVALSHA: many
+        A script is loaded once per loop, under a lock, before its first EVALSHA: many
         tasks meeting NOSCRIPT at once on a fresh cluster node can break an async
         cluster connection in redis-py.
         """
         loop = asyncio.get_running_loop()
-        table = self._ascripts.setdefault(loop, {})
-        script = table.get(name)
-        if script is None:
-            lock = self._aload_locks.setdefault(loop, asyncio.Lock())
-            async with lock:
-                script = table.get(name)
-                if script is None:
-                    client = self.async_client
-                    source = load_script(name)
-                    script = client.register_script(source)
-                    await client.script_load(source)
-                    table[name] = script
-        return await script(keys=keys, args=args)
+        client = self.async_client
+        if self.command(name)[0] == "EVALSHA":
+            loaded = self._aloaded.setdefault(loop, set())
+            if name not in loaded:
+                lock = self._aload_locks.setdefault(loop, asyncio.Lock())
+                async with lock:
+                    if name not in loaded:
+                        await client.script_load(load_script(name))
+                        loaded.add(name)
+        for attempt in (1, 2, 3):
+            cmd, ref = self.command(name)
+            try:
+                return await client.execute_command(cmd, ref, len(keys), *keys, *args)
+            except redis.ResponseError as exc:
+                if attempt == 3 or not await asyncio.to_thread(self.reload, name, exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
         """Close the sync client and its connection pool (passed in, so not closed by it)."""
+        for conn in list(self._direct_conns):
+            conn.disconnect()
         self.sync.close()
         pool = getattr(self.sync, "connection_pool", None)
         if pool is not None:
@@ -155,7 +298,7 @@ class Store:
         """Close the running loop's async client."""
         loop = asyncio.get_running_loop()
         client = self._async.pop(loop, None)
-        self._ascripts.pop(loop, None)
+        self._aloaded.pop(loop, None)
         self._aload_locks.pop(loop, None)
         if client is not None:
             pool = getattr(client, "connection_pool", None)

@@ -34,21 +34,25 @@ while not done do
   end
   offset = offset + #page
   size = 16
-  local cfgs = redis.call('HMGET', CFG, unpack(page))
   local uses = redis.call('HMGET', K_USE, unpack(page))
   for i = 1, #page do
     local kid = page[i]
-    local lim = parse_limits(cfgs[i])
-    if excluded and excluded[kid] then
+    local u, dirty, lim = nil, false, nil
+    if not (excluded and excluded[kid]) then
+      u, dirty = current(kid, uses[i])
+      if not u.lim then  -- not copied yet: read the pool's config
+        u.lim, dirty = redis.call('HGET', CFG, kid), true
+      end
+      lim = parse_limits(u.lim)
+      if dirty then writes[#writes + 1] = kid; writes[#writes + 1] = u end
+    end
+    if not u then
       reasons[#reasons + 1] = kid
       reasons[#reasons + 1] = 'excluded'
     elseif lim then
-      local zk, hk = BASE .. 'rpm:' .. kid, BASE .. 'tpm:' .. kid
-      local u, dirty = current(zk, hk, uses[i])
-      if dirty then writes[#writes + 1] = kid; writes[#writes + 1] = u end
       local at, why = fit_time(kid, lim, est, u.cnt, u.sum, u.today)
       if at <= NOW then
-        fitting[#fitting + 1] = {kid, zk, hk, lim, u}
+        fitting[#fitting + 1] = {kid, lim, u}
         if #fitting >= want then done = true; break end
       else
         if at < retry_at then retry_at = at end
@@ -67,7 +71,7 @@ end
 
 -- headroom: the smallest share left of the key's RPM, TPM and RPD after this request
 local function headroom(f)
-  local lim, u = f[4], f[5]
+  local lim, u = f[2], f[3]
   local head = 1 - u.cnt / lim.rpm
   local h2 = 1 - (u.sum + est) / lim.tpm
   if h2 < head then head = h2 end
@@ -82,10 +86,10 @@ local pick = fitting[1]
 if #fitting > 1 then
   if strategy == 'weighted' then
     local total = 0
-    for _, f in ipairs(fitting) do total = total + f[4].weight end
+    for _, f in ipairs(fitting) do total = total + f[2].weight end
     local x = tonumber(ARGV[5]) * total
     for _, f in ipairs(fitting) do
-      x = x - f[4].weight
+      x = x - f[2].weight
       if x < 0 then pick = f; break end
     end
   elseif strategy == 'most_headroom' then
@@ -97,9 +101,9 @@ if #fitting > 1 then
   end
 end
 
-local rs, kid, zk, hk, u, renew
+local rs, kid, u, renew
 if pick then
-  kid, zk, hk, u = pick[1], pick[2], pick[3], pick[5]
+  kid, u = pick[1], pick[3]
   renew = u.cnt == 0 or u.day ~= DAY_S
   u.seq = u.seq + 1
   rs = string.format('%d', u.seq)
@@ -132,14 +136,11 @@ if not pick then
   return out
 end
 
-redis.call('ZADD', zk, NOW_S, rs)
-redis.call('HSET', hk, rs, est_s)
-if renew then
-  redis.call('EXPIRE', zk, KEY_TTL)
-  redis.call('EXPIRE', hk, KEY_TTL)
-end
+local zk = BASE .. 'rpm:' .. kid
+redis.call('ZADD', zk, NOW_S, rs .. ':' .. est_s)
+if renew then redis.call('EXPIRE', zk, KEY_TTL) end
 -- the key was eligible (no cooldown, not disabled): its new score follows from its usage
-local at = fit_time(kid, pick[4], 1, u.cnt, u.sum, u.today)
+local at = fit_time(kid, pick[2], 1, u.cnt, u.sum, u.today)
 if at == INF then at = NOW + 86400000000 end
 redis.call('ZADD', AVAIL, score_s(at), kid)
 return rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid

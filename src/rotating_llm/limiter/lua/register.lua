@@ -24,6 +24,12 @@ if mode == 'replace' then
     end
   end
 end
+for i = 4, #ARGV, 2 do  -- the summaries carry a copy of the limits
+  local kid = ARGV[i]
+  local u = current(kid, redis.call('HGET', K_USE, kid))
+  u.lim = ARGV[i + 1]
+  redis.call('HSET', K_USE, kid, use_s(u))
+end
 for kid, _ in pairs(seen) do
   rescore(kid)
 end
