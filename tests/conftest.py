@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from rotating_llm import APIKey, KeyManager, Settings
-from rotating_llm.keys.manager import _reset_default
+from rotating_llm.keys._default import _reset_default
 from rotating_llm.secrets import EnvSecretStore
 
 # Test helper modules (_windows, _servers, ...) are imported by name, here and in spawned

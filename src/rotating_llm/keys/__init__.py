@@ -1,11 +1,46 @@
-"""Keys: the ``APIKey`` model, keys files, leases and the ``KeyManager``."""
+"""Keys: the ``APIKey`` model, keys files, leases and the ``KeyManager``.
+
+Names load on first use (PEP 562), so importing ``APIKey`` does not load the manager,
+the store or redis-py.
+"""
 
 from __future__ import annotations
 
-from rotating_llm.keys.lease import FailureKind, Lease
-from rotating_llm.keys.loader import load_keys_file, parse_keys, save_keys_file
-from rotating_llm.keys.manager import KeyManager, get_key_manager, get_redis_limiter
-from rotating_llm.keys.models import APIKey
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rotating_llm.keys._default import get_key_manager, get_redis_limiter
+    from rotating_llm.keys.lease import FailureKind, Lease
+    from rotating_llm.keys.loader import load_keys_file, parse_keys, save_keys_file
+    from rotating_llm.keys.manager import KeyManager
+    from rotating_llm.keys.models import APIKey
+
+_WHERE = {
+    "APIKey": "rotating_llm.keys.models",
+    "FailureKind": "rotating_llm.keys.lease",
+    "KeyManager": "rotating_llm.keys.manager",
+    "Lease": "rotating_llm.keys.lease",
+    "get_key_manager": "rotating_llm.keys._default",
+    "get_redis_limiter": "rotating_llm.keys._default",
+    "load_keys_file": "rotating_llm.keys.loader",
+    "parse_keys": "rotating_llm.keys.loader",
+    "save_keys_file": "rotating_llm.keys.loader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rotating_llm.keys' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "APIKey",

@@ -35,7 +35,7 @@ def test_secret_access(key_id: str, store: SecretStore | None = None) -> dict[st
     The value itself is never part of the report.
     """
     if store is None:
-        from rotating_llm.keys.manager import default_secret_store
+        from rotating_llm.keys._default import default_secret_store
 
         store = default_secret_store()
     return store.describe(key_id)
