@@ -45,7 +45,9 @@ TARGETS = {
     "zero_over_admission": "over-admission = 0 at every process count",
     "goodput": "goodput >= 97% of capacity with 0 provider 429s",
     "decision_p50_vs_ping": "decision (acquire) p50 <= 2x PING p50",
-    "acquire_complete_p50_vs_ping": "acquire+complete p50 <= 2x PING p50 (stricter reading)",
+    "acquire_complete_p50_vs_ping": "acquire+complete p50 <= 2x PING p50 (issue 2 asks 3x)",
+    "import_vs_redis_pydantic": "from rotating_llm import get_key_manager, APIKey <= 1.3x "
+    "import redis, pydantic; no framework loaded",
     "keys_1000_vs_3": "acquire+complete p50 at 1,000 keys <= 2x at 3 keys",
     "wrapper_overhead": "RotatingChatModel overhead p50 < 1 ms per call",
 }
@@ -75,19 +77,44 @@ def section_latency(redis_url: str, quick: bool) -> dict[str, Any]:
     )
     worst_acq = max(p["acquire_p50_vs_ping"] for p in pools.values())
     worst_both = max(p["acquire_complete_p50_vs_ping"] for p in pools.values())
+    direct = {
+        "acquire_vs_ping_direct": max(p["acquire_p50_vs_ping_direct"] for p in pools.values()),
+        "acquire_complete_vs_ping_direct": max(
+            p["acquire_complete_p50_vs_ping_direct"] for p in pools.values()
+        ),
+    }
+    log("latency: import times")
+    imports = bench_core.import_times()
+    imp = imports["import_vs_redis_pydantic"]
     return {
         "decisions_per_pool": n,
         "processes": 1,
         "pools": pools,
         "keys_1000_vs_3": ratio,
+        "worst_vs_ping_direct": direct,
+        "imports": imports,
         "targets": {
             "decision_p50_vs_ping": target(
-                "decision_p50_vs_ping", worst_acq, worst_acq <= 2.0, note="worst pool size"
+                "decision_p50_vs_ping",
+                worst_acq,
+                worst_acq <= 2.0,
+                note="worst pool size; vs a PING sent the library's way: "
+                f"{direct['acquire_vs_ping_direct']}x",
             ),
             "acquire_complete_p50_vs_ping": target(
-                "acquire_complete_p50_vs_ping", worst_both, worst_both <= 2.0, note="worst pool"
+                "acquire_complete_p50_vs_ping",
+                worst_both,
+                worst_both <= 2.0,
+                note="worst pool size; vs a PING sent the library's way: "
+                f"{direct['acquire_complete_vs_ping_direct']}x",
             ),
             "keys_1000_vs_3": target("keys_1000_vs_3", ratio, ratio <= 2.0),
+            "import_vs_redis_pydantic": target(
+                "import_vs_redis_pydantic",
+                imp,
+                imp <= 1.3 and imports["frameworks_loaded"] == "[]",
+                note=f"frameworks loaded: {imports['frameworks_loaded']}",
+            ),
         },
     }
 
