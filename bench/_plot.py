@@ -23,14 +23,15 @@ def _latency(ax: Any, sec: dict[str, Any] | None) -> None:
     sizes = list(sec["pools"])
     x = range(len(sizes))
     series = [
-        ("PING", "ping_p50_us", OTHER[2]),
+        ("PING, raw connection", "ping_direct_p50_us", "#cccccc"),
+        ("client.ping()", "ping_p50_us", OTHER[2]),
         ("acquire", "acquire_p50_us", "#7fb2dd"),
         ("acquire+complete", "acquire_complete_p50_us", OURS),
     ]
-    w = 0.27
+    w = 0.2
     for j, (label, key, color) in enumerate(series):
-        vals = [sec["pools"][s][key] for s in sizes]
-        ax.bar([i + (j - 1) * w for i in x], vals, w, label=label, color=color)
+        vals = [sec["pools"][s].get(key, 0) for s in sizes]
+        ax.bar([i + (j - 1.5) * w for i in x], vals, w, label=label, color=color)
     ax.set_xticks(list(x), [f"{s} keys" for s in sizes])
     ax.set_ylabel("µs")
     ax.set_title(title, fontsize=10)

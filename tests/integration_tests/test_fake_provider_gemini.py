@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _sdk_clients import collect_sdk_clients  # noqa: F401 (an autouse fixture)
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types

@@ -10,6 +10,7 @@ from typing import Any
 
 import openai
 import pytest
+from _sdk_clients import collect_sdk_clients  # noqa: F401 (an autouse fixture)
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 

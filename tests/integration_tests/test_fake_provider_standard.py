@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _sdk_clients import collect_sdk_clients  # noqa: F401 (an autouse fixture)
 from langchain_core.language_models import BaseChatModel
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_tests.integration_tests import ChatModelIntegrationTests

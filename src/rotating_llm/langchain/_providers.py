@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,9 @@ class ProviderCache:
         self.factories = {**DEFAULT_FACTORIES, **{k.lower(): v for k, v in factories.items()}}
         self._sync: dict[tuple[str, ...], BaseChatModel] = {}
         self._lock = threading.Lock()
+        # close the models' HTTP clients when the cache goes, not whenever the garbage
+        # collector reaches their sockets (a socket collected open is a ResourceWarning)
+        weakref.finalize(self, _close_all, self._sync)
 
     def __repr__(self) -> str:
         return f"ProviderCache(providers={sorted(self.factories)}, models={len(self._sync)})"
@@ -157,8 +161,8 @@ class ProviderCache:
             found = table.get(key)
             if found is None:
                 stale = [k for k in table if k[0] == spec.key_id and k != key]
-                for k in stale:  # the secret was rotated: forget the old client
-                    del table[k]
+                for k in stale:  # the secret was rotated: close and forget the old client
+                    close_model(table.pop(k))
                 found = table[key] = self._build(spec)
             return found
 
@@ -178,6 +182,23 @@ class ProviderCache:
                 logger.debug("could not close the async client of %s", type(model).__name__)
 
     def clear(self) -> None:
-        """Forget every cached model."""
+        """Close and forget every cached model."""
         with self._lock:
-            self._sync.clear()
+            _close_all(self._sync)
+
+
+def close_model(model: BaseChatModel) -> None:
+    """Close the sync HTTP client of a provider model (best effort)."""
+    for owner in ("client", "root_client"):
+        close = getattr(getattr(model, owner, None), "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # closing is best effort
+                logger.debug("could not close the client of %s", type(model).__name__)
+
+
+def _close_all(models: dict[tuple[str, ...], BaseChatModel]) -> None:
+    for model in list(models.values()):
+        close_model(model)
+    models.clear()
