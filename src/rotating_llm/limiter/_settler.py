@@ -26,6 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions as rex
+from hiredis import pack_command
 
 from rotating_llm.errors import StoreError
 from rotating_llm.storage import Store, translate_errors
@@ -68,7 +69,7 @@ class _Channel:
         keys = self.store.pool_keys(res.pool)
         cmd, ref = self.store.command("settle")
         self.sent.append(item)
-        self.conn.send_command(cmd, ref, len(keys), *keys, *args)
+        self.conn.send_packed_command([pack_command((cmd, ref, len(keys), *keys, *args))])
 
     def read(self, block: bool) -> list[tuple[_Sent, Exception]]:
         """Read the replies that arrived (all of them if ``block``).
@@ -120,12 +121,15 @@ class Settler:
         with self._lock:
             ch = self._channel(res.store)
             try:
-                with translate_errors("settle (complete)", ch.store.description):
-                    if len(ch.sent) >= _READ_AFTER:  # replies are read in batches
-                        self._retry(ch, ch.read(block=len(ch.sent) >= _MAX_UNREAD))
-                    ch.write(_Sent(res, args))
-            except StoreError as exc:
-                self._resend(ch, exc)
+                if len(ch.sent) >= _READ_AFTER:  # replies are read in batches
+                    self._retry(ch, ch.read(block=len(ch.sent) >= _MAX_UNREAD))
+                ch.write(_Sent(res, args))
+            except rex.RedisError as raw:  # translated off the hot path
+                try:
+                    with translate_errors("settle (complete)", ch.store.description):
+                        raise raw
+                except StoreError as exc:
+                    self._resend(ch, exc)
 
     def flush(self, timeout: float | None = 5.0) -> bool:
         """Read every outstanding reply (so every completion is applied). Always True.

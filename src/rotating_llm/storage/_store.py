@@ -14,6 +14,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from hiredis import pack_command
 from redis.exceptions import NoPermissionError, NoScriptError
 
 from rotating_llm.config import Settings
@@ -254,7 +255,7 @@ class Store:
             local.pid = os.getpid()
             self._direct_conns.add(conn)
         try:
-            conn.send_command(*command)
+            conn.send_packed_command([pack_command(command)])
             return conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError):  # redis-py closed it
             return self.sync.execute_command(*command)  # type: ignore[no-untyped-call]
