@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumpd
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from rotating_llm import APIKey, KeyManager, Settings
 from rotating_llm.langchain import (
@@ -21,7 +20,6 @@ from rotating_llm.langchain import (
     RotatingChatModel,
     RotatingInvalidRequestError,
 )
-from rotating_llm.langchain._providers import ProviderCache
 from rotating_llm.langchain._rotation import MEDIA_TOKENS, estimate_tokens
 from rotating_llm.secrets import EnvSecretStore
 
@@ -134,34 +132,6 @@ def test_provider_models_are_cached_per_key(env: Env) -> None:
     for _ in range(6):
         llm.invoke("hi")
     assert len(env.specs) == 3  # one provider model per key, reused
-
-
-class Closing:
-    """Stands in for a provider SDK client: counts its closes."""
-
-    def __init__(self, log: list[str], name: str) -> None:
-        self.log, self.name = log, name
-
-    def close(self) -> None:
-        self.log.append(self.name)
-
-
-def test_provider_clients_are_closed_with_the_cache_and_on_rotation() -> None:
-    closed: list[str] = []
-
-    def factory(spec: ProviderSpec) -> BaseChatModel:
-        model = Scripted(spec=spec, env=None)
-        object.__setattr__(model, "client", Closing(closed, spec.api_key.get_secret_value()))
-        return model
-
-    cache = ProviderCache({"fake": factory})
-    spec = ProviderSpec(key_id="k0", provider="fake", model="m", api_key=SecretStr("old"))
-    assert cache.get(spec) is cache.get(spec)
-    cache.get(ProviderSpec(key_id="k0", provider="fake", model="m", api_key=SecretStr("new")))
-    assert closed == ["old"]  # the rotated secret's client is closed at once
-    del cache
-    gc.collect()
-    assert closed == ["old", "new"]  # the rest when the cache goes
 
 
 def test_secret_rotated_in_the_store_is_retried_with_the_new_secret() -> None:

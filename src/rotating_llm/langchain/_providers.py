@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,9 +104,6 @@ class ProviderCache:
         self.factories = {**DEFAULT_FACTORIES, **{k.lower(): v for k, v in factories.items()}}
         self._sync: dict[tuple[str, ...], BaseChatModel] = {}
         self._lock = threading.Lock()
-        # close the models' HTTP clients when the cache goes, not whenever the garbage
-        # collector reaches their sockets (a socket collected open is a ResourceWarning)
-        weakref.finalize(self, _close_all, self._sync)
 
     def __repr__(self) -> str:
         return f"ProviderCache(providers={sorted(self.factories)}, models={len(self._sync)})"
@@ -161,8 +157,8 @@ class ProviderCache:
             found = table.get(key)
             if found is None:
                 stale = [k for k in table if k[0] == spec.key_id and k != key]
-                for k in stale:  # the secret was rotated: close and forget the old client
-                    close_model(table.pop(k))
+                for k in stale:  # the secret was rotated: forget the old client
+                    del table[k]
                 found = table[key] = self._build(spec)
             return found
 
@@ -182,23 +178,6 @@ class ProviderCache:
                 logger.debug("could not close the async client of %s", type(model).__name__)
 
     def clear(self) -> None:
-        """Close and forget every cached model."""
+        """Forget every cached model."""
         with self._lock:
-            _close_all(self._sync)
-
-
-def close_model(model: BaseChatModel) -> None:
-    """Close the sync HTTP client of a provider model (best effort)."""
-    for owner in ("client", "root_client"):
-        close = getattr(getattr(model, owner, None), "close", None)
-        if callable(close):
-            try:
-                close()
-            except Exception:  # closing is best effort
-                logger.debug("could not close the client of %s", type(model).__name__)
-
-
-def _close_all(models: dict[tuple[str, ...], BaseChatModel]) -> None:
-    for model in list(models.values()):
-        close_model(model)
-    models.clear()
+            self._sync.clear()
