@@ -6,8 +6,9 @@ the store or redis-py.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rotating_llm._lazy import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from rotating_llm.keys._default import get_key_manager, get_redis_limiter
@@ -29,17 +30,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rotating_llm.keys' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = _lazy_names(__name__, _WHERE, globals())
 
 
 __all__ = [

@@ -167,12 +167,9 @@ class RedisLimiter:
             rnd = random.random()
         return [*self._head(store, pool), est, strategy, rnd, _CANDIDATES, ",".join(exclude)]
 
-    def _parse(
-        self, store: Store, pool: str, est: int, raw: list[Any]
-    ) -> Reservation | Refusal | None:
-        if isinstance(raw, (str, bytes)):  # granted: "<reservation> <day> <now> <key_id>"
-            text = raw if isinstance(raw, str) else raw.decode()
-            resid, day, now, key_id = text.split(" ", 3)
+    def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
+        if isinstance(raw, str):  # granted: "<reservation> <day> <now> <key_id>"
+            resid, day, now, key_id = raw.split(" ", 3)
             return Reservation(pool, key_id, resid, int(day), est, store, int(now))
         code = int(raw[0])
         if code == -1:  # the store lost the pool's config (flushed or restarted)
@@ -264,12 +261,12 @@ class RedisLimiter:
         """Completions of this process not yet applied to the store."""
         return self._settler.pending
 
-    def flush(self, timeout: float | None = 5.0) -> bool:
-        """Wait until this process's queued completions are applied; False on timeout."""
-        return self._settler.flush(timeout)
+    def flush(self) -> None:
+        """Wait until this process's outstanding completions are applied."""
+        self._settler.flush()
 
     def close(self) -> None:
-        """Apply queued completions and stop the background sender."""
+        """Apply outstanding completions and close the connection that carried them."""
         self._settler.close()
 
     def settle(self, res: Reservation, action: str, value: int) -> int:

@@ -40,7 +40,6 @@ __all__ = ["Settler"]
 logger = logging.getLogger("rotating_llm.limiter")
 
 _live: weakref.WeakSet[Settler] = weakref.WeakSet()
-_EXIT_TIMEOUT = 2.0
 #: Replies are read once this many are outstanding (those that arrived) ...
 _READ_AFTER = 32
 #: ... and all of them, waiting, once this many are.
@@ -131,14 +130,15 @@ class Settler:
                 except StoreError as exc:
                     self._resend(ch, exc)
 
-    def flush(self, timeout: float | None = 5.0) -> bool:
-        """Read every outstanding reply (so every completion is applied). Always True.
+    def flush(self) -> None:
+        """Read every outstanding reply, so every completion is applied.
 
-        ``timeout`` is bounded by the client's socket timeout; kept for the signature.
+        Bounded by the client's socket timeout.
         """
         with self._lock:
-            if self._pid != os.getpid():
-                return True
+            if self._pid != os.getpid():  # a forked child: the parent's replies are not ours
+                self._pid, self._channels = os.getpid(), {}
+                return
             for ch in list(self._channels.values()):
                 try:
                     with translate_errors("settle (complete)", ch.store.description):
@@ -146,7 +146,6 @@ class Settler:
                             self._retry(ch, ch.read(block=True))
                 except StoreError as exc:
                     self._resend(ch, exc)
-        return True
 
     def close(self) -> None:
         """Apply what is outstanding and close the connections."""
@@ -181,4 +180,4 @@ class Settler:
 def _flush_at_exit() -> None:
     for settler in list(_live):
         if settler.pending:
-            settler.flush(_EXIT_TIMEOUT)
+            settler.flush()
