@@ -152,7 +152,7 @@ class Lease:
         if (
             self._begin("complete", tokens)
             and self.reservation is not None
-            and not self._manager.limiter.complete_later(self.reservation, tokens)
+            and not await self._manager.limiter.acomplete_later(self.reservation, tokens)
         ):
             await self._asettle("complete", tokens)
 

@@ -220,6 +220,7 @@ class KeyManager(Leasing):
 
     async def aclose(self) -> None:
         """Close the running loop's async connections, then the rest."""
+        await self.limiter.aclose()
         await self.store.primary.aclose()
         self.close()
 

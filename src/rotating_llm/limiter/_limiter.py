@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rotating_llm.config import Settings, Strategy
 from rotating_llm.errors import KeyNotFoundError
+from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, translate_errors
@@ -83,6 +84,7 @@ class RedisLimiter:
         self._registered: dict[int, tuple[int, set[str]]] = {}
         self._lock = threading.Lock()
         self._settler = Settler()
+        self._asettler = AsyncSettler()
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"
@@ -227,8 +229,11 @@ class RedisLimiter:
             return Refusal(None, {})
 
         out = await self.store.arun("acquire", op)
-        if isinstance(out, Refusal) and self._settler.pending:
-            await asyncio.to_thread(self._settler.flush)
+        if isinstance(out, Refusal) and (self._asettler.pending or self._settler.pending):
+            # this process's own completions may free room: apply them, then look again
+            await self._asettler.flush()
+            if self._settler.pending:
+                await asyncio.to_thread(self._settler.flush)
             out = await self.store.arun("acquire", op)
         return out
 
@@ -256,10 +261,28 @@ class RedisLimiter:
         self._settler.submit(res, self._settle_args(res, "complete", tokens))
         return True
 
+    async def acomplete_later(self, res: Reservation, tokens: int) -> bool:
+        """Async twin of :meth:`complete_later`: written on this loop's own connection."""
+        if res.store.kind != "redis":
+            return False
+        await self._asettler.submit(res, self._settle_args(res, "complete", tokens))
+        return True
+
     @property
     def pending_completions(self) -> int:
         """Completions of this process not yet applied to the store."""
-        return self._settler.pending
+        return self._settler.pending + self._asettler.pending
+
+    async def aflush(self) -> None:
+        """Wait until the completions written from this loop (and any thread) are applied."""
+        await self._asettler.flush()
+        if self._settler.pending:
+            await asyncio.to_thread(self._settler.flush)
+
+    async def aclose(self) -> None:
+        """Apply this loop's outstanding completions and close the connection that carried
+        them."""
+        await self._asettler.aclose()
 
     def flush(self) -> None:
         """Wait until this process's outstanding completions are applied."""

@@ -1,0 +1,172 @@
+"""The async path: completions written on the loop's own connection without waiting, and
+no event-loop iteration of aacquire/acomplete blocking longer than a socket write."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from typing import Any
+
+import pytest
+
+from conftest import make_keys, secrets_for
+from rotating_llm import KeyManager, Settings
+from rotating_llm.limiter._asettler import CLIENT_NAME
+from rotating_llm.secrets import EnvSecretStore
+
+pytestmark = pytest.mark.redis
+
+
+def _manager(redis_url: str, prefix: str, **kw: object) -> KeyManager:
+    keys = make_keys(2, rpm=10_000, tpm=10**9)
+    return KeyManager(
+        keys,
+        settings=Settings(redis_url=redis_url, key_prefix=prefix, window_seconds=30, **kw),
+        secret_store=EnvSecretStore(secrets_for(keys)),
+    )
+
+
+async def test_acomplete_returns_before_the_reply_and_is_applied(redis_url, prefix) -> None:
+    km = _manager(redis_url, prefix)
+    try:
+        lease = await km.aacquire("m", 500)
+        await lease.acomplete(120)
+        assert km.limiter.pending_completions == 1  # written, its reply not read yet
+        await km.limiter.aflush()
+        assert km.limiter.pending_completions == 0
+        assert km.limiter.get_tpm_usage(lease.key_id)["used"] == 120
+    finally:
+        await km.aclose()
+
+
+async def test_many_concurrent_acompletes_are_all_applied(redis_url, prefix) -> None:
+    km = _manager(redis_url, prefix)
+    try:
+
+        async def one(i: int) -> str:
+            lease = await km.aacquire("m", 50)
+            await lease.acomplete(i % 7)
+            return lease.key_id
+
+        used = await asyncio.gather(*(one(i) for i in range(300)))
+        await km.limiter.aflush()
+        total = sum(km.limiter.get_tpm_usage(k)["used"] for k in set(used))
+        assert total == sum(i % 7 for i in range(300))
+    finally:
+        await km.aclose()
+
+
+async def test_acomplete_reloads_a_flushed_script(redis_url, prefix) -> None:
+    km = _manager(redis_url, prefix)
+    try:
+        await (await km.aacquire("m", 100)).acomplete(10)
+        await km.limiter.aflush()
+        km.store.primary.sync.script_flush()
+        km.store.primary.sync.function_flush()
+        lease = await km.aacquire("m", 300)
+        await lease.acomplete(30)
+        await km.limiter.aflush()
+        used = sorted(km.limiter.get_tpm_usage(k)["used"] for k in ("k0", "k1"))
+        assert sum(used) == 40
+    finally:
+        await km.aclose()
+
+
+async def test_acompletes_are_sent_again_after_a_lost_connection(redis_url, prefix) -> None:
+    km = _manager(redis_url, prefix)
+    try:
+        await (await km.aacquire("m", 400)).acomplete(40)
+        await km.limiter.aflush()
+        client = km.store.primary.sync
+        for c in client.client_list():
+            if c["name"] == CLIENT_NAME:  # the connection that carries completions
+                client.client_kill_filter(_id=c["id"])
+        await (await km.aacquire("m", 400)).acomplete(60)
+        await km.limiter.aflush()
+        assert sum(km.limiter.get_tpm_usage(k)["used"] for k in ("k0", "k1")) == 100
+    finally:
+        await km.aclose()
+
+
+async def test_a_refusal_waits_for_this_loops_completions(redis_url, prefix) -> None:
+    keys = make_keys(1, rpm=10_000, tpm=1_000)
+    km = KeyManager(
+        keys,
+        settings=Settings(redis_url=redis_url, key_prefix=prefix, window_seconds=30),
+        secret_store=EnvSecretStore(secrets_for(keys)),
+    )
+    try:
+        lease = await km.aacquire("m", 900)
+        await lease.acomplete(10)  # frees 890 tokens once applied
+        again = await km.aacquire("m", 900, max_wait=0)
+        assert again.key_id == "k0"
+        await again.arelease()
+    finally:
+        await km.aclose()
+
+
+class _BlockingSteps:
+    """Every loop step (callback) that slept in the kernel longer than ``limit`` seconds.
+
+    asyncio's debug mode reports every step over ``slow_callback_duration`` in wall time,
+    which on a loaded machine also counts time the thread was merely preempted. A step
+    that blocks (a blocking read, connect, sleep or lock) makes the thread wait
+    voluntarily: so a step counts here only if it took longer than ``limit`` *and* its
+    thread made a voluntary context switch during it.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.slow: list[str] = []
+
+    def wrap(self, run: Any) -> Any:
+        def timed(handle: Any) -> None:
+            before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+            start = time.perf_counter()
+            try:
+                run(handle)
+            finally:
+                took = time.perf_counter() - start
+                if took > self.limit:
+                    waits = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before
+                    if waits:
+                        self.slow.append(f"{handle!r} took {took:.3f}s, {waits} wait(s)")
+
+        return timed
+
+
+def test_no_loop_iteration_of_the_async_path_blocks(redis_url, prefix, monkeypatch) -> None:
+    """No step of the loop running aacquire/acomplete blocks for more than 10 ms."""
+    km = _manager(redis_url, prefix)
+    steps = _BlockingSteps(0.010)
+    monkeypatch.setattr(asyncio.events.Handle, "_run", steps.wrap(asyncio.events.Handle._run))
+
+    async def warm_up() -> None:  # first use: connections set up, pool registered
+        await (await km.aacquire("m", 10)).acomplete(5)
+
+    async def worker() -> int:
+        n = 0
+        for _ in range(25):
+            lease = await km.aacquire("m", 10)
+            await lease.acomplete(3)
+            n += 1
+        return n
+
+    async def finish() -> None:
+        await km.limiter.aflush()
+        await km.aclose()
+
+    async def main() -> int:
+        await asyncio.ensure_future(warm_up())
+        tasks = []
+        for _ in range(40):
+            tasks.append(asyncio.ensure_future(worker()))
+            await asyncio.sleep(0)
+        served = sum(await asyncio.gather(*tasks))
+        await asyncio.ensure_future(finish())
+        return served
+
+    served = asyncio.run(main())
+    assert served == 1_000
+    assert steps.slow == []
