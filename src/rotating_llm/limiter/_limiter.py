@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rotating_llm.config import Settings, Strategy
 from rotating_llm.errors import KeyNotFoundError
+from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, translate_errors
@@ -21,6 +22,12 @@ __all__ = ["KeyUsage", "RedisLimiter", "Refusal", "Reservation"]
 
 _US = 1_000_000
 _CANDIDATES = 2
+# positions in the schema's grant and refusal replies (parsed on every decision)
+_GRANT_SPLIT = len(schema.GRANT) - 1  # the key id is last and may hold no space
+_G_RES, _G_DAY, _G_NOW, _G_KEY = (
+    schema.GRANT.index(f) for f in ("reservation_id", "day", "now_us", "key_id")
+)
+_R_CODE, _R_RETRY = (schema.REFUSAL.index(f) for f in ("code", "retry_after_us"))
 
 
 class Reservation(NamedTuple):
@@ -111,7 +118,7 @@ class RedisLimiter:
         return key.model_name
 
     def _head(self, store: Store, pool: str) -> list[Any]:
-        return [self.window_us, self.days.arg()]
+        return [self.window_us, *self.days.args()]  # the schema's HEAD
 
     def _register_args(self, store: Store, pool: str) -> list[Any]:
         args = [*self._head(store, pool), "replace"]
@@ -168,15 +175,18 @@ class RedisLimiter:
         return [*self._head(store, pool), est, strategy, rnd, _CANDIDATES, ",".join(exclude)]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
-        if isinstance(raw, str):  # granted: "<reservation> <day> <now> <key_id>"
-            resid, day, now, key_id = raw.split(" ", 3)
-            return Reservation(pool, key_id, resid, int(day), est, store, int(now))
-        code = int(raw[0])
+        if isinstance(raw, str):  # granted: the schema's GRANT fields
+            f = raw.split(" ", _GRANT_SPLIT)
+            return Reservation(
+                pool, f[_G_KEY], f[_G_RES], int(f[_G_DAY]), est, store, int(f[_G_NOW])
+            )
+        code = int(raw[_R_CODE])
         if code == -1:  # the store lost the pool's config (flushed or restarted)
             self._mark_registered(store, pool, done=False)
             return None
-        retry_us = int(raw[1])
-        reasons = {str(raw[i]): str(raw[i + 1]) for i in range(3, len(raw) - 1, 2)}
+        retry_us = int(raw[_R_RETRY])
+        n = len(schema.REFUSAL)
+        reasons = {str(raw[i]): str(raw[i + 1]) for i in range(n, len(raw) - 1, 2)}
         return Refusal(None if retry_us < 0 else retry_us / _US, reasons)
 
     def reserve(
@@ -352,18 +362,20 @@ class RedisLimiter:
 
         raw = self.store.run("status", op)
         out: dict[str, KeyUsage] = {}
-        for i in range(0, len(raw), 9):
-            kid = str(raw[i])
-            nxt = int(raw[i + 8])
+        width = len(schema.STATUS)
+        for i in range(0, len(raw), width):
+            f = dict(zip(schema.STATUS, raw[i : i + width], strict=True))
+            kid = str(f["key_id"])
+            nxt = int(f["next_fit_us"])
             out[kid] = KeyUsage(
                 key_id=kid,
-                in_pool=bool(int(raw[i + 1])),
-                rpm_count=int(raw[i + 2]),
-                tpm_used=int(raw[i + 3]),
-                rpd_count=int(raw[i + 4]),
-                cooldown_remaining=int(raw[i + 5]) / 1000,
-                cooldown_reason=str(raw[i + 6]) or None,
-                disabled_reason=str(raw[i + 7]) or None,
+                in_pool=bool(int(f["in_pool"])),
+                rpm_count=int(f["rpm_count"]),
+                tpm_used=int(f["tpm_used"]),
+                rpd_count=int(f["rpd_count"]),
+                cooldown_remaining=int(f["cooldown_ms"]) / 1000,
+                cooldown_reason=str(f["cooldown_reason"]) or None,
+                disabled_reason=str(f["disabled_reason"]) or None,
                 next_capacity_in=None if nxt < 0 else nxt / _US,
             )
         return out

@@ -53,15 +53,23 @@ def _lua(name: str) -> str:
     )
 
 
+def _header() -> str:
+    from rotating_llm.limiter._schema import lua_header
+
+    return lua_header()
+
+
 def load_script(name: str) -> str:
-    """The Lua source of script ``name`` for EVAL: the shared prelude, then the script."""
+    """The Lua source of script ``name`` for EVAL: the schema's names, the shared prelude,
+    then the script."""
     if name not in _script_cache:
         body = _lua(name)
         if name in _STANDALONE:
             _script_cache[name] = body
         else:
             _script_cache[name] = (
-                f"local KEYS_, ARGV_ = KEYS, ARGV\n{_lua('_prelude')}\nbegin(KEYS_, ARGV_)\n{body}"
+                f"local KEYS_, ARGV_ = KEYS, ARGV\n{_header()}{_lua('_prelude')}\n"
+                f"begin(KEYS_, ARGV_)\n{body}"
             )
     return _script_cache[name]
 
@@ -74,7 +82,7 @@ def load_library() -> tuple[str, str]:
     """
     global _library
     if _library is None:
-        parts = [_lua("_prelude")]
+        parts = [_header() + _lua("_prelude")]
         for name in FUNCTION_SCRIPTS:
             parts.append(
                 f"redis.register_function('@LIB@_{name}', function(keys_, args_)\n"
@@ -173,7 +181,9 @@ class Store:
         if found is None:
             if "{" in pool or "}" in pool:
                 raise ConfigError(f"model name {pool!r} must not contain '{{' or '}}'")
-            base = f"{self.prefix}{{{pool}}}:"
+            from rotating_llm.limiter._schema import pool_base  # (the limiter imports us)
+
+            base = pool_base(self.prefix, pool)
             found = self._pool_keys[pool] = [base + "avail", base + "cfg"]
         return found
 
