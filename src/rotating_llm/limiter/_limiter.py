@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from rotating_llm._bounds import DELAY_MARGIN_S, check_delay
 from rotating_llm.config import Settings, Strategy
-from rotating_llm.errors import KeyNotFoundError
+from rotating_llm.errors import ConfigError, KeyNotFoundError
 from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._settler import Settler
@@ -69,6 +71,20 @@ class KeyUsage:
     next_capacity_in: float | None
 
 
+#: The longest window and cooldown settings the scripts are given (seconds).
+_MAX_SETTING_S = 7 * 86400
+
+
+def _check_settings(settings: Settings) -> None:
+    """The settings that reach the scripts are finite and at most a week."""
+    for name in ("window_seconds", "cooldown_base_seconds", "cooldown_max_seconds"):
+        value = getattr(settings, name)
+        if not (isinstance(value, (int, float)) and 0 < value <= _MAX_SETTING_S):
+            raise ConfigError(
+                f"{name} must be more than 0 and at most {_MAX_SETTING_S}, got {value}"
+            )
+
+
 def _limits_arg(key: APIKey) -> str:
     return f"{key.rpm} {key.tpm} {key.rpd or 0} {key.weight}"
 
@@ -81,6 +97,7 @@ class RedisLimiter:
     """
 
     def __init__(self, store: FailoverStore, settings: Settings) -> None:
+        _check_settings(settings)
         self.store = store
         self.settings = settings
         self.window_us = int(settings.window_seconds * _US)
@@ -315,9 +332,18 @@ class RedisLimiter:
             self.settings.cooldown_max_seconds,
         ]
 
+    def _cap(self, seconds: float) -> float:
+        """A cooldown of ``seconds`` (0: growing backoff), at most until the next daily
+        reset plus a margin; a delay that is not a finite positive number is absent."""
+        delay = check_delay(seconds, "cooldown seconds", ConfigError)
+        if delay is None:
+            return 0.0
+        return min(delay, self.days.next_reset() - time.time() + DELAY_MARGIN_S)
+
     def health(self, key_id: str, action: str, seconds: float = 0.0, reason: str = "") -> float:
         """Apply a health action to ``key_id``; returns the cooldown set, in seconds."""
         pool = self.pool_of(key_id)
+        seconds = self._cap(seconds)
 
         def op(store: Store) -> float:
             self._ensure(store, pool)
@@ -331,6 +357,7 @@ class RedisLimiter:
     ) -> float:
         """Async twin of :meth:`health`."""
         pool = self.pool_of(key_id)
+        seconds = self._cap(seconds)
 
         async def op(store: Store) -> float:
             await self._aensure(store, pool)
