@@ -7,7 +7,10 @@ of ``INFO commandstats``, summed over every command, divided by the operations r
 
 - ``grant``: ``acquire`` + ``complete`` of a lease (the acquire script and the settle
   script, each read separately as well);
-- ``refusal``: an ``acquire`` refused because every key of the pool is full;
+- ``refusal``: the decision of an ``acquire`` refused because every key of the pool is
+  full (one script call); ``refusal_with_reasons_report`` adds what a refused
+  ``KeyManager.acquire`` then reads to name each key's reason in its error (a status
+  read of every key: it grows with the pool, and only a refusal that is raised pays it);
 
 and, on the same server in the same run, one hit of the ``limits`` library's moving
 window and fixed window (its Redis storage) and a trivial ``EVAL "return 1"``.
@@ -73,6 +76,7 @@ def measure_pool(redis_url: str, size: int, n: int) -> dict[str, Any]:
 
     from rotating_llm import APIKey, KeyManager, Settings
     from rotating_llm.errors import AllKeysExhaustedError
+    from rotating_llm.limiter import Refusal
     from rotating_llm.secrets import EnvSecretStore
 
     prefix = f"bench{uuid.uuid4().hex[:8]}:"
@@ -109,12 +113,17 @@ def measure_pool(redis_url: str, size: int, n: int) -> dict[str, Any]:
     km.limiter.flush()
     refused = 0
     before = _stats(admin)
-    for _ in range(n):
+    for _ in range(n):  # the decision alone: one acquire script call, refused
+        refused += isinstance(km.limiter.reserve("r", 1), Refusal)
+    refusal = _delta(admin, before)
+    m = max(1, n // 20)  # the whole refused acquire, with each key's reason for the error
+    before = _stats(admin)
+    for _ in range(m):
         try:
             km.acquire("r", 1, max_wait=0)
         except AllKeysExhaustedError:
-            refused += 1
-    refusal = _delta(admin, before)
+            pass
+    reported = _delta(admin, before)
     km.close()
     for key in admin.scan_iter(f"{prefix}*", count=1000):
         admin.delete(key)
@@ -126,6 +135,7 @@ def measure_pool(redis_url: str, size: int, n: int) -> dict[str, Any]:
         "grant_script_us_per_call": _script_us(acquire),
         "refusal_acquire_us": _per_op(refusal, n),
         "refused": refused,
+        "refusal_with_reasons_report_us": _per_op(reported, m),
         "grant_commands": {k: {"calls": c, "usec": u} for k, (c, u) in grant.items()},
         "refusal_commands": {k: {"calls": c, "usec": u} for k, (c, u) in refusal.items()},
     }

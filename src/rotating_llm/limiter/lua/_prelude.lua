@@ -37,7 +37,7 @@ local unpack  -- Lua 5.1 (Redis) and 5.4 (embedded store)
 local LIMITS, N_LIMITS = {}, 0  -- parsed config strings (kept between calls of a library)
 -- rpm:<kid> is kept 2-3 days past use: its expiry is renewed by the first reservation
 -- of each day and set whenever it is made anew.
-local KEY_TTL = 259200
+local KEY_TTL_S = '259200'
 
 local function begin(keys, args)
   if not unpack then unpack = table.unpack or _G.unpack end
@@ -58,11 +58,15 @@ end
 -- Today's start as passed (DAY_S, a string stored as is) and the next reset after now
 -- (NEXT_RESET, INF if none), by Redis's clock.
 local function days()
+  local d1, d2 = tonumber(ARGV[HEAD_DAY_1]), tonumber(ARGV[HEAD_DAY_2])
+  if d1 <= NOW and NOW < d2 then  -- the usual case: the client's today is Redis's
+    DAY_S, NEXT_RESET = ARGV[HEAD_DAY_1], d2
+    return
+  end
   DAY_S, NEXT_RESET = '0', INF
   for i = HEAD_DAY_0, HEAD_DAY_3 do
-    local s = ARGV[i]
-    local v = tonumber(s)
-    if v <= NOW then DAY_S = s elseif v < NEXT_RESET then NEXT_RESET = v end
+    local v = tonumber(ARGV[i])
+    if v <= NOW then DAY_S = ARGV[i] elseif v < NEXT_RESET then NEXT_RESET = v end
   end
 end
 

@@ -9,8 +9,9 @@
 local est_s = ARGV[ACQUIRE_EST]
 local est = tonumber(est_s)
 local strategy = ARGV[ACQUIRE_STRATEGY]
-local want = tonumber(ARGV[ACQUIRE_CANDIDATES])
-if strategy == 'round_robin' then want = 1 end
+local want_s = ARGV[ACQUIRE_CANDIDATES]
+if strategy == 'round_robin' then want_s = '1' end
+local want = tonumber(want_s)
 local excluded = nil
 local ex = ARGV[ACQUIRE_EXCLUDE]
 if ex ~= '' then
@@ -23,14 +24,13 @@ local retry_at = INF
 local deferred = nil
 local reasons = nil
 local writes = nil  -- HSET arguments of summaries changed by trimming
-local offset = 0
-local size = want
+local offset, offset_s, size_s = 0, '0', want_s  -- (strings: a number costs a format)
 while nfit < want do
-  local page = redis.call('ZRANGEBYSCORE', AVAIL, '-inf', NOW_S, 'LIMIT', offset, size)
+  local page = redis.call('ZRANGEBYSCORE', AVAIL, '-inf', NOW_S, 'LIMIT', offset_s, size_s)
   local np = #page
   if np == 0 then break end
   offset = offset + np
-  size = 16
+  offset_s, size_s = tostring(offset), '16'
   local fields = {}
   for i = 1, np do fields[2 * i - 1] = page[i]; fields[2 * i] = page[i] .. ':s' end
   local uses = redis.call('HMGET', K_USE, unpack(fields))
@@ -146,7 +146,7 @@ end
 
 local zk = BASE .. 'rpm:' .. kid
 redis.call('ZADD', zk, NOW_S, rs .. ':' .. est_s)
-if renew then redis.call('EXPIRE', zk, KEY_TTL) end
+if renew then redis.call('EXPIRE', zk, KEY_TTL_S) end
 -- the key was eligible (no cooldown, not disabled): its new score follows from its usage
 local at = fit_time(kid, pick[2], 1, u)
 if at == INF then at = NOW + 86400000000 end
