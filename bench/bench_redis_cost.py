@@ -21,6 +21,7 @@ decisions per second whatever the clients do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import uuid
@@ -119,10 +120,8 @@ def measure_pool(redis_url: str, size: int, n: int) -> dict[str, Any]:
     m = max(1, n // 20)  # the whole refused acquire, with each key's reason for the error
     before = _stats(admin)
     for _ in range(m):
-        try:
+        with contextlib.suppress(AllKeysExhaustedError):
             km.acquire("r", 1, max_wait=0)
-        except AllKeysExhaustedError:
-            pass
     reported = _delta(admin, before)
     km.close()
     for key in admin.scan_iter(f"{prefix}*", count=1000):
