@@ -35,6 +35,10 @@ local DAY_S, NEXT_RESET
 local INF = 1 / 0
 local unpack  -- Lua 5.1 (Redis) and 5.4 (embedded store)
 local LIMITS, N_LIMITS = {}, 0  -- parsed config strings (kept between calls of a library)
+-- Tables reused between calls of a library (a call never nests): a table costs more to
+-- make and collect than to refill. In an EVAL script they are made anew with each call.
+local UPOOL, FIELDS, WRITES, F_KID, F_LIM, F_U = {}, {}, {}, {}, {}, {}
+local SKEY, N_SKEY = {}, 0  -- key_id -> key_id .. ':s' (its token count's field)
 -- rpm:<kid> is kept 2-3 days past use: its expiry is renewed by the first reservation
 -- of each day and set whenever it is made anew.
 local KEY_TTL_S = '259200'
@@ -103,29 +107,54 @@ local function limits(kid) return parse_limits(redis.call('HGET', CFG, kid)) end
 --   seq       the last reservation id issued on the key
 --   lim       its limits as registered in CFG (a copy, so a decision reads one hash)
 -- nil summary: a key never used (its reservations, if any, are dropped).
-local function current(kid, s, tok)
+-- `slot`: fill the reused table of that number instead of making one.
+local function current(kid, s, tok, slot)
   if not DAY_S then days() end
   local u
+  if slot then
+    u = UPOOL[slot]
+    if not u then u = {}; UPOOL[slot] = u end
+  else
+    u = {}
+  end
   if s then
     local c, d, n, o, q, l = string.match(s, '^(%d+) (%d+) (%d+) (%d+) (%d+)|(.*)$')
-    u = {cnt = tonumber(c), sum = tonumber(tok) or 0, day = d, n = tonumber(n),
-         old = tonumber(o), seq = tonumber(q), lim = l ~= '' and l or nil}
+    u.cnt, u.sum, u.day, u.n = tonumber(c), tonumber(tok) or 0, d, tonumber(n)
+    u.old, u.seq = tonumber(o), tonumber(q)
+    if l ~= '' then u.lim = l else u.lim = nil end
   else
     redis.call('DEL', k_rpm(kid))
-    u = {cnt = 0, sum = 0, day = '0', n = 0, old = 0, seq = 0, lim = nil}
+    u.cnt, u.sum, u.day, u.n, u.old, u.seq, u.lim = 0, 0, '0', 0, 0, 0, nil
   end
   if u.day == DAY_S then u.today = u.n else u.today = 0 end
   return u
 end
 
--- HSET arguments that store u (appended to `args`).
-local function use_args(args, kid, u)
-  local k = #args
+-- The field of a key's token count in K_USE.
+local function skey(kid)
+  local f = SKEY[kid]
+  if f then return f end
+  f = kid .. ':s'
+  if N_SKEY >= 100000 then SKEY, N_SKEY = {}, 0 end
+  SKEY[kid], N_SKEY = f, N_SKEY + 1
+  return f
+end
+
+-- HSET arguments that store u, written into `args` after its first `k`; returns the
+-- new count.
+local function put_use(args, k, kid, u)
   args[k + 1] = kid
   args[k + 2] = int_s(u.cnt) .. ' ' .. u.day .. ' ' .. int_s(u.n) .. ' ' .. int_s(u.old)
                 .. ' ' .. int_s(u.seq) .. '|' .. (u.lim or '')
-  args[k + 3] = kid .. ':s'
+  args[k + 3] = skey(kid)
   args[k + 4] = int_s(u.sum)
+  return k + 4
+end
+
+-- HSET arguments that store u, in a new table.
+local function use_args(kid, u)
+  local args = {}
+  put_use(args, 0, kid, u)
   return args
 end
 
@@ -160,9 +189,9 @@ end
 
 -- Usage of one key, trimmed (and written back if that changed it).
 local function usage(kid)
-  local r = redis.call('HMGET', K_USE, kid, kid .. ':s')
+  local r = redis.call('HMGET', K_USE, kid, skey(kid))
   local u = current(kid, r[1], r[2])
-  if trim_due(u, kid) or not r[1] then redis.call('HSET', K_USE, unpack(use_args({}, kid, u))) end
+  if trim_due(u, kid) or not r[1] then redis.call('HSET', K_USE, unpack(use_args(kid, u))) end
   return u
 end
 

@@ -19,11 +19,12 @@ if ex ~= '' then
   for kid in string.gmatch(ex, '[^,]+') do excluded[kid] = true end
 end
 
-local fitting, nfit = {}, 0
+local nfit = 0  -- candidates that fit: F_KID, F_LIM, F_U [1..nfit]
 local retry_at = INF
 local deferred = nil
 local reasons = nil
-local writes = nil  -- HSET arguments of summaries changed by trimming
+local nw = 0  -- HSET arguments of summaries changed, in WRITES [1..nw]
+local slot = 0
 local offset, offset_s, size_s = 0, '0', want_s  -- (strings: a number costs a format)
 while nfit < want do
   local page = redis.call('ZRANGEBYSCORE', AVAIL, '-inf', NOW_S, 'LIMIT', offset_s, size_s)
@@ -31,9 +32,8 @@ while nfit < want do
   if np == 0 then break end
   offset = offset + np
   offset_s, size_s = tostring(offset), '16'
-  local fields = {}
-  for i = 1, np do fields[2 * i - 1] = page[i]; fields[2 * i] = page[i] .. ':s' end
-  local uses = redis.call('HMGET', K_USE, unpack(fields))
+  for i = 1, np do FIELDS[2 * i - 1] = page[i]; FIELDS[2 * i] = skey(page[i]) end
+  local uses = redis.call('HMGET', K_USE, unpack(FIELDS, 1, 2 * np))
   for i = 1, np do
     local kid = page[i]
     if excluded and excluded[kid] then
@@ -42,7 +42,8 @@ while nfit < want do
       reasons[#reasons + 1] = 'excluded'
     else
       local s = uses[2 * i - 1]
-      local u = current(kid, s, uses[2 * i])
+      slot = slot + 1
+      local u = current(kid, s, uses[2 * i], slot)
       local dirty = not s
       if not u.lim then  -- not copied yet: read the pool's config
         u.lim, dirty = redis.call('HGET', CFG, kid), true
@@ -59,10 +60,10 @@ while nfit < want do
           dirty = true
           if not ok then ok = fits(lim, est, u) end
         end
-        if dirty then writes = use_args(writes or {}, kid, u) end
+        if dirty then nw = put_use(WRITES, nw, kid, u) end
         if ok then
           nfit = nfit + 1
-          fitting[nfit] = {kid, lim, u}
+          F_KID[nfit], F_LIM[nfit], F_U[nfit] = kid, lim, u
           if nfit >= want then break end
         else
           local at, why = fit_time(kid, lim, est, u)
@@ -82,8 +83,8 @@ while nfit < want do
 end
 
 -- headroom: the smallest share left of the key's RPM, TPM and RPD after this request
-local function headroom(f)
-  local lim, u = f[2], f[3]
+local function headroom(i)
+  local lim, u = F_LIM[i], F_U[i]
   local head = 1 - u.cnt / lim.rpm
   local h2 = 1 - (u.sum + est) / lim.tpm
   if h2 < head then head = h2 end
@@ -94,28 +95,29 @@ local function headroom(f)
   return head
 end
 
-local pick = fitting[1]
+local pick = nil  -- index into F_*
+if nfit > 0 then pick = 1 end
 if nfit > 1 then
   if strategy == 'weighted' then
     local total = 0
-    for _, f in ipairs(fitting) do total = total + f[2].weight end
+    for i = 1, nfit do total = total + F_LIM[i].weight end
     local x = tonumber(ARGV[ACQUIRE_RANDOM]) * total
-    for _, f in ipairs(fitting) do
-      x = x - f[2].weight
-      if x < 0 then pick = f; break end
+    for i = 1, nfit do
+      x = x - F_LIM[i].weight
+      if x < 0 then pick = i; break end
     end
   elseif strategy == 'most_headroom' then
-    local best = headroom(pick)
+    local best = headroom(1)
     for i = 2, nfit do
-      local h = headroom(fitting[i])
-      if h > best then pick, best = fitting[i], h end
+      local h = headroom(i)
+      if h > best then pick, best = i, h end
     end
   end
 end
 
 local rs, kid, u, renew
 if pick then
-  kid, u = pick[1], pick[3]
+  kid, u = F_KID[pick], F_U[pick]
   renew = u.cnt == 0 or u.day ~= DAY_S
   u.seq = u.seq + 1
   rs = int_s(u.seq)
@@ -124,11 +126,11 @@ if pick then
   if u.day ~= DAY_S then u.day, u.n = DAY_S, 0 end
   u.n = u.n + 1
   u.today = u.n
-  writes = use_args(writes or {}, kid, u)  -- the last write of a key wins
+  nw = put_use(WRITES, nw, kid, u)  -- the last write of a key wins
 end
 
 -- write every changed summary before any rescore reads one
-if writes then redis.call('HSET', K_USE, unpack(writes)) end
+if nw > 0 then redis.call('HSET', K_USE, unpack(WRITES, 1, nw)) end
 if deferred then for _, d in ipairs(deferred) do rescore(d) end end
 
 if not pick then
@@ -148,7 +150,7 @@ local zk = BASE .. 'rpm:' .. kid
 redis.call('ZADD', zk, NOW_S, rs .. ':' .. est_s)
 if renew then redis.call('EXPIRE', zk, KEY_TTL_S) end
 -- the key was eligible (no cooldown, not disabled): its new score follows from its usage
-local at = fit_time(kid, pick[2], 1, u)
+local at = fit_time(kid, F_LIM[pick], 1, u)
 if at == INF then at = NOW + 86400000000 end
 redis.call('ZADD', AVAIL, score_s(at), kid)
 return rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid

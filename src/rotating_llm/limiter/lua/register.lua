@@ -30,7 +30,7 @@ for i = first, #ARGV, 2 do  -- the summaries carry a copy of the limits
   local kid = ARGV[i]
   local u = usage(kid)
   u.lim = ARGV[i + 1]
-  redis.call('HSET', K_USE, unpack(use_args({}, kid, u)))
+  redis.call('HSET', K_USE, unpack(use_args(kid, u)))
 end
 for kid, _ in pairs(seen) do
   rescore(kid)

@@ -22,16 +22,16 @@ if action == 'complete' then
   if redis.call('ZREM', zk, member) == 0 then return 0 end  -- settled, or out of window
   redis.call('ZADD', zk, NOW_S, resid .. ':' .. actual)
   delta = tonumber(actual) - tonumber(reserved)
-  redis.call('HINCRBY', K_USE, kid .. ':s', delta)
+  redis.call('HINCRBY', K_USE, skey(kid), delta)
 elseif action == 'release' then
   if redis.call('ZREM', zk, member) == 0 then return 0 end
-  local r = redis.call('HMGET', K_USE, kid, kid .. ':s')
+  local r = redis.call('HMGET', K_USE, kid, skey(kid))
   local u = current(kid, r[1], r[2])
   delta = -tonumber(reserved)
   u.cnt, u.sum = u.cnt - 1, u.sum + delta
   if u.cnt <= 0 then u.cnt, u.sum, u.old = 0, 0, 0 end
   if u.day == ARGV[SETTLE_VALUE] and u.n > 0 then u.n = u.n - 1 end
-  redis.call('HSET', K_USE, unpack(use_args({}, kid, u)))
+  redis.call('HSET', K_USE, unpack(use_args(kid, u)))
 else
   return redis.error_reply('unknown settle action ' .. tostring(action))
 end
