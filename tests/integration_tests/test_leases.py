@@ -226,32 +226,13 @@ def test_set_keys_replaces_the_pool_at_once(manager_factory) -> None:
     assert len(km.keys) == 50  # nothing changed by the refused call
 
 
-def test_usage_written_by_an_earlier_layout_still_counts(manager_factory, prefix) -> None:
-    """Reservations stored before the per-pool usage summary existed are counted."""
-    km = manager_factory(make_keys(1, rpm=3, tpm=1000, rpd=10), window_seconds=30)
-    raw = km.store.primary.sync
-    now_us = int(raw.time()[0]) * 1_000_000
-    day = km.limiter.days.arg().split(",")[1]
-    base = f"{prefix}{{m}}:"
-    raw.zadd(base + "rpm:k0", {"41": now_us, "42": now_us})
-    raw.hset(base + "tpm:k0", mapping={"41": 300, "42": 200, "_sum": 500, "_day": day, "_n": 7})
-    raw.set(base + "seq", 42)
-    status = km.get_key_status("k0")
-    assert (status["rpm_usage"], status["tpm_usage"], status["rpd_usage"]) == (2, 500, 7)
-    lease = km.acquire("m", 100)
-    assert int(lease.reservation.reservation_id) > 42  # never reuses an earlier id
-    with pytest.raises(AllKeysExhaustedError):
-        km.acquire("m", 1)  # rpm 3: two earlier reservations plus this one
-    assert raw.hget(base + "tpm:k0", "_sum") is None  # the old counters were folded in
-
-
 def test_usage_resets_when_a_keys_window_data_expired(manager_factory, prefix) -> None:
     """A key unused for days: its per-key data expired, so nothing is counted."""
     km = manager_factory(make_keys(1, rpm=2, tpm=1000), window_seconds=1)
     km.acquire("m", 400).complete()
     km.acquire("m", 400).complete()
     raw = km.store.primary.sync
-    raw.delete(f"{prefix}{{m}}:rpm:k0", f"{prefix}{{m}}:tpm:k0")  # as their expiry would
+    raw.delete(f"{prefix}v2:{{m}}:rpm:k0")  # as its expiry would
     lease = km.acquire("m", 900, max_wait=5)  # waits for the window, then counts from zero
     assert km.limiter.get_tpm_usage("k0")["used"] == 900
     assert km.limiter.get_rpm_usage("k0")["count"] == 1

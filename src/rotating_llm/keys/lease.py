@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from rotating_llm.errors import LeaseError, StoreError
+from rotating_llm._bounds import lease_failure, lease_tokens
+from rotating_llm.errors import StoreError
 from rotating_llm.events import emit
 
 if TYPE_CHECKING:
@@ -138,17 +139,13 @@ class Lease:
         ``rotating_llm.limiter._settler``); this process's reads of usage and its
         refusals wait for the outstanding replies first.
         """
-        if actual_tokens is not None and actual_tokens < 0:
-            raise LeaseError(f"actual_tokens must be >= 0, got {actual_tokens}")
-        tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
+        tokens = lease_tokens(actual_tokens, self.estimated_tokens)
         if self._begin("complete", tokens) and self.reservation is not None:
             self._complete(tokens)
 
     async def acomplete(self, actual_tokens: int | None = None) -> None:
         """Async twin of :meth:`complete`."""
-        if actual_tokens is not None and actual_tokens < 0:
-            raise LeaseError(f"actual_tokens must be >= 0, got {actual_tokens}")
-        tokens = self.estimated_tokens if actual_tokens is None else int(actual_tokens)
+        tokens = lease_tokens(actual_tokens, self.estimated_tokens)
         if (
             self._begin("complete", tokens)
             and self.reservation is not None
@@ -186,6 +183,7 @@ class Lease:
             ``"secret_rotated"`` (the store had a new secret: retry) or ``"none"``.
         """
         fk = FailureKind(kind)
+        retry_after, actual_tokens = lease_failure(retry_after, actual_tokens)
         if not self._begin(f"fail:{fk.value}", actual_tokens):
             return "none"
         return self._manager._on_failure(self, fk, retry_after, reason, actual_tokens)
@@ -199,6 +197,7 @@ class Lease:
     ) -> str:
         """Async twin of :meth:`fail`."""
         fk = FailureKind(kind)
+        retry_after, actual_tokens = lease_failure(retry_after, actual_tokens)
         if not self._begin(f"fail:{fk.value}", actual_tokens):
             return "none"
         return await self._manager._aon_failure(self, fk, retry_after, reason, actual_tokens)

@@ -7,12 +7,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rotating_llm._bounds import MAX_LIMIT
+
 __all__ = ["APIKey"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 
-PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+#: A limit: an int (never a bool, float or string) from 1 to MAX_LIMIT.
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_LIMIT, strict=True)]
+#: The largest weight of a key (relative shares: no pool needs more).
+MAX_WEIGHT = 1e6
 
 
 class APIKey(BaseModel):
@@ -43,7 +48,7 @@ class APIKey(BaseModel):
     rpd: PositiveInt | None = None
     active: bool = True
     tags: dict[str, str] = Field(default_factory=dict)
-    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT, allow_inf_nan=False)
     base_url: str | None = None
 
     @field_validator("key_id")

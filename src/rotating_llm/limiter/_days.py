@@ -21,14 +21,21 @@ class DayBoundaries:
         self.zone = ZoneInfo(tz)
         self._lock = threading.Lock()
         self._arg = ""
+        self._args: tuple[str, ...] = ()
         self._valid_until = 0.0
 
     def _midnight_us(self, day: date) -> int:
         local = datetime(day.year, day.month, day.day, tzinfo=self.zone)
         return int(local.timestamp()) * 1_000_000
 
+    def args(self) -> tuple[str, ...]:
+        """The four boundaries passed to every pool script (the schema's ``day_0..3``)."""
+        if time.time() >= self._valid_until:
+            self.arg()
+        return self._args
+
     def arg(self) -> str:
-        """The comma-separated boundaries passed to every script as ``ARGV[2]``."""
+        """The boundaries, comma-separated."""
         now = time.time()
         if now < self._valid_until:
             return self._arg  # the hot path: no lock
@@ -37,7 +44,8 @@ class DayBoundaries:
                 today = datetime.fromtimestamp(now, self.zone).date()
                 days = [today + timedelta(days=d) for d in (-1, 0, 1, 2)]
                 marks = [self._midnight_us(d) for d in days]
-                self._arg = ",".join(str(m) for m in marks)
+                self._args = tuple(str(m) for m in marks)
+                self._arg = ",".join(self._args)
                 self._valid_until = marks[2] / 1_000_000
             return self._arg
 

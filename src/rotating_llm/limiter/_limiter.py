@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from rotating_llm._bounds import DELAY_MARGIN_S, check_delay
 from rotating_llm.config import Settings, Strategy
-from rotating_llm.errors import KeyNotFoundError
+from rotating_llm.errors import ConfigError, KeyNotFoundError
+from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._settler import Settler
@@ -22,6 +25,12 @@ __all__ = ["KeyUsage", "RedisLimiter", "Refusal", "Reservation"]
 
 _US = 1_000_000
 _CANDIDATES = 2
+# positions in the schema's grant and refusal replies (parsed on every decision)
+_GRANT_SPLIT = len(schema.GRANT) - 1  # the key id is last and may hold no space
+_G_RES, _G_DAY, _G_NOW, _G_KEY = (
+    schema.GRANT.index(f) for f in ("reservation_id", "day", "now_us", "key_id")
+)
+_R_CODE, _R_RETRY = (schema.REFUSAL.index(f) for f in ("code", "retry_after_us"))
 
 
 class Reservation(NamedTuple):
@@ -63,6 +72,20 @@ class KeyUsage:
     next_capacity_in: float | None
 
 
+#: The longest window and cooldown settings the scripts are given (seconds).
+_MAX_SETTING_S = 7 * 86400
+
+
+def _check_settings(settings: Settings) -> None:
+    """The settings that reach the scripts are finite and at most a week."""
+    for name in ("window_seconds", "cooldown_base_seconds", "cooldown_max_seconds"):
+        value = getattr(settings, name)
+        if not (isinstance(value, (int, float)) and 0 < value <= _MAX_SETTING_S):
+            raise ConfigError(
+                f"{name} must be more than 0 and at most {_MAX_SETTING_S}, got {value}"
+            )
+
+
 def _limits_arg(key: APIKey) -> str:
     return f"{key.rpm} {key.tpm} {key.rpd or 0} {key.weight}"
 
@@ -75,6 +98,7 @@ class RedisLimiter:
     """
 
     def __init__(self, store: FailoverStore, settings: Settings) -> None:
+        _check_settings(settings)
         self.store = store
         self.settings = settings
         self.window_us = int(settings.window_seconds * _US)
@@ -113,7 +137,7 @@ class RedisLimiter:
         return key.model_name
 
     def _head(self, store: Store, pool: str) -> list[Any]:
-        return [self.window_us, self.days.arg()]
+        return [self.window_us, *self.days.args()]  # the schema's HEAD
 
     def _register_args(self, store: Store, pool: str) -> list[Any]:
         args = [*self._head(store, pool), "replace"]
@@ -170,15 +194,18 @@ class RedisLimiter:
         return [*self._head(store, pool), est, strategy, rnd, _CANDIDATES, ",".join(exclude)]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
-        if isinstance(raw, str):  # granted: "<reservation> <day> <now> <key_id>"
-            resid, day, now, key_id = raw.split(" ", 3)
-            return Reservation(pool, key_id, resid, int(day), est, store, int(now))
-        code = int(raw[0])
+        if isinstance(raw, str):  # granted: the schema's GRANT fields
+            f = raw.split(" ", _GRANT_SPLIT)
+            return Reservation(
+                pool, f[_G_KEY], f[_G_RES], int(f[_G_DAY]), est, store, int(f[_G_NOW])
+            )
+        code = int(raw[_R_CODE])
         if code == -1:  # the store lost the pool's config (flushed or restarted)
             self._mark_registered(store, pool, done=False)
             return None
-        retry_us = int(raw[1])
-        reasons = {str(raw[i]): str(raw[i + 1]) for i in range(3, len(raw) - 1, 2)}
+        retry_us = int(raw[_R_RETRY])
+        n = len(schema.REFUSAL)
+        reasons = {str(raw[i]): str(raw[i + 1]) for i in range(n, len(raw) - 1, 2)}
         return Refusal(None if retry_us < 0 else retry_us / _US, reasons)
 
     def reserve(
@@ -328,9 +355,18 @@ class RedisLimiter:
             self.settings.cooldown_max_seconds,
         ]
 
+    def _cap(self, seconds: float) -> float:
+        """A cooldown of ``seconds`` (0: growing backoff), at most until the next daily
+        reset plus a margin; a delay that is not a finite positive number is absent."""
+        delay = check_delay(seconds, "cooldown seconds", ConfigError)
+        if delay is None:
+            return 0.0
+        return min(delay, self.days.next_reset() - time.time() + DELAY_MARGIN_S)
+
     def health(self, key_id: str, action: str, seconds: float = 0.0, reason: str = "") -> float:
         """Apply a health action to ``key_id``; returns the cooldown set, in seconds."""
         pool = self.pool_of(key_id)
+        seconds = self._cap(seconds)
 
         def op(store: Store) -> float:
             self._ensure(store, pool)
@@ -344,6 +380,7 @@ class RedisLimiter:
     ) -> float:
         """Async twin of :meth:`health`."""
         pool = self.pool_of(key_id)
+        seconds = self._cap(seconds)
 
         async def op(store: Store) -> float:
             await self._aensure(store, pool)
@@ -375,18 +412,20 @@ class RedisLimiter:
 
         raw = self.store.run("status", op)
         out: dict[str, KeyUsage] = {}
-        for i in range(0, len(raw), 9):
-            kid = str(raw[i])
-            nxt = int(raw[i + 8])
+        width = len(schema.STATUS)
+        for i in range(0, len(raw), width):
+            f = dict(zip(schema.STATUS, raw[i : i + width], strict=True))
+            kid = str(f["key_id"])
+            nxt = int(f["next_fit_us"])
             out[kid] = KeyUsage(
                 key_id=kid,
-                in_pool=bool(int(raw[i + 1])),
-                rpm_count=int(raw[i + 2]),
-                tpm_used=int(raw[i + 3]),
-                rpd_count=int(raw[i + 4]),
-                cooldown_remaining=int(raw[i + 5]) / 1000,
-                cooldown_reason=str(raw[i + 6]) or None,
-                disabled_reason=str(raw[i + 7]) or None,
+                in_pool=bool(int(f["in_pool"])),
+                rpm_count=int(f["rpm_count"]),
+                tpm_used=int(f["tpm_used"]),
+                rpd_count=int(f["rpd_count"]),
+                cooldown_remaining=int(f["cooldown_ms"]) / 1000,
+                cooldown_reason=str(f["cooldown_reason"]) or None,
+                disabled_reason=str(f["disabled_reason"]) or None,
                 next_capacity_in=None if nxt < 0 else nxt / _US,
             )
         return out

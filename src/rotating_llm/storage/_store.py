@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -14,11 +13,11 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from hiredis import pack_command
 from redis.exceptions import NoPermissionError, NoScriptError
 
 from rotating_llm.config import Settings
 from rotating_llm.errors import ConfigError
+from rotating_llm.storage._direct import DirectConnections
 
 __all__ = [
     "FUNCTION_SCRIPTS",
@@ -53,15 +52,23 @@ def _lua(name: str) -> str:
     )
 
 
+def _header() -> str:
+    from rotating_llm.limiter._schema import lua_header
+
+    return lua_header()
+
+
 def load_script(name: str) -> str:
-    """The Lua source of script ``name`` for EVAL: the shared prelude, then the script."""
+    """The Lua source of script ``name`` for EVAL: the schema's names, the shared prelude,
+    then the script."""
     if name not in _script_cache:
         body = _lua(name)
         if name in _STANDALONE:
             _script_cache[name] = body
         else:
             _script_cache[name] = (
-                f"local KEYS_, ARGV_ = KEYS, ARGV\n{_lua('_prelude')}\nbegin(KEYS_, ARGV_)\n{body}"
+                f"local KEYS_, ARGV_ = KEYS, ARGV\n{_header()}{_lua('_prelude')}\n"
+                f"begin(KEYS_, ARGV_)\n{body}"
             )
     return _script_cache[name]
 
@@ -74,7 +81,7 @@ def load_library() -> tuple[str, str]:
     """
     global _library
     if _library is None:
-        parts = [_lua("_prelude")]
+        parts = [_header() + _lua("_prelude")]
         for name in FUNCTION_SCRIPTS:
             parts.append(
                 f"redis.register_function('@LIB@_{name}', function(keys_, args_)\n"
@@ -150,8 +157,8 @@ class Store:
         self._pool_keys: dict[str, list[str]] = {}
         #: Pool scripts run as functions (FCALL): on a Redis server until it refuses them.
         self._functions = kind == "redis"
-        self._local = threading.local()  # this thread's own connection (see _direct)
-        self._direct_conns: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: script calls on a Redis server: each thread's own connection
+        self._direct = DirectConnections(sync_client) if kind == "redis" else None
         self._aload_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -173,7 +180,9 @@ class Store:
         if found is None:
             if "{" in pool or "}" in pool:
                 raise ConfigError(f"model name {pool!r} must not contain '{{' or '}}'")
-            base = f"{self.prefix}{{{pool}}}:"
+            from rotating_llm.limiter._schema import pool_base  # (the limiter imports us)
+
+            base = pool_base(self.prefix, pool)
             found = self._pool_keys[pool] = [base + "avail", base + "cfg"]
         return found
 
@@ -230,7 +239,7 @@ class Store:
 
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script ``name`` on the sync client, loading it once if it is missing."""
-        send = self._direct if self.kind == "redis" else self.sync.execute_command
+        send = self._direct.execute if self._direct else self.sync.execute_command
         for attempt in (1, 2, 3):
             cmd, ref = self.command(name)
             try:
@@ -239,26 +248,6 @@ class Store:
                 if attempt == 3 or not self.reload(name, exc):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _direct(self, *command: Any) -> Any:
-        """Send ``command`` on this thread's own connection and read its reply.
-
-        The hot path of every decision: the client's pool checkout (a lock, a queue and
-        a poll for stale data) and its per-command hooks cost more than the script runs.
-        A connection error falls back to the client's own path, with its retry policy.
-        """
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():  # first use, or a forked child
-            pool = self.sync.connection_pool
-            conn = local.conn = pool.connection_class(**pool.connection_kwargs)
-            local.pid = os.getpid()
-            self._direct_conns.add(conn)
-        try:
-            conn.send_packed_command([pack_command(command)])
-            return conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):  # redis-py closed it
-            return self.sync.execute_command(*command)  # type: ignore[no-untyped-call]
 
     async def acall(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script ``name`` on the running loop's async client.
@@ -288,8 +277,8 @@ class Store:
 
     def close(self) -> None:
         """Close the sync client and its connection pool (passed in, so not closed by it)."""
-        for conn in list(self._direct_conns):
-            conn.disconnect()
+        if self._direct:
+            self._direct.close()
         self.sync.close()
         pool = getattr(self.sync, "connection_pool", None)
         if pool is not None:

@@ -1,71 +1,88 @@
 -- Shared prelude of every rotating-llm limiter script.
 --
--- Every script is called as:  KEYS[1] = <prefix>{<pool>}:avail   (zset key_id -> next-possible-time)
---                             KEYS[2] = <prefix>{<pool>}:cfg     (hash key_id -> "rpm tpm rpd weight")
---                             ARGV[1] = window length in microseconds
---                             ARGV[2] = comma-separated UTC microsecond instants of local midnights
---                                       (daily reset boundaries around now, ascending)
+-- The names in capitals that are not set here (ACQUIRE_EST, HEAD_WINDOW_US, STATUS_WIDTH,
+-- ...) are argument and reply positions from rotating_llm.limiter._schema, whose
+-- generated header is loaded in front of this file. Every pool script is called as:
+--   KEYS[1] = <prefix>v2:{<pool>}:avail   zset key_id -> earliest instant it may admit
+--   KEYS[2] = <prefix>v2:{<pool>}:cfg     hash key_id -> "rpm tpm rpd weight"
+--   ARGV[HEAD_*]                          window (us), four daily reset instants (us)
 -- Other keys are derived from KEYS[1] by replacing the trailing "avail", so they share
 -- the pool's hash tag and the script stays on one cluster slot:
---   use            hash key_id -> usage summary and limits (see parse_use)
+--   use            hash key_id -> "cnt day n old seq|<limits>", key_id..':s' -> tokens held
 --   rpm:<kid>      zset "<reservation id>:<tokens>" -> instant it counts from
 --   cooldown:<kid>, backoff:<kid>, disabled (hash key_id -> reason)
 --
--- Times are microseconds on Redis's clock (TIME); client clocks never decide.
+-- Times are microseconds on Redis's clock (TIME); client clocks never decide. Every
+-- number formatted here is bounded: instants, limits and token counts (validated by
+-- the client, at most 10**12 each) and counts of members actually held.
 --
--- This runs on every call, on the decision's hot path, so it does as little as it can:
--- each redis.call, each element of its reply and each number passed to one (formatted
--- with "%.17g") costs about a microsecond. Instants passed often are formatted once, and
--- a key's counters live in one summary string that a decision reads for all candidates
--- with one HMGET.
+-- This runs on the decision's hot path: each redis.call, each element of its reply and
+-- each table or formatted number costs about a microsecond here. So a key's counters are
+-- read for all candidates with one HMGET, its reservations are trimmed only when a
+-- decision needs it (or they are more than a window past due, which bounds memory), and
+-- a completion touches only the token count.
+--
+-- cnt and sum count every member held in rpm:<kid>, including members already out of
+-- the window but not trimmed yet; a decision on such counts is still exact, because the
+-- members out of the window are the oldest, so the member that decides when a limit
+-- frees up is the same either way (see fit_time).
 
 -- The same code serves as a prelude of EVAL scripts and as a function library (FCALL,
--- Redis 7+): per-call state lives in the locals below and is set by begin(), so nothing
--- here touches a global before a call starts.
+-- Redis 7+): per-call state lives in the locals below and is set by begin().
 local KEYS, ARGV, AVAIL, CFG, BASE, K_USE, K_DISABLED, WINDOW
-local NOW, NOW_S, CUTOFF, CUTOFF_S
-local DAY_START, DAY_S, NEXT_RESET
+local NOW, NOW_S, CUTOFF, CUTOFF_S, STALE
+local DAY_S, NEXT_RESET
 local INF = 1 / 0
 local unpack  -- Lua 5.1 (Redis) and 5.4 (embedded store)
 local LIMITS, N_LIMITS = {}, 0  -- parsed config strings (kept between calls of a library)
+-- Tables reused between calls of a library (a call never nests): a table costs more to
+-- make and collect than to refill. In an EVAL script they are made anew with each call.
+local UPOOL, FIELDS, WRITES, F_KID, F_LIM, F_U = {}, {}, {}, {}, {}, {}
+local SKEY, N_SKEY = {}, 0  -- key_id -> key_id .. ':s' (its token count's field)
+-- rpm:<kid> is kept 2-3 days past use: its expiry is renewed by the first reservation
+-- of each day and set whenever it is made anew.
+local KEY_TTL_S = '259200'
 
 local function begin(keys, args)
   if not unpack then unpack = table.unpack or _G.unpack end
   KEYS, ARGV = keys, args
-  AVAIL = KEYS[1]
-  CFG = KEYS[2]
+  AVAIL, CFG = keys[1], keys[2]
   BASE = string.sub(AVAIL, 1, #AVAIL - 5)
   K_USE = BASE .. 'use'
-  K_DISABLED = BASE .. 'disabled'  -- (a concatenation costs less than a test each use)
-  WINDOW = tonumber(ARGV[1])
+  K_DISABLED = BASE .. 'disabled'
+  WINDOW = tonumber(args[HEAD_WINDOW_US])
   local t = redis.call('TIME')
   NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  NOW_S = string.format('%d', NOW)
+  NOW_S = t[1] .. string.sub('00000' .. t[2], -6)  -- (string.format costs more)
   CUTOFF = NOW - WINDOW
-  CUTOFF_S = nil  -- formatted when first needed
-  DAY_START, DAY_S, NEXT_RESET = nil, nil, nil
+  STALE = CUTOFF - WINDOW
+  CUTOFF_S, DAY_S = nil, nil
 end
 
--- Daily reset boundaries around now, parsed on first use: DAY_S is today's start as
--- passed (a string, stored as is), NEXT_RESET the next boundary after now (INF if none).
+-- Today's start as passed (DAY_S, a string stored as is) and the next reset after now
+-- (NEXT_RESET, INF if none), by Redis's clock.
 local function days()
-  if DAY_START then return end
-  DAY_START, DAY_S, NEXT_RESET = 0, '0', INF
-  local b = {string.match(ARGV[2], '^(%d+),(%d+),(%d+),(%d+)$')}
-  if #b == 0 then for v in string.gmatch(ARGV[2], '[^,]+') do b[#b + 1] = v end end
-  for i = 1, #b do
-    local v = tonumber(b[i])
-    if v <= NOW then DAY_START, DAY_S = v, b[i] elseif v < NEXT_RESET then NEXT_RESET = v end
+  local d1, d2 = tonumber(ARGV[HEAD_DAY_1]), tonumber(ARGV[HEAD_DAY_2])
+  if d1 <= NOW and NOW < d2 then  -- the usual case: the client's today is Redis's
+    DAY_S, NEXT_RESET = ARGV[HEAD_DAY_1], d2
+    return
+  end
+  DAY_S, NEXT_RESET = '0', INF
+  for i = HEAD_DAY_0, HEAD_DAY_3 do
+    local v = tonumber(ARGV[i])
+    if v <= NOW then DAY_S = ARGV[i] elseif v < NEXT_RESET then NEXT_RESET = v end
   end
 end
 
+-- An integer as a string: tostring is exact below 1e14 (and cheaper than a format).
+local function int_s(x)
+  if x < 1e14 and x > -1e14 then return tostring(x) end
+  return string.format('%d', x)
+end
+
 local function k_rpm(kid) return BASE .. 'rpm:' .. kid end
-local function k_tpm(kid) return BASE .. 'tpm:' .. kid end  -- earlier layout only
 local function k_cool(kid) return BASE .. 'cooldown:' .. kid end
 local function k_backoff(kid) return BASE .. 'backoff:' .. kid end
--- rpm:<kid> is kept 2-3 days past use: its expiry is renewed by the first reservation of
--- each day and set whenever it is made anew.
-local KEY_TTL = 259200
 
 -- Limits from a config string "rpm tpm rpd weight"; nil if the key is not in the pool.
 -- The returned table is shared: never change it.
@@ -73,7 +90,7 @@ local function parse_limits(c)
   if not c then return nil end
   local lim = LIMITS[c]
   if lim then return lim end
-  local a, b, d, w = string.match(c, '(%S+) (%S+) (%S+) (%S+)')
+  local a, b, d, w = string.match(c, '^(%S+) (%S+) (%S+) (%S+)$')
   lim = {rpm = tonumber(a), tpm = tonumber(b), rpd = tonumber(d), weight = tonumber(w)}
   if N_LIMITS >= 4096 then LIMITS, N_LIMITS = {}, 0 end
   LIMITS[c], N_LIMITS = lim, N_LIMITS + 1
@@ -82,36 +99,78 @@ end
 
 local function limits(kid) return parse_limits(redis.call('HGET', CFG, kid)) end
 
--- A key's usage summary "cnt sum day n old seq rpm tpm rpd weight":
---   cnt, sum  requests and tokens of the reservations held in rpm:<kid>
---   day, n    the day start (as passed in ARGV[2]) of the last reservation, and the
---             requests reserved since that day start
---   old       no later than its oldest reservation's instant (0 when it holds none)
+-- A key's usage from its summary "cnt day n old seq|limits" and token count:
+--   cnt, sum  requests and tokens of the members of rpm:<kid>
+--   day, n    the day start (as passed) of the last reservation, and the requests
+--             reserved since that day start
+--   old       no later than its oldest member's instant (0 when it holds none)
 --   seq       the last reservation id issued on the key
---   the rest  its limits as registered in CFG (a copy, so a decision reads one hash)
-local function parse_use(s)
-  local c, sm, d, n, o, q, l = string.match(s, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(.*)$')
-  return {cnt = tonumber(c), sum = tonumber(sm), day = d, n = tonumber(n),
-          old = tonumber(o), seq = tonumber(q), lim = l ~= '' and l or nil}
+--   lim       its limits as registered in CFG (a copy, so a decision reads one hash)
+-- nil summary: a key never used (its reservations, if any, are dropped).
+-- `slot`: fill the reused table of that number instead of making one.
+local function current(kid, s, tok, slot)
+  if not DAY_S then days() end
+  local u
+  if slot then
+    u = UPOOL[slot]
+    if not u then u = {}; UPOOL[slot] = u end
+  else
+    u = {}
+  end
+  if s then
+    local c, d, n, o, q, l = string.match(s, '^(%d+) (%d+) (%d+) (%d+) (%d+)|(.*)$')
+    u.cnt, u.sum, u.day, u.n = tonumber(c), tonumber(tok) or 0, d, tonumber(n)
+    u.old, u.seq = tonumber(o), tonumber(q)
+    if l ~= '' then u.lim = l else u.lim = nil end
+  else
+    redis.call('DEL', k_rpm(kid))
+    u.cnt, u.sum, u.day, u.n, u.old, u.seq, u.lim = 0, 0, '0', 0, 0, 0, nil
+  end
+  if u.day == DAY_S then u.today = u.n else u.today = 0 end
+  return u
 end
 
-local function use_s(u)
-  return string.format('%d %d %s %d %d %d %s', u.cnt, u.sum, u.day, u.n, u.old, u.seq,
-                       u.lim or '')
+-- The field of a key's token count in K_USE.
+local function skey(kid)
+  local f = SKEY[kid]
+  if f then return f end
+  f = kid .. ':s'
+  if N_SKEY >= 100000 then SKEY, N_SKEY = {}, 0 end
+  SKEY[kid], N_SKEY = f, N_SKEY + 1
+  return f
+end
+
+-- HSET arguments that store u, written into `args` after its first `k`; returns the
+-- new count.
+local function put_use(args, k, kid, u)
+  args[k + 1] = kid
+  args[k + 2] = int_s(u.cnt) .. ' ' .. u.day .. ' ' .. int_s(u.n) .. ' ' .. int_s(u.old)
+                .. ' ' .. int_s(u.seq) .. '|' .. (u.lim or '')
+  args[k + 3] = skey(kid)
+  args[k + 4] = int_s(u.sum)
+  return k + 4
+end
+
+-- HSET arguments that store u, in a new table.
+local function use_args(kid, u)
+  local args = {}
+  put_use(args, 0, kid, u)
+  return args
 end
 
 -- Tokens of a reservation member "<id>:<tokens>".
 local function tokens_of(member) return tonumber(string.match(member, ':(%d+)$')) or 0 end
 
--- Drop the reservations that left the window and recount what is left.
-local function trim_use(u, zk)
+-- Drop the members that left the window and recount what is left.
+local function trim(u, kid)
+  local zk = k_rpm(kid)
   if not CUTOFF_S then CUTOFF_S = string.format('%d', CUTOFF) end
   local gone = redis.call('ZRANGEBYSCORE', zk, '-inf', CUTOFF_S)
   local n = #gone
   if n > 0 then
     local freed = 0
     for i = 1, n do freed = freed + tokens_of(gone[i]) end
-    redis.call('ZREMRANGEBYSCORE', zk, '-inf', CUTOFF_S)
+    redis.call('ZREMRANGEBYRANK', zk, 0, n - 1)
     u.cnt, u.sum = u.cnt - n, u.sum - freed
   end
   local first = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
@@ -122,81 +181,44 @@ local function trim_use(u, zk)
   end
 end
 
--- No summary yet (a new key, or data of an earlier layout: plain reservation ids in
--- rpm:<kid>, tokens and day counters in tpm:<kid>): rewrite what is held, count it.
-local function rebuild(kid, zk)
-  local hk = k_tpm(kid)
-  local legacy = redis.call('HMGET', hk, '_day', '_n')
-  local u = {cnt = 0, sum = 0, day = legacy[1] or '0', n = tonumber(legacy[2] or '0'),
-             old = 0, seq = tonumber(redis.call('GET', BASE .. 'seq') or '0')}
-  local held = redis.call('ZRANGE', zk, 0, -1, 'WITHSCORES')
-  for i = 1, #held, 2 do
-    local m = held[i]
-    local id = tonumber(string.match(m, '^(%d+)'))
-    if id and id > u.seq then u.seq = id end
-    if not string.find(m, ':', 1, true) then  -- earlier layout: move the tokens in
-      local tok = tonumber(redis.call('HGET', hk, m) or '0')
-      redis.call('ZREM', zk, m)
-      redis.call('ZADD', zk, held[i + 1], m .. ':' .. tok)
-    end
-  end
-  redis.call('DEL', hk)
-  u.cnt = 1  -- make trim_use look
-  trim_use(u, zk)
-  if u.cnt > 0 then
-    u.cnt, u.sum = 0, 0
-    for _, m in ipairs(redis.call('ZRANGE', zk, 0, -1)) do
-      u.cnt, u.sum = u.cnt + 1, u.sum + tokens_of(m)
-    end
-  end
+-- Trim u if a member may have left the window; true if it did.
+local function trim_due(u, kid)
+  if u.cnt > 0 and u.old <= CUTOFF then trim(u, kid); return true end
+  return false
+end
+
+-- Usage of one key, trimmed (and written back if that changed it).
+local function usage(kid)
+  local r = redis.call('HMGET', K_USE, kid, skey(kid))
+  local u = current(kid, r[1], r[2])
+  if trim_due(u, kid) or not r[1] then redis.call('HSET', K_USE, unpack(use_args(kid, u))) end
   return u
 end
 
--- The usage of a key now, from its stored summary `s` (nil if none). Trims when the
--- oldest reservation may have left the window. Returns the summary (with `today`, the
--- requests reserved today) and whether it changed and must be written back.
-local function current(kid, s)
-  if not DAY_START then days() end
-  local u, dirty
-  if s then
-    u, dirty = parse_use(s), false
-    if u.cnt > 0 and u.old <= CUTOFF then
-      trim_use(u, k_rpm(kid))
-      dirty = true
-    end
-  else
-    u, dirty = rebuild(kid, k_rpm(kid)), true
-  end
-  if u.day == DAY_S then u.today = u.n else u.today = 0 end
-  return u, dirty
-end
-
--- Usage of one key (trimmed, summary written back): requests and tokens in window,
--- requests today.
-local function usage(kid)
-  local u, dirty = current(kid, redis.call('HGET', K_USE, kid))
-  if dirty then redis.call('HSET', K_USE, kid, use_s(u)) end
-  return u.cnt, u.sum, u.today
+-- True if a request of `est` tokens fits the counts of u now (counts that may still
+-- hold members out of the window: then it may fit although this says no).
+local function fits(lim, est, u)
+  return u.cnt < lim.rpm and u.sum + est <= lim.tpm and (lim.rpd <= 0 or u.today < lim.rpd)
 end
 
 -- Earliest instant at which a request of `est` tokens fits this key, ignoring cooldowns
 -- and assuming nothing else is reserved meanwhile. INF if it never fits (est > tpm).
--- Also returns the limiting reason ('' when it fits now).
-local function fit_time(kid, lim, est, count, tsum, today)
+-- Also returns the limiting reason ('' when it fits now). Exact on untrimmed counts:
+-- the members out of the window are the oldest, so the member found is the same.
+local function fit_time(kid, lim, est, u)
   if est > lim.tpm then return INF, 'tpm' end
-  if count < lim.rpm and tsum + est <= lim.tpm and (lim.rpd <= 0 or today < lim.rpd) then
-    return NOW, ''
-  end
-  days()
+  if fits(lim, est, u) then return NOW, '' end
+  if not DAY_S then days() end
   local at, why = NOW, ''
   local zk = k_rpm(kid)
+  local count = u.cnt
   if count >= lim.rpm then
     local e = redis.call('ZRANGE', zk, count - lim.rpm, count - lim.rpm, 'WITHSCORES')
     local ts = tonumber(e[2]) + WINDOW
     if ts > at then at, why = ts, 'rpm' end
   end
-  if tsum + est > lim.tpm then
-    local need = tsum + est - lim.tpm
+  if u.sum + est > lim.tpm then
+    local need = u.sum + est - lim.tpm
     local freed, idx, found = 0, 0, nil
     while found == nil do
       local e = redis.call('ZRANGE', zk, idx, idx + 99, 'WITHSCORES')
@@ -210,7 +232,7 @@ local function fit_time(kid, lim, est, count, tsum, today)
     if found == nil then found = INF end
     if found > at then at, why = found, 'tpm' end
   end
-  if lim.rpd > 0 and today >= lim.rpd then
+  if lim.rpd > 0 and u.today >= lim.rpd then
     if NEXT_RESET > at then at, why = NEXT_RESET, 'rpd' end
   end
   return at, why
@@ -219,7 +241,7 @@ end
 -- An instant as a ZADD score: the formatted NOW when it is now.
 local function score_s(at)
   if at == NOW then return NOW_S end
-  return string.format('%d', at)
+  return int_s(at)
 end
 
 -- Remaining cooldown end (microseconds) or nil, and its reason.
@@ -241,8 +263,7 @@ local function rescore(kid)
   end
   local lim = limits(kid)
   if not lim then redis.call('ZREM', AVAIL, kid); return end
-  local count, tsum, today = usage(kid)
-  local at = fit_time(kid, lim, 1, count, tsum, today)
+  local at = fit_time(kid, lim, 1, usage(kid))
   local cu = cooldown_until(kid)
   if cu and cu > at then at = cu end
   if at == INF then at = NOW + 86400000000 end

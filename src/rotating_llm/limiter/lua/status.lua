@@ -1,31 +1,29 @@
--- Usage and health of keys. ARGV[3..] key ids (none: every key of the pool).
--- Returns per key a flat list:
---   key_id, in_pool (0/1), rpm_count, tpm_used, rpd_count, cooldown_ms, cooldown_reason,
---   disabled_reason, next_fit_us_from_now (-1 never)
+-- Usage and health of keys. ARGV[HEAD_LEN + 1 ..] key ids (none: every key of the pool).
+-- Returns per key STATUS_WIDTH values, at the STATUS_* offsets of the schema.
 local ids = {}
-for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+for i = HEAD_LEN + 1, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then ids = redis.call('HKEYS', CFG) end
 local out = {}
-for _, kid in ipairs(ids) do
+for n, kid in ipairs(ids) do
   local lim = limits(kid)
-  local count, tsum, today = usage(kid)
+  local u = usage(kid)
   local ms = redis.call('PTTL', k_cool(kid))
   local creason = ''
   if ms and ms > 0 then creason = redis.call('GET', k_cool(kid)) or '' else ms = 0 end
-  local dreason = redis.call('HGET', K_DISABLED, kid) or ''
   local nxt = -1
   if lim then
-    local at = fit_time(kid, lim, 1, count, tsum, today)
+    local at = fit_time(kid, lim, 1, u)
     if at ~= INF then nxt = at - NOW end
   end
-  out[#out + 1] = kid
-  out[#out + 1] = lim and 1 or 0
-  out[#out + 1] = count
-  out[#out + 1] = tsum
-  out[#out + 1] = today
-  out[#out + 1] = ms
-  out[#out + 1] = creason
-  out[#out + 1] = dreason
-  out[#out + 1] = nxt
+  local b = (n - 1) * STATUS_WIDTH + 1
+  out[b + STATUS_KEY_ID] = kid
+  out[b + STATUS_IN_POOL] = lim and 1 or 0
+  out[b + STATUS_RPM_COUNT] = u.cnt
+  out[b + STATUS_TPM_USED] = u.sum
+  out[b + STATUS_RPD_COUNT] = u.today
+  out[b + STATUS_COOLDOWN_MS] = ms
+  out[b + STATUS_COOLDOWN_REASON] = creason
+  out[b + STATUS_DISABLED_REASON] = redis.call('HGET', K_DISABLED, kid) or ''
+  out[b + STATUS_NEXT_FIT_US] = nxt
 end
 return out

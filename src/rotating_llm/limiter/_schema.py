@@ -1,0 +1,94 @@
+"""The one declaration of what the limiter's Lua and Python exchange.
+
+Every script argument, every reply field and the key layout are named here once. The
+Python side builds arguments and parses replies with these names; the Lua side gets
+the same names as numbered locals from :func:`lua_header`, which the script loader puts
+in front of every script, so a script that uses a name not declared here fails to load
+(Redis refuses unknown globals) and a test checks the rest.
+
+Keys of one pool share its hash tag and carry the layout version::
+
+    <prefix>v2:{<pool>}:avail         zset  key_id -> earliest instant it may admit
+    <prefix>v2:{<pool>}:cfg           hash  key_id -> limits "rpm tpm rpd weight"
+    <prefix>v2:{<pool>}:use           hash  key_id -> "cnt day n old seq|<limits>",
+                                            key_id ":s" -> tokens held (an integer)
+    <prefix>v2:{<pool>}:rpm:<key_id>  zset  "<reservation id>:<tokens>" -> instant
+    <prefix>v2:{<pool>}:cooldown:<key_id>, backoff:<key_id>, disabled (hash)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ARGS",
+    "GRANT",
+    "HEAD",
+    "LAYOUT_VERSION",
+    "LIMITS",
+    "REFUSAL",
+    "STATUS",
+    "lua_header",
+    "pool_base",
+]
+
+#: Bumped whenever a key or field below changes meaning; part of every pool's keys.
+LAYOUT_VERSION = 2
+
+#: Arguments every pool script starts with: the window and four daily reset instants
+#: (UTC microseconds, ascending) around now; the script picks today's by Redis's clock.
+HEAD = ("window_us", "day_0", "day_1", "day_2", "day_3")
+
+#: Arguments of each pool script (``ARGV``, 1-based in Lua), after which some take a
+#: variable tail: ``register`` key id / limits pairs (or key ids to remove), ``status``
+#: key ids.
+ARGS: dict[str, tuple[str, ...]] = {
+    "acquire": (*HEAD, "est", "strategy", "random", "candidates", "exclude"),
+    "settle": (*HEAD, "key_id", "reservation_id", "reserved", "action", "value"),
+    "health": (*HEAD, "key_id", "action", "seconds", "reason", "backoff_base_s", "backoff_max_s"),
+    "register": (*HEAD, "mode"),
+    "status": HEAD,
+}
+
+#: A grant: one string, these fields separated by single spaces (key id last).
+GRANT = ("reservation_id", "day", "now_us", "key_id")
+#: A refusal: an array of these, then key id / reason pairs. ``code`` 0 is a refusal,
+#: -1 says the pool's config is missing (register and call again).
+REFUSAL = ("code", "retry_after_us", "now_us")
+#: Per key in a status reply, in this order (``next_fit_us`` -1: never).
+STATUS = (
+    "key_id",
+    "in_pool",
+    "rpm_count",
+    "tpm_used",
+    "rpd_count",
+    "cooldown_ms",
+    "cooldown_reason",
+    "disabled_reason",
+    "next_fit_us",
+)
+#: The limits of a key as registered: these, separated by single spaces.
+LIMITS = ("rpm", "tpm", "rpd", "weight")
+
+
+def pool_base(prefix: str, pool: str) -> str:
+    """The common start of every key of ``pool``: ``<prefix>v<N>:{<pool>}:``."""
+    return f"{prefix}v{LAYOUT_VERSION}:{{{pool}}}:"
+
+
+def _locals(prefix: str, names: Sequence[str], start: int = 1) -> str:
+    pairs = [(f"{prefix}_{n.upper()}", str(i)) for i, n in enumerate(names, start)]
+    return f"local {', '.join(p for p, _ in pairs)} = {', '.join(v for _, v in pairs)}\n"
+
+
+def lua_header() -> str:
+    """Lua locals naming every position above: ``ACQUIRE_EST``, ``STATUS_WIDTH``, ..."""
+    out = [f"-- generated from rotating_llm.limiter._schema (layout v{LAYOUT_VERSION})\n"]
+    out.append(_locals("HEAD", HEAD))
+    for script, names in ARGS.items():
+        out.append(_locals(script.upper(), names))
+    out.append(_locals("GRANT", GRANT))
+    out.append(_locals("REFUSAL", REFUSAL))
+    out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
+    out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
+    return "".join(out)

@@ -1,0 +1,98 @@
+"""The Lua scripts and the Python side agree on the schema module's names and positions."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import pytest
+
+from rotating_llm.limiter import _schema as schema
+from rotating_llm.limiter._days import DayBoundaries
+from rotating_llm.limiter._limiter import _G_DAY, _G_KEY, _G_NOW, _G_RES, _R_RETRY
+from rotating_llm.storage._store import FUNCTION_SCRIPTS, load_library, load_script
+
+_NAME = re.compile(r"\b(?:HEAD|ACQUIRE|SETTLE|HEALTH|REGISTER|STATUS|GRANT|REFUSAL)_[A-Z0-9_]+\b")
+
+
+def _lua(name: str) -> str:
+    return (resources.files("rotating_llm.limiter") / "lua" / f"{name}.lua").read_text()
+
+
+def _declared() -> set[str]:
+    names: set[str] = set()
+    for line in schema.lua_header().splitlines():
+        if line.startswith("local "):
+            names.update(n.strip() for n in line[6:].split("=")[0].split(","))
+    return names
+
+
+def test_every_schema_name_used_in_lua_is_declared() -> None:
+    declared = _declared()
+    for name in (*FUNCTION_SCRIPTS, "_prelude"):
+        used = set(_NAME.findall(_lua(name)))
+        assert used <= declared, f"{name}.lua uses undeclared {sorted(used - declared)}"
+
+
+def test_every_script_argument_is_read_by_its_script() -> None:
+    prelude = _lua("_prelude")
+    for script, names in schema.ARGS.items():
+        body = _lua(script)
+        for arg in names[len(schema.HEAD) :]:
+            assert f"{script.upper()}_{arg.upper()}" in body, (script, arg)
+    for arg in ("window_us", "day_0", "day_3"):
+        assert f"HEAD_{arg.upper()}" in prelude
+
+
+def test_header_positions_match_the_declaration() -> None:
+    header = schema.lua_header()
+    assert "ACQUIRE_EST" in header
+    env: dict[str, int] = {}
+    for line in header.splitlines():
+        if line.startswith("local "):
+            left, right = line[6:].split("=")
+            for n, v in zip(left.split(","), right.split(","), strict=True):
+                env[n.strip()] = int(v)
+    for script, names in schema.ARGS.items():
+        for i, arg in enumerate(names, 1):
+            assert env[f"{script.upper()}_{arg.upper()}"] == i
+    for i, field in enumerate(schema.STATUS):
+        assert env[f"STATUS_{field.upper()}"] == i
+    assert env["STATUS_WIDTH"] == len(schema.STATUS)
+    assert env["HEAD_LEN"] == len(schema.HEAD)
+
+
+def test_python_reads_replies_at_the_schema_positions() -> None:
+    assert tuple(
+        schema.GRANT.index(f) for f in ("reservation_id", "day", "now_us", "key_id")
+    ) == (_G_RES, _G_DAY, _G_NOW, _G_KEY)
+    assert schema.REFUSAL.index("retry_after_us") == _R_RETRY
+    # the grant is built in the GRANT order
+    tail = _lua("acquire").rstrip().splitlines()[-1]
+    assert tail == "return rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid"
+    assert schema.GRANT == ("reservation_id", "day", "now_us", "key_id")
+
+
+@pytest.mark.parametrize("name", FUNCTION_SCRIPTS)
+def test_loaded_sources_start_with_the_header(name: str) -> None:
+    assert schema.lua_header() in load_script(name)
+    assert schema.lua_header() in load_library()[1]
+
+
+def test_keys_carry_the_layout_version() -> None:
+    assert (
+        schema.pool_base("rllm:", "gemini-2.5") == f"rllm:v{schema.LAYOUT_VERSION}:{{gemini-2.5}}:"
+    )
+
+
+def test_acquire_args_follow_the_declared_order() -> None:
+    from rotating_llm import Settings
+    from rotating_llm.limiter import RedisLimiter
+
+    lim = RedisLimiter.__new__(RedisLimiter)
+    lim.window_us, lim.days = 60_000_000, DayBoundaries("UTC")
+    lim.settings = Settings()
+    args = lim._acquire_args(None, "m", 17, "round_robin", ["a", "b"])  # type: ignore[arg-type]
+    named = dict(zip(schema.ARGS["acquire"], args, strict=True))
+    assert named["est"] == 17 and named["strategy"] == "round_robin"
+    assert named["exclude"] == "a,b" and named["window_us"] == 60_000_000
