@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 
 import pytest
@@ -17,6 +18,50 @@ from rotating_llm import (
 )
 
 pytestmark = pytest.mark.redis
+
+
+class _Sync:
+    """The sync shell: the manager's and lease's own blocking calls."""
+
+    def acquire(self, km, *args, **kw):
+        return km.acquire(*args, **kw)
+
+    def fail(self, lease, *args, **kw):
+        return lease.fail(*args, **kw)
+
+    def complete(self, lease, *args):
+        lease.complete(*args)
+
+
+class _Async:
+    """The async shell: the same calls awaited on one event loop for the whole test."""
+
+    def __init__(self) -> None:
+        self.runner = asyncio.Runner()
+
+    def acquire(self, km, *args, **kw):
+        return self.runner.run(km.aacquire(*args, **kw))
+
+    def fail(self, lease, *args, **kw):
+        return self.runner.run(lease.afail(*args, **kw))
+
+    def complete(self, lease, *args):
+        async def complete_and_apply() -> None:
+            await lease.acomplete(*args)
+            await lease._manager.limiter.aflush()
+
+        self.runner.run(complete_and_apply())
+
+
+@pytest.fixture(params=["sync", "async"])
+def sh(request):
+    """Each failure-table test runs over both shells of the same rules."""
+    if request.param == "sync":
+        yield _Sync()
+        return
+    shell = _Async()
+    yield shell
+    shell.runner.close()
 
 
 def test_complete_reconciles_tokens(manager_factory) -> None:
@@ -61,84 +106,84 @@ def test_context_manager(manager_factory) -> None:
     assert km.get_key_status("k0")["in_cooldown"] is False  # model-side: not blamed
 
 
-def test_rate_limit_with_provider_delay_cools_the_key(manager_factory) -> None:
+def test_rate_limit_with_provider_delay_cools_the_key(manager_factory, sh) -> None:
     km = manager_factory(make_keys(2), window_seconds=30)
-    lease = km.acquire("m", 1, exclude=["k1"])
-    assert lease.fail(FailureKind.RATE_LIMIT, retry_after=17, reason="429 per minute") == "cooldown"
+    lease = sh.acquire(km, "m", 1, exclude=["k1"])
+    assert sh.fail(lease, FailureKind.RATE_LIMIT, retry_after=17, reason="429 per minute") == "cooldown"
     status = km.get_key_status("k0")
     assert status["in_cooldown"] and status["cooldown_reason"] == "429 per minute"
     assert 16 < status["cooldown_remaining"] <= 17
     for _ in range(3):  # every request now goes to the other key
-        other = km.acquire("m", 1)
+        other = sh.acquire(km, "m", 1)
         assert other.key_id == "k1"
-        other.complete()
+        sh.complete(other)
     km.clear_cooldown("k0")
     assert km.get_key_status("k0")["in_cooldown"] is False
 
 
-def test_rate_limit_without_delay_backs_off_growing(manager_factory) -> None:
+def test_rate_limit_without_delay_backs_off_growing(manager_factory, sh) -> None:
     km = manager_factory(
         make_keys(1, rpm=100), window_seconds=30, cooldown_base_seconds=2, cooldown_max_seconds=5
     )
-    leases = [km.acquire("m", 1) for _ in range(3)]
+    leases = [sh.acquire(km, "m", 1) for _ in range(3)]
     seen = []
     for lease in leases:
-        lease.fail("rate_limit")
+        sh.fail(lease, "rate_limit")
         seen.append(round(km.get_key_status("k0")["cooldown_remaining"]))
     assert seen == [2, 4, 5]
 
 
-def test_daily_quota_cools_until_the_reset(manager_factory) -> None:
+def test_daily_quota_cools_until_the_reset(manager_factory, sh) -> None:
     km = manager_factory(make_keys(2), window_seconds=30)
-    lease = km.acquire("m", 1, exclude=["k1"])
-    lease.fail(FailureKind.DAILY_QUOTA, reason="per-day quota")
+    lease = sh.acquire(km, "m", 1, exclude=["k1"])
+    sh.fail(lease, FailureKind.DAILY_QUOTA, reason="per-day quota")
     remaining = km.get_key_status("k0")["cooldown_remaining"]
     import time
 
     assert remaining == pytest.approx(km.limiter.days.next_reset() - time.time(), abs=2)
 
 
-def test_auth_failure_disables_until_enabled(manager_factory) -> None:
+def test_auth_failure_disables_until_enabled(manager_factory, sh) -> None:
     km = manager_factory(make_keys(2), window_seconds=30)
-    lease = km.acquire("m", 1, exclude=["k1"])
-    assert lease.fail(FailureKind.AUTH, reason="API_KEY_INVALID") == "disabled"
+    lease = sh.acquire(km, "m", 1, exclude=["k1"])
+    assert sh.fail(lease, FailureKind.AUTH, reason="API_KEY_INVALID") == "disabled"
     status = km.get_key_status("k0")
     assert status["disabled"] and status["disabled_reason"] == "API_KEY_INVALID"
     assert status["rpm_usage"] == 0  # the refused request was released
-    assert {km.acquire("m", 1).key_id for _ in range(3)} == {"k1"}
+    assert {sh.acquire(km, "m", 1).key_id for _ in range(3)} == {"k1"}
     km.enable_key("k0")
     assert km.get_key_status("k0")["disabled"] is False
 
 
-def test_auth_failure_after_rotation_rereads_the_secret(manager_factory) -> None:
+def test_auth_failure_after_rotation_rereads_the_secret(manager_factory, sh) -> None:
     keys = make_keys(1)
     secrets = secrets_for(keys)
     km = manager_factory(keys, secrets=secrets, window_seconds=30)
-    lease = km.acquire("m", 1)
+    lease = sh.acquire(km, "m", 1)
     old = lease.api_key
     secrets["API_KEY_K0"] = "sk-rotated-value-123456"  # rotated in the store
-    assert lease.fail(FailureKind.AUTH) == "secret_rotated"
+    assert sh.fail(lease, FailureKind.AUTH) == "secret_rotated"
     assert km.get_key_status("k0")["disabled"] is False
-    fresh = km.acquire("m", 1)
+    fresh = sh.acquire(km, "m", 1)
     assert fresh.api_key == "sk-rotated-value-123456" != old
 
 
-def test_model_side_failures_do_not_blame_the_key(manager_factory) -> None:
+def test_model_side_failures_do_not_blame_the_key(manager_factory, sh) -> None:
     km = manager_factory(make_keys(1, rpm=100), window_seconds=30)
     for kind in (FailureKind.SERVER, FailureKind.TIMEOUT, FailureKind.INVALID_REQUEST):
-        assert km.acquire("m", 1).fail(kind) == "none"
+        assert sh.fail(sh.acquire(km, "m", 1), kind) == "none"
     status = km.get_key_status("k0")
     assert not status["in_cooldown"] and not status["disabled"]
     assert status["rpm_usage"] == 3  # the requests reached the provider: they count
 
 
-def test_all_keys_cooling_or_disabled_reports_each_reason(manager_factory) -> None:
+def test_all_keys_cooling_or_disabled_reports_each_reason(manager_factory, sh) -> None:
     km = manager_factory(make_keys(3, rpm=1), window_seconds=30)
     km.mark_key_unhealthy("k0", 60, "maintenance")
     km.disable_key("k1", "revoked")
-    km.acquire("m", 1).complete()
+    sh.complete(sh.acquire(km, "m", 1))
     with pytest.raises(AllKeysExhaustedError) as info:
-        km.acquire("m", 1)
+        sh.acquire(km, "m", 1)
     reasons = info.value.reasons
     assert reasons["k0"].startswith("cooldown: maintenance")
     assert reasons["k1"] == "disabled: revoked"
@@ -146,25 +191,25 @@ def test_all_keys_cooling_or_disabled_reports_each_reason(manager_factory) -> No
     assert 29 < info.value.retry_after <= 30
 
 
-def test_every_key_disabled_means_never(manager_factory) -> None:
+def test_every_key_disabled_means_never(manager_factory, sh) -> None:
     km = manager_factory(make_keys(1), window_seconds=30)
     km.disable_key("k0", "revoked")
     with pytest.raises(AllKeysExhaustedError) as info:
-        km.acquire("m", 1, max_wait=10)
+        sh.acquire(km, "m", 1, max_wait=10)
     assert info.value.retry_after is None
     assert "will have capacity" in str(info.value)
 
 
-def test_missing_secret_skips_the_key(manager_factory) -> None:
+def test_missing_secret_skips_the_key(manager_factory, sh) -> None:
     keys = make_keys(2)
     secrets = secrets_for(keys)
     del secrets["API_KEY_K0"]
     km = manager_factory(keys, secrets=secrets, window_seconds=30)
-    assert {km.acquire("m", 1).key_id for _ in range(4)} == {"k1"}
+    assert {sh.acquire(km, "m", 1).key_id for _ in range(4)} == {"k1"}
     assert km.get_key_status("k0")["rpm_usage"] == 0
     only = manager_factory(make_keys(1), secrets={}, window_seconds=30)
     with pytest.raises(SecretStoreError, match="API_KEY_K0"):
-        only.acquire("m", 1)
+        sh.acquire(only, "m", 1)
 
 
 def test_unknown_model_and_bad_arguments(manager_factory) -> None:

@@ -26,6 +26,7 @@ from rotating_llm.errors import (
     StoreUnavailableError,
 )
 from rotating_llm.events import emit
+from rotating_llm.keys._flow import Flow, Step, adrive, drive
 from rotating_llm.keys._status import exhausted_reasons
 from rotating_llm.keys.lease import FailureKind, Lease
 from rotating_llm.limiter import RedisLimiter, Refusal, Reservation
@@ -134,6 +135,44 @@ class Leasing:
         emit("lease.acquired", model=model, key_id=res.key_id, estimated_tokens=est, waited=waited)
         return Lease(self, self._keys[res.key_id], secret, res, est, waited)
 
+    def _acquire_flow(
+        self,
+        model: str,
+        estimated_tokens: int,
+        max_wait: float | None,
+        strategy: Strategy | None,
+        exclude: Sequence[str],
+    ) -> Flow[Lease]:
+        """Every rule of ``acquire``, without I/O: yields what to do, gets its result."""
+        est = self._check_request(model, estimated_tokens)
+        start = time.monotonic()
+        deadline = self._deadline(start, max_wait)
+        secret_error: SecretStoreError | None = None
+        while True:
+            excl = self._exclusions(exclude)
+            try:
+                out = yield Step("reserve", model, est, strategy, excl)
+            except StoreUnavailableError:
+                if self.store.mode == "allow":
+                    lease: Lease = yield Step("fail_open", model, est, excl)
+                    return lease
+                raise
+            if isinstance(out, Reservation):
+                try:
+                    secret = yield Step("secret", out.key_id)
+                except SecretStoreError as exc:
+                    secret_error = exc
+                    yield Step("settle", out, "release", 0)
+                    self._exclude_for_secret(out.key_id, exc)
+                    continue
+                return self._granted(model, out, secret, est, start)
+            if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
+                if secret_error is not None:
+                    raise secret_error
+                raise (yield Step("exhausted", model, out, exclude))
+            emit("lease.waiting", model=model, seconds=out.retry_after)
+            yield Step("sleep", out.retry_after + _WAKE_SLACK)
+
     def acquire(
         self,
         model: str,
@@ -155,33 +194,8 @@ class Leasing:
             SecretStoreError: the only keys with room have no readable secret.
             StoreUnavailableError: Redis is lost and the failure mode is ``deny``.
         """
-        est = self._check_request(model, estimated_tokens)
-        start = time.monotonic()
-        deadline = self._deadline(start, max_wait)
-        secret_error: SecretStoreError | None = None
-        while True:
-            excl = self._exclusions(exclude)
-            try:
-                out = self.limiter.reserve(model, est, strategy, excl)
-            except StoreUnavailableError:
-                if self.store.mode == "allow":
-                    return self._fail_open(model, est, excl)
-                raise
-            if isinstance(out, Reservation):
-                try:
-                    secret = self.secret_store.get_secret(out.key_id)
-                except SecretStoreError as exc:
-                    secret_error = exc
-                    self.limiter.settle(out, "release", 0)
-                    self._exclude_for_secret(out.key_id, exc)
-                    continue
-                return self._granted(model, out, secret, est, start)
-            if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
-                if secret_error is not None:
-                    raise secret_error
-                raise self._exhausted(model, out, exclude)
-            emit("lease.waiting", model=model, seconds=out.retry_after)
-            time.sleep(out.retry_after + _WAKE_SLACK)
+        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude)
+        return drive(flow, self._sync_io)
 
     async def aacquire(
         self,
@@ -192,45 +206,98 @@ class Leasing:
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
     ) -> Lease:
-        """Async twin of :meth:`acquire`."""
-        est = self._check_request(model, estimated_tokens)
-        start = time.monotonic()
-        deadline = self._deadline(start, max_wait)
-        secret_error: SecretStoreError | None = None
-        while True:
-            excl = self._exclusions(exclude)
-            try:
-                out = await self.limiter.areserve(model, est, strategy, excl)
-            except StoreUnavailableError:
-                if self.store.mode == "allow":
-                    return await asyncio.to_thread(self._fail_open, model, est, excl)
-                raise
-            if isinstance(out, Reservation):
-                try:
-                    secret = await self.secret_store.aget_secret(out.key_id)
-                except SecretStoreError as exc:
-                    secret_error = exc
-                    await self.limiter.asettle(out, "release", 0)
-                    self._exclude_for_secret(out.key_id, exc)
-                    continue
-                return self._granted(model, out, secret, est, start)
-            if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
-                if secret_error is not None:
-                    raise secret_error
-                raise await asyncio.to_thread(self._exhausted, model, out, exclude)
-            emit("lease.waiting", model=model, seconds=out.retry_after)
-            await asyncio.sleep(out.retry_after + _WAKE_SLACK)
+        """Async twin of :meth:`acquire` (the same rules, driven on the event loop)."""
+        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude)
+        return await adrive(flow, self._async_io)
+
+    # -- the I/O of the flows: one table per shell ------------------------------------
+
+    def _sync_io(self, step: Step) -> Any:
+        op, args = step.op, step.args
+        if op == "reserve":
+            return self.limiter.reserve(*args)
+        if op == "secret":
+            return self.secret_store.get_secret(*args)
+        if op == "fresh_secret":
+            self.secret_store.invalidate(args[0])
+            return self.secret_store.get_secret(*args)
+        if op == "settle":
+            return self.limiter.settle(*args)
+        if op == "health":
+            return self.limiter.health(*args)
+        if op == "sleep":
+            return time.sleep(*args)
+        if op == "exhausted":
+            return self._exhausted(*args)
+        if op == "fail_open":
+            return self._fail_open(*args)
+        raise AssertionError(f"unknown step {op!r}")  # pragma: no cover
+
+    async def _async_io(self, step: Step) -> Any:
+        op, args = step.op, step.args
+        if op == "reserve":
+            return await self.limiter.areserve(*args)
+        if op == "secret":
+            return await self.secret_store.aget_secret(*args)
+        if op == "fresh_secret":
+            self.secret_store.invalidate(args[0])
+            return await self.secret_store.aget_secret(*args)
+        if op == "settle":
+            return await self.limiter.asettle(*args)
+        if op == "health":
+            return await self.limiter.ahealth(*args)
+        if op == "sleep":
+            return await asyncio.sleep(*args)
+        # rare paths that read every key's status or pick a key by hand: off the loop
+        return await asyncio.to_thread(self._sync_io, step)
 
     # -- failures ---------------------------------------------------------------------
 
-    def _secret_rotated(self, lease: Lease) -> bool | None:
-        """Re-read the secret once after an auth error: True if it changed, None if unreadable."""
-        self.secret_store.invalidate(lease.key_id)
+    def _failure_flow(
+        self,
+        lease: Lease,
+        kind: FailureKind,
+        retry_after: float | None,
+        reason: str | None,
+        actual: int | None,
+    ) -> Flow[str]:
+        """What a provider's failure does to the key (the failure table), without I/O."""
+        res, kid = lease.reservation, lease.key_id
+        tokens = lease.estimated_tokens if actual is None else actual
         try:
-            fresh = self.secret_store.get_secret(lease.key_id)
-        except SecretStoreError:
-            return None
-        return fresh.get_secret_value() != lease.api_key
+            if kind is FailureKind.AUTH:
+                if res is not None:
+                    yield Step("settle", res, "release", 0)
+                try:  # re-read the secret once: a changed one means it was rotated
+                    fresh = yield Step("fresh_secret", kid)
+                except SecretStoreError:
+                    fresh = None
+                if fresh is not None and fresh.get_secret_value() != lease.api_key:
+                    return "secret_rotated"
+                why = reason or "authentication failed"
+                yield Step("health", kid, "disable", 0.0, why)
+                emit("key.disabled", model=lease.model_name, key_id=kid, reason=why)
+                return "disabled"
+            if res is not None:
+                spent = (
+                    (actual or 0)
+                    if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA)
+                    else tokens
+                )
+                yield Step("settle", res, "complete", spent)
+            if kind is FailureKind.RATE_LIMIT:
+                why = reason or "rate limited (429)"
+                secs = yield Step("health", kid, "cooldown", retry_after or 0.0, why)
+                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
+                return "cooldown"
+            if kind is FailureKind.DAILY_QUOTA:
+                why = reason or "daily quota exhausted"
+                secs = yield Step("health", kid, "daily", 0.0, why)
+                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
+                return "cooldown"
+        except StoreError as exc:
+            logger.warning("could not record %s on %s: %s", kind.value, kid, exc)
+        return "none"
 
     def _on_failure(
         self,
@@ -240,38 +307,7 @@ class Leasing:
         reason: str | None,
         actual: int | None,
     ) -> str:
-        res, kid = lease.reservation, lease.key_id
-        tokens = lease.estimated_tokens if actual is None else actual
-        try:
-            if kind is FailureKind.AUTH:
-                if res is not None:
-                    self.limiter.settle(res, "release", 0)
-                if self._secret_rotated(lease):
-                    return "secret_rotated"
-                why = reason or "authentication failed"
-                self.limiter.health(kid, "disable", reason=why)
-                emit("key.disabled", model=lease.model_name, key_id=kid, reason=why)
-                return "disabled"
-            if res is not None:
-                spent = (
-                    (actual or 0)
-                    if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA)
-                    else tokens
-                )
-                self.limiter.settle(res, "complete", spent)
-            if kind is FailureKind.RATE_LIMIT:
-                why = reason or "rate limited (429)"
-                secs = self.limiter.set_cooldown(kid, retry_after, why)
-                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
-                return "cooldown"
-            if kind is FailureKind.DAILY_QUOTA:
-                why = reason or "daily quota exhausted"
-                secs = self.limiter.health(kid, "daily", reason=why)
-                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
-                return "cooldown"
-        except StoreError as exc:
-            logger.warning("could not record %s on %s: %s", kind.value, kid, exc)
-        return "none"
+        return drive(self._failure_flow(lease, kind, retry_after, reason, actual), self._sync_io)
 
     async def _aon_failure(
         self,
@@ -281,4 +317,5 @@ class Leasing:
         reason: str | None,
         actual: int | None,
     ) -> str:
-        return await asyncio.to_thread(self._on_failure, lease, kind, retry_after, reason, actual)
+        flow = self._failure_flow(lease, kind, retry_after, reason, actual)
+        return await adrive(flow, self._async_io)
