@@ -170,3 +170,49 @@ def test_no_loop_iteration_of_the_async_path_blocks(redis_url, prefix, monkeypat
     served = asyncio.run(main())
     assert served == 1_000
     assert steps.slow == []
+
+
+async def test_concurrent_decisions_share_one_pipelined_connection(redis_url, prefix) -> None:
+    km = _manager(redis_url, prefix)
+    try:
+        before = len(km.store.primary.sync.client_list())
+        leases = await asyncio.gather(*(km.aacquire("m", 10) for _ in range(200)))
+        assert len({(lease.key_id, lease.reservation.reservation_id) for lease in leases}) == 200
+        # 200 decisions in flight at once: one connection for them (plus the client's own)
+        assert len(km.store.primary.sync.client_list()) - before <= 2
+        await asyncio.gather(*(lease.arelease() for lease in leases))
+    finally:
+        await km.aclose()
+
+
+async def test_cancelled_callers_do_not_misalign_replies(redis_url, prefix) -> None:
+    km = _manager(redis_url, prefix)
+    try:
+        await (await km.aacquire("m", 10)).arelease()
+        tasks = [asyncio.ensure_future(km.aacquire("m", 10)) for _ in range(50)]
+        await asyncio.sleep(0)
+        for t in tasks[::3]:
+            t.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        granted = [d for d in done if not isinstance(d, BaseException)]
+        ids = [(g.key_id, g.reservation.reservation_id) for g in granted]
+        assert len(ids) == len(set(ids)) >= 30  # each caller got its own reply
+        for lease in granted:
+            await lease.arelease()
+        status = km.get_all_key_statuses()  # cancelled ones may have reserved: never more
+        assert sum(s["rpm_usage"] for s in status) <= 50 - len(granted)
+    finally:
+        await km.aclose()
+
+
+async def test_a_killed_decision_connection_is_replaced(redis_url, prefix) -> None:
+    km = _manager(redis_url, prefix)
+    try:
+        await (await km.aacquire("m", 10)).arelease()
+        km.store.primary.sync.client_kill_filter(_type="normal", skipme=True)
+        leases = await asyncio.gather(*(km.aacquire("m", 10) for _ in range(20)))
+        assert len({(lease.key_id, lease.reservation.reservation_id) for lease in leases}) == 20
+        for lease in leases:
+            await lease.arelease()
+    finally:
+        await km.aclose()

@@ -17,6 +17,7 @@ from redis.exceptions import NoPermissionError, NoScriptError
 
 from rotating_llm.config import Settings
 from rotating_llm.errors import ConfigError
+from rotating_llm.storage._adirect import LoopConnection
 from rotating_llm.storage._direct import DirectConnections
 
 __all__ = [
@@ -159,6 +160,10 @@ class Store:
         self._functions = kind == "redis"
         #: script calls on a Redis server: each thread's own connection
         self._direct = DirectConnections(sync_client) if kind == "redis" else None
+        #: script calls on a Redis server from a loop: that loop's one pipelined connection
+        self._adirect: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopConnection] = (
+            weakref.WeakKeyDictionary()
+        )
         self._aload_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -266,10 +271,16 @@ class Store:
                     if name not in loaded:
                         await client.script_load(load_script(name))
                         loaded.add(name)
+        send = client.execute_command
+        if self.kind == "redis":
+            direct = self._adirect.get(loop)
+            if direct is None:
+                direct = self._adirect[loop] = LoopConnection(client)
+            send = direct.execute
         for attempt in (1, 2, 3):
             cmd, ref = self.command(name)
             try:
-                return await client.execute_command(cmd, ref, len(keys), *keys, *args)
+                return await send(cmd, ref, len(keys), *keys, *args)
             except redis.ResponseError as exc:
                 if attempt == 3 or not await asyncio.to_thread(self.reload, name, exc):
                     raise
@@ -288,6 +299,9 @@ class Store:
         """Close the running loop's async client."""
         loop = asyncio.get_running_loop()
         client = self._async.pop(loop, None)
+        direct = self._adirect.pop(loop, None)
+        if direct is not None:
+            await direct.close()
         self._aloaded.pop(loop, None)
         self._aload_locks.pop(loop, None)
         if client is not None:
