@@ -18,13 +18,20 @@ POOL = "tput"
 
 
 def _worker(
-    redis_url: str, cluster: bool, prefix: str, pool_size: int, start_at: float, duration: float
+    redis_url: str,
+    cluster: bool,
+    prefix: str,
+    pool_size: int,
+    start_at: float,
+    duration: float,
+    op: str = "decide",
+    pool: str = POOL,
 ) -> tuple[int, float]:
     from rotating_llm import APIKey, KeyManager, Settings
     from rotating_llm.secrets import EnvSecretStore
 
     keys = [
-        APIKey(key_id=f"t{i}", model_name=POOL, provider="x", rpm=10**8, tpm=10**12)
+        APIKey(key_id=f"t{i}", model_name=pool, provider="x", rpm=10**8, tpm=10**12)
         for i in range(pool_size)
     ]
     env = {f"API_KEY_T{i}": f"bench-secret-{i}" for i in range(pool_size)}
@@ -36,34 +43,54 @@ def _worker(
         secret_store=EnvSecretStore(env),
     )
     for _ in range(20):
-        km.acquire(POOL, 1).complete(1)
+        km.acquire(pool, 1).complete(1)
+    client = km.store.primary.sync
     while time.time() < start_at:
         time.sleep(0.001)
     end = start_at + duration
     begin = time.time()
     n = 0
-    while time.time() < end:
-        km.acquire(POOL, 10).complete(7)
-        n += 1
+    if op == "ping":  # the baseline: the library's own redis-py client, same process count
+        while time.time() < end:
+            client.ping()
+            n += 1
+    else:
+        while time.time() < end:
+            km.acquire(pool, 10).complete(7)
+            n += 1
     elapsed = time.time() - begin
     km.close()
     return n, elapsed
 
 
 def decisions_per_second(
-    redis_url: str, procs: int, *, cluster: bool = False, pool_size: int = 100, duration: float = 5
+    redis_url: str,
+    procs: int,
+    *,
+    cluster: bool = False,
+    pool_size: int = 100,
+    duration: float = 5,
+    op: str = "decide",
+    pools: int = 1,
 ) -> dict[str, Any]:
+    """Sum of ``procs`` processes' rates of ``op`` (``decide``: acquire + complete;
+    ``ping``: ``client.ping()``); process ``i`` uses pool ``i % pools``."""
     prefix = f"benchtp{uuid.uuid4().hex[:8]}:"
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + 3 + 0.75 * procs  # every process imported and warmed by then
-    args = (redis_url, cluster, prefix, pool_size, start_at, duration)
+    args = [
+        (redis_url, cluster, prefix, pool_size, start_at, duration, op, f"{POOL}{i % pools}")
+        for i in range(procs)
+    ]
     with ctx.Pool(procs) as pool:
-        results = pool.starmap(_worker, [args] * procs)
+        results = pool.starmap(_worker, args)
     _cleanup(redis_url, cluster, prefix)
     # each process's own rate over the time it actually ran (a late starter runs less)
     rate = sum(n / elapsed for n, elapsed in results if elapsed > 0)
     return {
         "processes": procs,
+        "op": op,
+        "pools": pools,
         "decisions": sum(n for n, _ in results),
         "decisions_per_s": round(rate, 1),
         "seconds": duration,
