@@ -154,3 +154,34 @@ def test_a_process_that_exits_without_closing_applies_its_completions(
     )
     assert km.limiter.get_tpm_usage("k0")["used"] == 35  # not 5 x 1000
     km.close()
+
+
+_KILLED_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from rotating_llm import APIKey, KeyManager, Settings
+    from rotating_llm.secrets import EnvSecretStore
+    keys = [APIKey(key_id="k0", model_name="m", provider="x", rpm=1000, tpm=10**6)]
+    km = KeyManager(keys, settings=Settings(redis_url=sys.argv[1], key_prefix=sys.argv[2],
+                    window_seconds=30), secret_store=EnvSecretStore({"API_KEY_K0": "s" * 20}))
+    for _ in range(50):
+        km.acquire("m", 100).complete(3)
+    assert km.limiter.pending_completions > 0  # replies unread when it dies
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_killed_process_loses_no_written_completion(redis_url: str, prefix: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_CHILD, redis_url, prefix], capture_output=True, timeout=60
+    )
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    keys = make_keys(1, rpm=1000, tpm=10**6)
+    km = KeyManager(
+        keys,
+        settings=Settings(redis_url=redis_url, key_prefix=prefix, window_seconds=30),
+        secret_store=EnvSecretStore(secrets_for(keys)),
+    )
+    assert km.limiter.get_tpm_usage("k0")["used"] == 50 * 3  # every correction applied
+    km.close()
