@@ -120,7 +120,7 @@ class Prober:
         self._manager = weakref.ref(manager)
         self.interval = interval
         self._tick = min(max(interval / 4, 0.1), 15.0)
-        self._ttl_ms = int(max(self._tick * 4, 30.0) * 1000)
+        self._ttl_ms = int(max(self._tick * 4, 3.0) * 1000)  # a dead holder: lock moves
         self._lock_key = f"{manager.settings.key_prefix}prober:lock"
         self._slot = f"{manager.settings.key_prefix}prober:slot:"
         self._token = uuid.uuid4().hex
