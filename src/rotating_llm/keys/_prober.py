@@ -160,13 +160,12 @@ class Prober:
         self.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self._tick):  # the first round one tick after start
             try:
                 if self._elect():
                     self.run_once()
             except Exception as exc:  # never kill the thread; never log a secret
                 logger.warning("key prober: %s", type(exc).__name__)
-            self._stop.wait(self._tick)
 
     def _elect(self) -> bool:
         manager = self._manager()
@@ -200,10 +199,14 @@ class Prober:
             delay = self.interval * min(2 ** self._fails.get(key_id, 0), _MAX_BACKOFF)
             if not r.set(self._slot + key_id, "1", nx=True, px=max(int(delay * 1000), 1)):
                 continue
-            key = manager.get_key(key_id)
-            verdict = probe_key(key, manager.secret_store.get_secret(key_id).get_secret_value())
+            try:
+                secret = manager.secret_store.get_secret(key_id).get_secret_value()
+                verdict = probe_key(manager.get_key(key_id), secret)
+                self._settle(manager, status, verdict)
+            except Exception as exc:  # one key's trouble never stops the others
+                logger.warning("key prober: %s not checked: %s", key_id, type(exc).__name__)
+                continue
             out.append(verdict)
-            self._settle(manager, status, verdict)
         return out
 
     def _settle(self, manager: KeyManager, status: dict[str, Any], verdict: Verdict) -> None:
