@@ -21,7 +21,7 @@ def _keys_path(args: argparse.Namespace) -> Path:
 def _manager(args: argparse.Namespace) -> Any:
     from rotating_llm.keys import KeyManager
 
-    return KeyManager(key_store_path=_keys_path(args))
+    return KeyManager(key_store_path=_keys_path(args), probe=False)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--reason", default="disabled by operator")
     ksub.add_parser("enable", help="put a disabled key back").add_argument("key")
     keys.set_defaults(func=_cmd_keys)
+    from rotating_llm import _cli_top, cli_keys_test
+
+    cli_keys_test.configure_parser(ksub)
+    _cli_top.configure_parser(sub.add_parser("top", help="live view of every pool and key"))
 
     from rotating_llm.scanner import cli as scan_cli
     from rotating_llm.testing import cli as fake_cli

@@ -36,6 +36,7 @@ ENV_VARS: dict[str, str] = {
     "redis_max_connections": "ROTATING_LLM_REDIS_MAX_CONNECTIONS",
     "redis_pool_timeout": "ROTATING_LLM_REDIS_POOL_TIMEOUT",
     "max_wait": "ROTATING_LLM_MAX_WAIT",
+    "probe_seconds": "ROTATING_LLM_PROBE_SECONDS",
     "cooldown_base_seconds": "ROTATING_LLM_COOLDOWN_BASE_SECONDS",
     "cooldown_max_seconds": "ROTATING_LLM_COOLDOWN_MAX_SECONDS",
     "secret_cache_ttl": "SECRET_CACHE_TTL_SECONDS",
@@ -76,6 +77,7 @@ class Settings(BaseModel):
     redis_max_connections: int = Field(64, gt=0)
     redis_pool_timeout: float = Field(30.0, gt=0)
     max_wait: float = Field(30.0, ge=0)
+    probe_seconds: float = Field(300.0, ge=0, le=86400.0)
     cooldown_base_seconds: float = Field(5.0, gt=0)
     cooldown_max_seconds: float = Field(300.0, gt=0)
     secret_cache_ttl: float = Field(300.0, ge=0)

@@ -8,6 +8,7 @@ Events (``name``: fields):
 - ``lease.settled``: model, key_id, outcome (``complete``, ``release``, ``fail:<kind>``), tokens
 - ``key.cooldown``: model, key_id, seconds, reason
 - ``key.disabled``: model, key_id, reason
+- ``key.reenabled``: model, key_id, reason (the prober saw the provider accept it again)
 
 No field ever holds a secret. A listener that raises is logged and ignored.
 """

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotating_llm.config import Settings
 from rotating_llm.errors import (
@@ -25,6 +25,9 @@ from rotating_llm.keys._leasing import Leasing
 from rotating_llm.keys._status import key_status
 from rotating_llm.keys.loader import load_keys_file, save_keys_file
 from rotating_llm.keys.models import APIKey
+
+if TYPE_CHECKING:
+    from rotating_llm.keys._prober import Prober
 from rotating_llm.limiter import RedisLimiter
 from rotating_llm.secrets import SecretStore, get_secret_store
 from rotating_llm.storage import FailoverStore, open_store
@@ -42,6 +45,8 @@ class KeyManager(Leasing):
         key_store_path: A keys file in the design document's format.
         settings: Default: :meth:`Settings.from_env`.
         secret_store: Default: the store ``settings.secret_store_type`` names.
+        probe: Take part in the key prober's election (on a Redis, when
+            ``probe_seconds`` > 0); one-shot tools such as the CLI pass False.
     """
 
     def __init__(
@@ -51,6 +56,7 @@ class KeyManager(Leasing):
         key_store_path: str | Path | None = None,
         settings: Settings | None = None,
         secret_store: SecretStore | None = None,
+        probe: bool = True,
     ) -> None:
         self.settings = settings or Settings.from_env()
         if self.settings.redact_logs:
@@ -77,6 +83,7 @@ class KeyManager(Leasing):
         self._excluded: dict[str, float] = {}
         self._rr = itertools.count()
         self._lock = threading.Lock()
+        self._prober = _start_prober(self) if probe else None
 
     def __repr__(self) -> str:
         return (
@@ -214,6 +221,8 @@ class KeyManager(Leasing):
 
     def close(self) -> None:
         """Apply queued lease completions, then close store and secret store clients."""
+        if self._prober is not None:
+            self._prober.stop()
         self.limiter.close()
         self.store.close()
         self.secret_store.close()
@@ -223,6 +232,17 @@ class KeyManager(Leasing):
         await self.limiter.aclose()
         await self.store.primary.aclose()
         self.close()
+
+
+def _start_prober(manager: KeyManager) -> Prober | None:
+    """Start the key prober of a long-lived manager on a Redis (not on the embedded store)."""
+    if manager.settings.probe_seconds <= 0 or manager.store.primary.is_embedded:
+        return None
+    from rotating_llm.keys._prober import Prober
+
+    prober = Prober(manager, manager.settings.probe_seconds)
+    prober.start()
+    return prober
 
 
 def _max_tpm_by_model(keys: Iterable[APIKey]) -> dict[str, int]:

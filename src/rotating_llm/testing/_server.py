@@ -69,6 +69,9 @@ class Simulator:
         app.router.add_post("/{version}/models/{tail:.+}", self._counted(self.gemini))
         app.router.add_post("/v1/chat/completions", self._counted(self.openai))
         app.router.add_post("/chat/completions", self._counted(self.openai))
+        app.router.add_get("/{version}/models/{model}", self.gemini_model)
+        app.router.add_get("/v1/models", self.openai_models)
+        app.router.add_get("/models", self.openai_models)
         app.router.add_get("/_fake/health", self.health)
         app.router.add_get("/_fake/stats", self.stats)
         app.router.add_post("/_fake/reset", self.reset)
@@ -143,6 +146,37 @@ class Simulator:
             self.state.record(key, auth_errors=1)
             return _json(_gemini.invalid_key() if problem == "invalid" else _gemini.suspended(key))
         return await self._serve(request, "gemini", key, model, method == "streamGenerateContent")
+
+    async def gemini_model(self, request: web.Request) -> web.Response:
+        """``GET /{v1,v1beta}/models/{model}`` (``models.get``: checks the key, no quota)."""
+        model = request.match_info["model"]
+        key = (request.headers.get("x-goog-api-key") or request.query.get("key") or "").strip()
+        problem = self.state.key_problem(key)
+        if problem == "missing":
+            return _json(_gemini.missing_key())
+        self.state.record(key, metadata=1)
+        if problem is not None:
+            return _json(_gemini.invalid_key() if problem == "invalid" else _gemini.suspended(key))
+        return web.json_response(
+            {"name": f"models/{model}", "displayName": model, "inputTokenLimit": 1048576}
+        )
+
+    async def openai_models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models`` (checks the key, no quota)."""
+        auth = request.headers.get("Authorization", "")
+        key = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        problem = self.state.key_problem(key)
+        if problem == "missing" or not key:
+            return _json(_openai.missing_key())
+        self.state.record(key, metadata=1)
+        if problem is not None:
+            return _json(_openai.invalid_key(key) if problem == "invalid" else _openai.suspended())
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "owned_by": "fake"}],
+            }
+        )
 
     async def openai(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions``."""

@@ -24,6 +24,8 @@ class KeyStats:
         faults_by_kind: Injected faults per :class:`Fault` value.
         input_tokens: Prompt tokens of served requests.
         output_tokens: Reply tokens of served requests.
+        metadata: Key checks that cost no quota (Gemini ``models.get``, OpenAI
+            ``GET /models``), whatever their answer.
     """
 
     requests: int = 0
@@ -35,6 +37,7 @@ class KeyStats:
     faults_by_kind: dict[str, int] = field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
+    metadata: int = 0
 
     @property
     def total_tokens(self) -> int:
