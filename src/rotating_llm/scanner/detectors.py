@@ -147,7 +147,7 @@ def _private_key_body(value: str, match: re.Match[str]) -> bool:
 
 
 # Unambiguous (each repetition starts with a capital or a separator): linear, no backtracking.
-_WORDS = re.compile(r"[A-Za-z][a-z]*(?:(?:[A-Z]|[_\-.:/][A-Za-z])[a-z]*)*[_\-.:/]?")
+_WORDS = re.compile(r"[A-Za-z][a-z]+(?:[A-Z][a-z]+|[_\-.:/][A-Za-z][a-z]+)*[_\-.:/]?")
 
 
 def _generic_check(value: str, match: re.Match[str]) -> bool:
@@ -187,7 +187,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "private-key",
         "A PEM private key block",
-        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+        re.compile(r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----"),
         prefixes=("-----BEGIN",),
         min_entropy=0.0,
         check=_private_key_body,
@@ -313,7 +313,8 @@ DETECTORS: tuple[Detector, ...] = (
         "aws-secret-access-key",
         "An AWS secret access key assigned to an aws_secret_* name",
         re.compile(
-            r"(?<![A-Za-z0-9])(?i:aws[A-Za-z0-9_.\-]{0,40}?(?:secret|sk)[A-Za-z0-9_.\-]{0,40})\\?[\"']?\]?[ \t]*(?:=|:=|:|=>)"
+            r"(?<![A-Za-z0-9])(?i:aws[A-Za-z0-9_.\-]{0,40}?(?:secret|sk)[A-Za-z0-9_.\-]{0,40})"
+            r"\\?[\"']?\]?[ \t]*(?:=|:=|:|=>)"
             r"[ \t]*\\?[\"']?(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
         ),
         min_entropy=3.5,
