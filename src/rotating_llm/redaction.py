@@ -124,14 +124,23 @@ def _registered_pattern() -> re.Pattern[str] | None:
 #: Detectors look at no more than this many leading characters of one text (a bound on
 #: the work per log record); registered secrets are masked in the whole text.
 MAX_SCAN_CHARS = 64 * 1024
-# Every detector needs 16 value characters in a row (or a PEM header): without such a run
-# no detector can match, and the text skips them. Fixed width, so the search is linear.
-_CANDIDATE = re.compile(r"[^\s\"'`<>,;(){}\[\]\\]{16}|PRIVATE KEY")
+# Every detector needs a known prefix, a separator before 16 value characters, or a PEM
+# header: text without any skips the detectors. Fixed width, so the search is linear.
+_VALUE = r"[^\s\"'`<>,;(){}\[\]\\]"
+_SEPARATED = re.compile(r"[=:>,][ \t]*[\"'`]?[^\s\"'`<>,;(){}\[\]\\/]" + _VALUE + "{15}")
+_PREFIXED = re.compile(  # factored by first character: the fastest form for ``re``
+    r"A(?:Iza|KIA|SIA|BIA|CCA|3T|BSK)|sk-|gsk_|hf_|api_org_|gh[pousr]_|github_pat_"
+    r"|x(?:ox|app-|ai-)|hooks\.slack|_(?:live|test|prod)_|eyJ|pplx-|fw_|PRIVATE KEY"
+)
+
+
+def _candidate(head: str) -> bool:
+    return _SEPARATED.search(head) is not None or _PREFIXED.search(head) is not None
 
 
 def _detect(text: str) -> str:
     head = text[:MAX_SCAN_CHARS]
-    if _CANDIDATE.search(head) is None:
+    if not _candidate(head):
         return text
     matches = find_secrets(head, honor_allow=False)
     if not matches:
@@ -175,6 +184,7 @@ _STANDARD_ATTRS = frozenset(
     | {"message", "asctime", "taskName", "_rotating_llm_redacted"}
 )
 _STAMP = "_rotating_llm_redacted"
+_BASE_ATTR_COUNT = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
 
 
 class _Masked:
@@ -228,12 +238,13 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     exception text and stack text are masked too; the work per record is bounded by
     :data:`MAX_SCAN_CHARS`.
     """
-    extras = record.__dict__.keys() - _STANDARD_ATTRS
-    for name in extras:  # extras may be set after creation
-        value = record.__dict__[name]
-        if isinstance(value, str) and _needs_redaction(value):
-            record.__dict__[name] = redact(value)
-    stamp = record.__dict__.get(_STAMP)
+    attrs = record.__dict__
+    stamp = attrs.get(_STAMP)
+    if len(attrs) - (stamp is not None) > _BASE_ATTR_COUNT:  # extras, set after creation
+        for name in attrs.keys() - _STANDARD_ATTRS:
+            value = attrs[name]
+            if isinstance(value, str) and _needs_redaction(value):
+                attrs[name] = redact(value)
     if (
         stamp is not None
         and stamp[0] == _version
