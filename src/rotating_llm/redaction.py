@@ -121,14 +121,28 @@ def _registered_pattern() -> re.Pattern[str] | None:
     return compiled
 
 
-def redact(text: str) -> str:
-    """``text`` with registered secrets and detector matches masked."""
-    if not text:
+#: Detectors look at no more than this many leading characters of one text (a bound on
+#: the work per log record); registered secrets are masked in the whole text.
+MAX_SCAN_CHARS = 64 * 1024
+# Every detector needs a known prefix, a separator before 16 value characters, or a PEM
+# header: text without any skips the detectors. Fixed width, so the search is linear.
+_VALUE = r"[^\s\"'`<>,;(){}\[\]\\]"
+_SEPARATED = re.compile(r"[=:>,][ \t]*[\"'`]?[^\s\"'`<>,;(){}\[\]\\/]" + _VALUE + "{15}")
+_PREFIXED = re.compile(  # factored by first character: the fastest form for ``re``
+    r"A(?:Iza|KIA|SIA|BIA|CCA|3T|BSK)|sk-|gsk_|hf_|api_org_|gh[pousr]_|github_pat_"
+    r"|x(?:ox|app-|ai-)|hooks\.slack|_(?:live|test|prod)_|eyJ|pplx-|fw_|PRIVATE KEY"
+)
+
+
+def _candidate(head: str) -> bool:
+    return _SEPARATED.search(head) is not None or _PREFIXED.search(head) is not None
+
+
+def _detect(text: str) -> str:
+    head = text[:MAX_SCAN_CHARS]
+    if not _candidate(head):
         return text
-    pattern = _registered_pattern()
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
-    matches = find_secrets(text, honor_allow=False)
+    matches = find_secrets(head, honor_allow=False)
     if not matches:
         return text
     out: list[str] = []
@@ -147,43 +161,135 @@ def redact(text: str) -> str:
     return "".join(out)
 
 
+def redact(text: str) -> str:
+    """``text`` with registered secrets and detector matches masked."""
+    if not text:
+        return text
+    pattern = _registered_pattern()
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    return _detect(text)
+
+
+def _needs_redaction(text: str) -> bool:
+    """Whether :func:`redact` would change ``text`` (cheap when it holds no candidate)."""
+    pattern = _registered_pattern()
+    if pattern is not None and pattern.search(text) is not None:
+        return True
+    return _detect(text) is not text
+
+
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "taskName", "_rotating_llm_redacted"}
 )
 _STAMP = "_rotating_llm_redacted"
+_BASE_ATTR_COUNT = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+
+
+class _Masked:
+    """Stands in for a log argument whose text held a secret: prints masked, either way."""
+
+    __slots__ = ("_repr", "_str")
+
+    def __init__(self, value: object) -> None:
+        self._str = redact(str(value))
+        self._repr = redact(repr(value))
+
+    def __str__(self) -> str:
+        return self._str
+
+    def __repr__(self) -> str:
+        return self._repr
+
+    def __format__(self, spec: str) -> str:
+        return format(self._str, spec)
+
+
+def _mask_arg(value: Any) -> Any:
+    """``value`` itself when it holds no secret; else a masked value of a printable kind."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value  # keeps %d / %f working; numbers carry no key
+    if isinstance(value, str):
+        return redact(value) if _needs_redaction(value) else value
+    text = repr(value) if isinstance(value, (bytes, list, tuple, dict, set)) else str(value)
+    return _Masked(value) if _needs_redaction(text) else value
+
+
+def _mask_args(args: Any) -> Any:
+    """``args`` with the same container type and length, each element masked."""
+    if isinstance(args, tuple):
+        masked = tuple(_mask_arg(a) for a in args)
+        return args if all(m is a for m, a in zip(masked, args, strict=True)) else masked
+    if isinstance(args, dict):
+        changed = {k: _mask_arg(v) for k, v in args.items()}
+        return args if all(changed[k] is v for k, v in args.items()) else changed
+    return _mask_arg(args)
 
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
-    """Rewrite ``record`` in place so that its message, args, exception and extras are masked.
+    """Mask secrets in ``record`` in place, keeping the shape formatters rely on.
 
-    The message is formatted once (``msg % args``), redacted, and stored as ``msg`` with
-    ``args`` cleared. An exception whose text held a secret is replaced by its redacted text.
+    ``msg`` stays the format string and ``args`` keeps its type and length (uvicorn's access
+    formatter unpacks five of them): each argument that holds a secret is replaced by its
+    masked text, numbers and clean values are left as they are. Only when a secret spans the
+    format string and its arguments (a name in ``msg``, the value in ``args``) is the
+    message formatted once and stored in ``msg`` with ``args`` emptied (same type). Extras,
+    exception text and stack text are masked too; the work per record is bounded by
+    :data:`MAX_SCAN_CHARS`.
     """
-    for name, value in list(record.__dict__.items()):  # extras may be set after creation
-        if name not in _STANDARD_ATTRS and isinstance(value, str):
-            record.__dict__[name] = redact(value)
-    stamp = getattr(record, _STAMP, None)
-    if stamp is not None and stamp[0] == _version and stamp[1] is record.msg and not record.args:
+    attrs = record.__dict__
+    stamp = attrs.get(_STAMP)
+    if len(attrs) - (stamp is not None) > _BASE_ATTR_COUNT:  # extras, set after creation
+        for name in attrs.keys() - _STANDARD_ATTRS:
+            value = attrs[name]
+            if isinstance(value, str) and _needs_redaction(value):
+                attrs[name] = redact(value)
+    if (
+        stamp is not None
+        and stamp[0] == _version
+        and stamp[1] is record.msg
+        and stamp[2] is record.args
+    ):
         return record  # already redacted, and not changed since
     try:
         message = record.getMessage()
-    except Exception:  # bad args: keep both parts, masked
-        message = f"{record.msg!s} {record.args!r}"
-    record.msg = redact(message)
-    record.args = None
+    except Exception:  # bad args: the formatter will report them; mask what is there
+        message = None
+    if message is None or _needs_redaction(message):
+        _redact_message(record, message)
     if record.exc_info and record.exc_info[0] is not None:
         text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-        clean = redact(text)
-        record.exc_text = clean
-        if clean != text:
+        if _needs_redaction(text):
+            record.exc_text = redact(text)
             record.exc_info = None  # the exception object itself carries the secret
-    elif record.exc_text:
+    elif record.exc_text and _needs_redaction(record.exc_text):
         record.exc_text = redact(record.exc_text)
-    if record.stack_info:
+    if record.stack_info and _needs_redaction(record.stack_info):
         record.stack_info = redact(record.stack_info)
-    setattr(record, _STAMP, (_version, record.msg))
+    record.__dict__[_STAMP] = (_version, record.msg, record.args)
     return record
+
+
+def _redact_message(record: logging.LogRecord, message: str | None) -> None:
+    msg = record.msg
+    if isinstance(msg, str):
+        record.msg = redact(msg) if _needs_redaction(msg) else msg
+    elif isinstance(msg, dict):  # structlog's stdlib bridge: the event dict stays a dict
+        record.msg = _mask_args(msg)
+    else:
+        record.msg = _mask_arg(msg)
+    if record.args:
+        record.args = _mask_args(record.args)
+    if message is None:
+        return
+    try:
+        again = record.getMessage()
+    except Exception:
+        again = ""
+    if _needs_redaction(again):  # the secret spans msg and args: format once
+        record.msg = redact(message)
+        record.args = type(record.args)() if isinstance(record.args, (tuple, dict)) else ()
 
 
 class RedactingFilter(logging.Filter):

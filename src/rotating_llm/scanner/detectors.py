@@ -131,6 +131,7 @@ class Detector:
 _B = r"(?<![A-Za-z0-9_\-])"  # no token character before
 _E = r"(?![A-Za-z0-9_\-])"  # no token character after
 
+_NOT_SECRET_NAME = re.compile(r"public|primary|foreign|csrf|xsrf|sort|cache|lookup", re.I)
 _GENERIC_NAME = re.compile(
     r"(?:api[_\-]?key|key|secret|token|password|passwd|pwd|credentials?|auth)$", re.IGNORECASE
 )
@@ -145,11 +146,14 @@ def _private_key_body(value: str, match: re.Match[str]) -> bool:
     return len(material) >= 40 and not is_placeholder(material) and len(set(material)) > 10
 
 
-_WORDS = re.compile(r"(?:[A-Za-z][a-z]+[_\-.:/]?)+")
+# Unambiguous (each repetition starts with a capital or a separator): linear, no backtracking.
+_WORDS = re.compile(r"[A-Za-z][a-z]+(?:[A-Z][a-z]+|[_\-.:/][A-Za-z][a-z]+)*[_\-.:/]?")
 
 
 def _generic_check(value: str, match: re.Match[str]) -> bool:
-    name = match.group("name")
+    name = match.group("name").rstrip(".-")
+    if _NOT_SECRET_NAME.search(name):
+        return False  # public_key, publicToken, primaryKey, foreignKey, csrf_token
     word = _GENERIC_NAME.search(name)
     if word is None:
         return False
@@ -183,7 +187,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "private-key",
         "A PEM private key block",
-        re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+        re.compile(r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,4}PRIVATE KEY(?: BLOCK)?-----"),
         prefixes=("-----BEGIN",),
         min_entropy=0.0,
         check=_private_key_body,
@@ -201,10 +205,11 @@ DETECTORS: tuple[Detector, ...] = (
             _B
             + r"(?:sk-(?:proj|svcacct|admin|None)-"
             + _TOKEN
-            + r"{32,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|sk-[A-Za-z0-9]{48})"
+            + r"{32,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})"
             + _E
         ),
         prefixes=("sk-", "sk-proj-", "sk-svcacct-", "sk-admin-", "sk-None-"),
+        check=lambda value, _m: "T3BlbkFJ" in value,  # OpenAI's marker; look-alikes lack it
     ),
     Detector(
         "google-api-key",
@@ -221,22 +226,96 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "huggingface-token",
         "A Hugging Face access token (hf_)",
-        re.compile(_B + r"hf_[A-Za-z0-9]{30,40}" + _E),
-        prefixes=("hf_",),
+        re.compile(_B + r"(?:hf_[A-Za-z0-9]{30,40}|api_org_[A-Za-z0-9]{30,40})" + _E),
+        prefixes=("hf_", "api_org_"),
     ),
     Detector(
         "aws-access-key-id",
         "An AWS access key id (AKIA..., ASIA...)",
-        re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
-        prefixes=("AKIA", "ASIA", "ABIA", "ACCA"),
+        re.compile(
+            r"(?<![A-Za-z0-9])(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"
+        ),
+        prefixes=("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
         min_entropy=2.5,
+    ),
+    Detector(
+        "aws-bedrock-api-key",
+        "An Amazon Bedrock API key (ABSK..., AWS_BEARER_TOKEN_BEDROCK)",
+        re.compile(r"(?<![A-Za-z0-9+/])ABSK[A-Za-z0-9+/]{60,400}={0,2}(?![A-Za-z0-9+/=])"),
+        prefixes=("ABSK",),
+    ),
+    Detector(
+        "github-token",
+        "A GitHub token (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_)",
+        re.compile(_B + r"(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})" + _E),
+        prefixes=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    Detector(
+        "slack-token",
+        "A Slack token (xoxb-, xoxp-, xoxa-, xoxr-, xoxs-, xapp-)",
+        re.compile(_B + r"(?:xox[baprs]-|xapp-)[0-9A-Za-z\-]{20,250}" + _E),
+        prefixes=("xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xapp-"),
+    ),
+    Detector(
+        "slack-webhook",
+        "A Slack incoming webhook URL",
+        re.compile(
+            r"hooks\.slack\.com/(?:services|workflows|triggers)/"
+            r"(?P<value>T[A-Z0-9]{6,12}/[AB][A-Z0-9]{6,12}/[A-Za-z0-9]{20,40})" + _E
+        ),
+    ),
+    Detector(
+        "stripe-key",
+        "A Stripe secret or restricted key (sk_live_, rk_live_, sk_test_)",
+        re.compile(_B + r"(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{20,99}" + _E),
+        prefixes=("sk_live_", "rk_live_", "sk_test_", "rk_test_", "sk_prod_", "rk_prod_"),
+    ),
+    Detector(
+        "jwt",
+        "A JSON Web Token",
+        re.compile(
+            _B + r"eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{16,}" + _E
+        ),
+        prefixes=("eyJ",),
+        min_entropy=3.5,
+    ),
+    Detector(
+        "perplexity-api-key",
+        "A Perplexity API key (pplx-)",
+        re.compile(_B + r"pplx-[A-Za-z0-9]{48}" + _E),
+        prefixes=("pplx-",),
+    ),
+    Detector(
+        "xai-api-key",
+        "An xAI API key (xai-)",
+        re.compile(_B + r"xai-[A-Za-z0-9]{70,90}" + _E),
+        prefixes=("xai-",),
+    ),
+    Detector(
+        "openrouter-api-key",
+        "An OpenRouter API key (sk-or-v1-)",
+        re.compile(_B + r"sk-or-v1-[a-f0-9]{64}" + _E),
+        prefixes=("sk-or-v1-",),
+    ),
+    Detector(
+        "deepseek-api-key",
+        "A DeepSeek API key (sk- and 32 hex digits)",
+        re.compile(_B + r"sk-[a-f0-9]{32}" + _E),
+        prefixes=("sk-",),
+    ),
+    Detector(
+        "fireworks-api-key",
+        "A Fireworks AI API key (fw_)",
+        re.compile(_B + r"fw_[A-Za-z0-9]{20,64}" + _E),
+        prefixes=("fw_",),
     ),
     Detector(
         "aws-secret-access-key",
         "An AWS secret access key assigned to an aws_secret_* name",
         re.compile(
-            r"(?i:aws[A-Za-z0-9_.\-]*?(?:secret|sk)[A-Za-z0-9_.\-]*)\\?[\"']?\]?\s*(?:=|:=|:|=>)"
-            r"\s*\\?[\"']?(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+            r"(?<![A-Za-z0-9])(?i:aws[A-Za-z0-9_.\-]{0,40}?(?:secret|sk)[A-Za-z0-9_.\-]{0,40})"
+            r"\\?[\"']?\]?[ \t]*(?:=|:=|:|=>)"
+            r"[ \t]*\\?[\"']?(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
         ),
         min_entropy=3.5,
     ),
@@ -244,8 +323,31 @@ DETECTORS: tuple[Detector, ...] = (
         "generic-secret",
         "A high-entropy value assigned to a *_KEY, *_SECRET, *_TOKEN, *_PASSWORD name",
         re.compile(
-            r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)\\?[\"']?\]?\s*(?:=|:=|:|=>)\s*\\?[\"'`]?"
+            r"(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,80}?)\\?[\"']?\]?"
+            r"(?:[ \t]+(?:string|str|const|final|String|var|let))?"
+            r"[ \t]*(?:::=|:=|\?=|\.=|=>|=|:)[ \t]*\\?[\"'`]?"
             r"(?P<value>[^\s\"'`<>,;(){}\[\]\\]{16,256})"
+        ),
+        min_entropy=0.0,
+        check=_generic_check,
+    ),
+    Detector(
+        "generic-secret",
+        'A high-entropy value passed with a secret-looking name: setProperty("X_TOKEN", ...)',
+        re.compile(
+            r"(?<![A-Za-z0-9_])(?:setProperty|setenv|Setenv|putenv|put|set)\([ \t]*[\"']"
+            r"(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,80})[\"'][ \t]*,[ \t]*[\"']"
+            r"(?P<value>[^\s\"'`<>,;(){}\[\]\\]{16,256})[\"']"
+        ),
+        min_entropy=0.0,
+        check=_generic_check,
+    ),
+    Detector(
+        "generic-secret",
+        "A high-entropy XML element with a secret-looking name: <apiToken>...</apiToken>",
+        re.compile(
+            r"<(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,80})(?:[ \t][^<>\n]{0,200})?>[ \t]*"
+            r"(?P<value>[^\s\"'`<>,;(){}\[\]\\]{16,256})[ \t]*</"
         ),
         min_entropy=0.0,
         check=_generic_check,
@@ -323,12 +425,16 @@ def find_secrets(text: str, *, honor_allow: bool = True) -> list[RawMatch]:
     for det in DETECTORS:
         if det.name == "private-key" and "PRIVATE KEY" not in text:
             continue
-        for match in det.pattern.finditer(text):
+        pos = 0
+        while (match := det.pattern.search(text, pos)) is not None:
             value, start, end = det.value_of(match)
             if det.accepts(value, match):
                 add(det.name, det.prefix_len(value), value, start, end)
                 if det.name == "aws-access-key-id":
                     aws_id_lines.append(line_of(start))
+                pos = max(end, match.start() + 1)
+            else:  # a rejected wide span may hold a real finding: look inside its value
+                pos = max(start, match.start() + 1)
     if aws_id_lines:  # a bare 40-char secret key on a line near an access key id
         for match in _AWS_SECRET_NEAR_ID.finditer(text):
             value = match.group("value")
