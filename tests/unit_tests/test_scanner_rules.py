@@ -32,6 +32,18 @@ _rule(
 )
 _rule("openai-api-key", ["sk-proj-" + _r(30) + "T3BlbkFJ" + _r(30)], ["sk-proj-" + _r(70)])
 _rule("google-api-key", ["AIza" + _r(35)], ["AIzaSyAbCdEfGhIjKlMnOpQrStUvWxYz1234567"])
+RULES["google-api-key"][1].extend(  # Firebase's published example keys stay quiet
+    ["AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs", "AIzaSyabcdefghijklmnopqrstuvwxyz1234567"]
+)
+_rule(
+    "azure-openai-key",
+    [_r(32, "0123456789abcdef"), _r(84)],
+    [
+        "sha " + _r(32, "0123456789abcdef"),  # a bare hex digest, no Azure endpoint near
+        "endpoint https://example.openai.azure.com/ key your-azure-openai-key",
+    ],
+    line="AZURE_OPENAI_ENDPOINT=https://my-res.openai.azure.com/\nvalue = {}",
+)
 _rule("groq-api-key", ["gsk_" + _r(52)], ["gsk_your_groq_api_key_here_0000000000000000000"])
 _rule(
     "huggingface-token",

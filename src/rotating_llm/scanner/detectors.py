@@ -128,6 +128,39 @@ class Detector:
         return self.check is None or self.check(value, match)
 
 
+#: Google API keys published as examples in Firebase's SDKs (gitleaks allowlists them too).
+FIREBASE_EXAMPLE_KEYS = frozenset(
+    {
+        "AIzaSyabcdefghijklmnopqrstuvwxyz1234567",
+        "AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs",
+        "AIzaSyCkEhVjf3pduRDt6d1yKOMitrUEke8agEM",
+        "AIzaSyDMAScliyLx7F0NPDEJi1QmyCgHIAODrlU",
+        "AIzaSyD3asb-2pEZVqMkmL6M9N6nHZRR_znhrh0",
+        "AIzayDNSXIbFmlXbIE6mCzDLQAqITYefhixbX4A",
+        "AIzaSyAdOS2zB6NCsk1pCdZ4-P6GBdi_UUPwX7c",
+        "AIzaSyASWm6HmTMdYWpgMnjRBjxcQ9CKctWmLd4",
+        "AIzaSyANUvH9H9BsUccjsu2pCmEkOPjjaXeDQgY",
+        "AIzaSyA5_iVawFQ8ABuTZNUdcwERLJv_a_p4wtM",
+        "AIzaSyA4UrcGxgwQFTfaI3no3t7Lt1sjmdnP5sQ",
+        "AIzaSyDSb51JiIcB6OJpwwMicseKRhhrOq1cS7g",
+        "AIzaSyBF2RrAIm4a0mO64EShQfqfd2AFnzAvvuU",
+        "AIzaSyBcE-OOIbhjyR83gm4r2MFCu4MJmprNXsw",
+        "AIzaSyB8qGxt4ec15vitgn44duC5ucxaOi4FmqE",
+        "AIzaSyA8vmApnrHNFE0bApF4hoZ11srVL_n0nvY",
+    }
+)
+#: How far (characters, either side) an Azure OpenAI endpoint may stand from its key.
+AZURE_NEARBY = 400
+_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
+
+
+def _beside_azure_endpoint(value: str, match: re.Match[str]) -> bool:
+    """A bare 32-hex or 84-character value is an Azure key only near an Azure endpoint."""
+    text = match.string
+    near = text[max(0, match.start() - AZURE_NEARBY) : match.end() + AZURE_NEARBY].lower()
+    return any(host in near for host in _AZURE_HOSTS)
+
+
 _B = r"(?<![A-Za-z0-9_\-])"  # no token character before
 _E = r"(?![A-Za-z0-9_\-])"  # no token character after
 
@@ -216,6 +249,13 @@ DETECTORS: tuple[Detector, ...] = (
         "A Google / Gemini API key (AIza...)",
         re.compile(_B + r"AIza[0-9A-Za-z_\-]{35}" + _E),
         prefixes=("AIza",),
+        check=lambda value, _m: value not in FIREBASE_EXAMPLE_KEYS,
+    ),
+    Detector(
+        "azure-openai-key",
+        "An Azure OpenAI key (32 hex or 84 characters) beside an Azure OpenAI endpoint",
+        re.compile(_B + r"(?:[0-9a-f]{32}|[0-9A-Za-z]{84})" + _E),
+        check=_beside_azure_endpoint,
     ),
     Detector(
         "groq-api-key",
