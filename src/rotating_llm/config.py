@@ -84,7 +84,8 @@ class Settings(BaseModel):
     conversation_ttl_seconds: int = Field(86400, gt=0)
     user_rpm_default: int = Field(10, gt=0)
     global_rpm_max: int = Field(1000, gt=0)
-    router_enabled: bool = False
+    #: Rotation is on unless LLM_MULTI_KEY_ROUTER_ENABLED is explicitly false (the off switch).
+    router_enabled: bool = True
     log_file: Path | None = None
     log_level: str = "INFO"
     redact_logs: bool = True

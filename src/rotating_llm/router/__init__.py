@@ -4,11 +4,11 @@ A face over the LangChain face's engine (``RotatingChatModel``, one per pool) an
 core conversation store. Importing this package does not import LangChain; the first
 send does.
 
-``LLM_MULTI_KEY_ROUTER_ENABLED`` (``Settings.router_enabled``, default off) is the
-design document's feature flag. Off: the legacy single-key behaviour, each pool sends
-with its first active key only (same limiter, reservations and failure handling; when
-that key is cooling down or disabled the pool is out of capacity). On: rotation over
-every key of the pool. ``RequestRouter(rotation=...)`` overrides the setting.
+``LLM_MULTI_KEY_ROUTER_ENABLED`` (``Settings.router_enabled``) is the off switch: rotation
+over every key of a pool unless it is explicitly ``false``. Off: the legacy single-key
+behaviour, each pool sends with its first active key only (same limiter, reservations and
+failure handling; when that key is cooling down or disabled the pool is out of capacity).
+``RequestRouter(rotation=...)`` overrides the setting.
 """
 
 from __future__ import annotations

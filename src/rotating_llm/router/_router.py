@@ -53,8 +53,9 @@ class RequestRouter:
         max_wait: Seconds to wait for capacity (default: the manager's ``max_wait``).
         fallbacks: ``model -> [fallback models]``, tried in order when the model's pool
             has no capacity (``rate_limited``).
-        rotation: Rotate over every key of a pool. Default: ``LLM_MULTI_KEY_ROUTER_ENABLED``
-            (off: the legacy single-key behaviour, each pool uses its first active key).
+        rotation: Rotate over every key of a pool. Default: on, unless
+            ``LLM_MULTI_KEY_ROUTER_ENABLED`` is false (then each pool uses its first
+            active key, the legacy single-key behaviour).
         default_model: The pool used when a call names none (default: the only pool).
         chat_model_options: Further ``RotatingChatModel`` arguments (``max_attempts``,
             ``timeout``, ``provider_factories``, ...).
