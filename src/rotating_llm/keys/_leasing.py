@@ -230,7 +230,7 @@ class Leasing:
             fresh = self.secret_store.get_secret(lease.key_id)
         except SecretStoreError:
             return None
-        return fresh.get_secret_value() != lease.api_key
+        return fresh.get_secret_value() != lease.api_key.get_secret_value()
 
     def _on_failure(
         self,

@@ -230,7 +230,7 @@ class RotatingChatModel(BaseChatModel):
             key_id=lease.key_id,
             provider=lease.provider,
             model=lease.model_name,
-            api_key=lease.api_key_secret,
+            api_key=lease.api_key,
             base_url=lease.base_url or self.base_url,
             temperature=self.temperature,
             max_tokens=self.max_tokens,

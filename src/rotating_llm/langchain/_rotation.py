@@ -204,7 +204,7 @@ class Attempts:
             model=self.pool,
             key_id=lease.key_id,
             attempts=self.count,
-            secret=lease.api_key,
+            secret=lease.api_key.get_secret_value(),
         )
 
 
