@@ -31,6 +31,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no download attempts
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*using the `ReadOnly` qualifier:UserWarning"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning"),
 ]
 
 SECRET = "AIzaSy-one-classifier-secret-000000001"
@@ -396,3 +397,95 @@ def test_no_answer_means_the_same_in_every_face(
     lc, lite = _both(server, fault, *pair)
     assert lc == lite
     assert lc.kind is kind
+
+
+# -- no secret reachable from what the library raises ------------------------------------
+
+
+def _reachable_secrets(root: BaseException, secret: str) -> list[str]:
+    """Paths from ``root`` to any value holding ``secret`` (cause, context, args, attrs)."""
+    found: list[str] = []
+    seen: set[int] = set()
+    todo: list[tuple[str, Any]] = [("exc", root)]
+    while todo and len(seen) < 5000:
+        path, node = todo.pop()
+        if isinstance(node, (str, bytes)):
+            text = node.decode("utf-8", "replace") if isinstance(node, bytes) else node
+            if secret in text:
+                found.append(path)
+            continue
+        if node is None or id(node) in seen or isinstance(node, (int, float, bool)):
+            continue
+        seen.add(id(node))
+        if isinstance(node, BaseException):
+            todo += [
+                (f"{path}.__cause__", node.__cause__),
+                (f"{path}.__context__", node.__context__),
+            ]
+            todo += [(f"{path}.args[{i}]", a) for i, a in enumerate(node.args)]
+            todo.append((f"{path}.str", str(node)))
+        if isinstance(node, dict):
+            todo += [(f"{path}[{k!r}]", v) for k, v in node.items()]
+            continue
+        if isinstance(node, (list, tuple, set)):
+            todo += [(f"{path}[{i}]", v) for i, v in enumerate(node)]
+            continue
+        headers = getattr(node, "headers", None)
+        if headers is not None and hasattr(headers, "items"):
+            todo += [(f"{path}.headers[{k!r}]", v) for k, v in headers.items()]
+        for name, value in (getattr(node, "__dict__", None) or {}).items():
+            if not callable(value) or isinstance(value, BaseException):
+                todo.append((f"{path}.{name}", value))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("provider", "answer"),
+    [
+        ("gemini", GEMINI[2][1]),
+        ("gemini", GEMINI[9][1]),
+        ("openai", OPENAI[3][1]),
+        ("openai", OPENAI[7][1]),
+        ("openai", OPENAI[5][1]),
+    ],
+)
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_no_secret_reachable_from_the_langchain_face_errors(
+    server: tuple[str, type[_Canned]], provider: str, answer: Answer, shell: str
+) -> None:
+    import asyncio
+    import uuid
+
+    from rotating_llm import APIKey, KeyManager, Settings
+    from rotating_llm.langchain import RotatingChatModel
+    from rotating_llm.secrets import EnvSecretStore
+
+    url, handler = server
+    handler.answer = answer
+    secret = f"sk-scrub-{uuid.uuid4().hex}"
+    key = APIKey(key_id="k0", model_name="m", provider=provider, rpm=100, tpm=100_000, base_url=url)
+    manager = KeyManager(
+        [key],
+        settings=Settings(redis_url=None, key_prefix=f"s{uuid.uuid4().hex[:8]}:", max_wait=0),
+        secret_store=EnvSecretStore({"API_KEY_K0": secret}),
+    )
+    llm = RotatingChatModel(model="m", key_manager=manager, max_attempts=1, timeout=2)
+
+    def call() -> Any:
+        return llm.invoke("hi") if shell == "sync" else asyncio.run(llm.ainvoke("hi"))
+
+    with pytest.raises(Exception) as info:
+        call()
+    assert info.value.__cause__ is not None or info.value.__context__ is not None
+    assert _reachable_secrets(info.value, secret) == []
+
+
+def test_the_walker_finds_a_secret_in_a_chained_request() -> None:
+    import httpx
+
+    request = httpx.Request("POST", "http://x", headers={"Authorization": "Bearer sk-walk"})
+    inner = RuntimeError("boom")
+    inner.request = request  # type: ignore[attr-defined]
+    outer = ValueError("outer")
+    outer.__cause__ = inner
+    assert "exc.__cause__.request.headers['authorization']" in _reachable_secrets(outer, "sk-walk")
