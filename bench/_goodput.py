@@ -122,7 +122,7 @@ async def _ours(
                     resp = await client.post(
                         f"{lease.base_url}/chat/completions",
                         json=_body(i),
-                        headers={"Authorization": f"Bearer {lease.api_key}"},
+                        headers={"Authorization": f"Bearer {lease.api_key.get_secret_value()}"},
                     )
                 except BaseException:
                     await lease.arelease()

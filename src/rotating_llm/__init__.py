@@ -55,7 +55,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "APIKey": "rotating_llm.keys.models",
     "ConversationStore": "rotating_llm.conversation",
-    "FailureKind": "rotating_llm.keys.lease",
+    "FailureKind": "rotating_llm.failures",
     "KeyManager": "rotating_llm.keys.manager",
     "Lease": "rotating_llm.keys.lease",
     "RateLimitDecision": "rotating_llm.limiter._user_limits",

@@ -85,7 +85,8 @@ def _one_request(km: KeyManager, result: DemoResult, lock: threading.Lock, n: in
                 result.waits += 1
                 result.wait_seconds += lease.waited
         try:
-            status, body, headers = _call(lease.base_url or "", lease.api_key, prompt)
+            secret = lease.api_key.get_secret_value()
+            status, body, headers = _call(lease.base_url or "", secret, prompt)
         except OSError:
             lease.fail(FailureKind.TIMEOUT)
             continue
@@ -97,7 +98,10 @@ def _one_request(km: KeyManager, result: DemoResult, lock: threading.Lock, n: in
                 result.per_key[lease.key_id] += 1
             return
         verdict = classify_http(status, body, headers)
-        if lease.fail(verdict.kind, verdict.retry_after, verdict.reason) == "disabled":
+        if (
+            lease.fail(verdict.kind or FailureKind.SERVER, verdict.retry_after, verdict.reason)
+            == "disabled"
+        ):
             with lock:
                 if lease.key_id not in result.disabled:
                     result.disabled.append(lease.key_id)

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rotating_llm.keys.lease import FailureKind
+    from rotating_llm.failures import FailureKind
 
 __all__ = [
     "AllKeysExhaustedError",
@@ -176,7 +176,7 @@ class ProviderError(RotatingLLMError):
     Attributes:
         model: The pool.
         key_id: The key that served the last attempt (never the secret).
-        kind: The :class:`~rotating_llm.keys.lease.FailureKind` of the last failure.
+        kind: The :class:`~rotating_llm.failures.FailureKind` of the last failure.
         status: The provider's HTTP status, if any.
         attempts: Provider calls made for this request.
     """

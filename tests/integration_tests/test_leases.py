@@ -98,7 +98,7 @@ def test_settling_twice_changes_nothing(manager_factory) -> None:
 def test_context_manager(manager_factory) -> None:
     km = manager_factory(make_keys(1, tpm=1000), window_seconds=30)
     with km.acquire("m", 70) as lease:
-        assert lease.api_key.startswith("sk-test-k0")
+        assert lease.api_key.get_secret_value().startswith("sk-test-k0")
     assert lease.outcome == "complete"
     with pytest.raises(RuntimeError), km.acquire("m", 30) as failed:
         raise RuntimeError("boom")
@@ -160,12 +160,12 @@ def test_auth_failure_after_rotation_rereads_the_secret(manager_factory, sh) -> 
     secrets = secrets_for(keys)
     km = manager_factory(keys, secrets=secrets, window_seconds=30)
     lease = sh.acquire(km, "m", 1)
-    old = lease.api_key
+    old = lease.api_key.get_secret_value()
     secrets["API_KEY_K0"] = "sk-rotated-value-123456"  # rotated in the store
     assert sh.fail(lease, FailureKind.AUTH) == "secret_rotated"
     assert km.get_key_status("k0")["disabled"] is False
     fresh = sh.acquire(km, "m", 1)
-    assert fresh.api_key == "sk-rotated-value-123456" != old
+    assert fresh.api_key.get_secret_value() == "sk-rotated-value-123456" != old
 
 
 def test_model_side_failures_do_not_blame_the_key(manager_factory, sh) -> None:

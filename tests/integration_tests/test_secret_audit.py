@@ -164,7 +164,7 @@ def run_pool_workload(
 
     # leases taken directly: reprs, settled every way
     lease = km.acquire(pool, 10)
-    ev.add("reprs", repr(lease), str(lease), repr(lease.reservation), lease.api_key_secret)
+    ev.add("reprs", repr(lease), str(lease), repr(lease.reservation), lease.api_key)
     lease.release()
 
     # no capacity left: every remaining key cooled down, max_wait=0
@@ -475,7 +475,7 @@ def test_aws_first_read_leaks_no_secret_into_botocore_debug_log(
         km = KeyManager([key], settings=settings)  # installs the redaction, as in an app
         try:
             lease = km.acquire(GEMINI_PRO, 10)  # reads the secret from the store
-            assert lease.api_key == value
+            assert lease.api_key.get_secret_value() == value
             lease.release()
         finally:
             km.close()

@@ -18,8 +18,8 @@ from langchain_google_genai.chat_models import (
 from rotating_llm import AllKeysExhaustedError, FailureKind
 from rotating_llm.langchain import (
     RotatingAPIError,
+    RotatingAuthenticationError,
     RotatingContextOverflowError,
-    RotatingInvalidRequestError,
     RotatingRateLimitError,
     classify,
 )
@@ -145,7 +145,7 @@ def test_provider_error_redacts_the_secret_and_names_the_key() -> None:
     body = {"error": {"message": f"Incorrect API key provided: {secret}", "code": None}}
     exc = _openai(openai.BadRequestError, 400, body)
     err = provider_error(exc, classify(exc), model="m", key_id="k7", attempts=1, secret=secret)
-    assert isinstance(err, RotatingInvalidRequestError)
+    assert isinstance(err, RotatingAuthenticationError)  # the text names a refused key
     assert secret not in str(err) and "k7" in str(err) and err.status == 400
 
 

@@ -350,7 +350,7 @@ def test_a_request_larger_than_every_tpm_fails_at_once(
 @pytest.mark.redis
 def test_no_secret_in_reprs_leases_or_errors(installed: Any) -> None:
     lease = installed.manager.acquire("pool", 1)
-    assert lease.api_key == PLACEHOLDER_SECRET
+    assert lease.api_key.get_secret_value() == PLACEHOLDER_SECRET
     lease.release()
     for _ in range(4):
         installed.get_available_deployment("pool", request_kwargs={})

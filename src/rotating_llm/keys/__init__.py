@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING
 from rotating_llm._lazy import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
+    from rotating_llm.failures import FailureKind
     from rotating_llm.keys._default import get_key_manager, get_redis_limiter
-    from rotating_llm.keys.lease import FailureKind, Lease
+    from rotating_llm.keys.lease import Lease
     from rotating_llm.keys.loader import load_keys_file, parse_keys, save_keys_file
     from rotating_llm.keys.manager import KeyManager
     from rotating_llm.keys.models import APIKey
 
 _WHERE = {
     "APIKey": "rotating_llm.keys.models",
-    "FailureKind": "rotating_llm.keys.lease",
+    "FailureKind": "rotating_llm.failures",
     "KeyManager": "rotating_llm.keys.manager",
     "Lease": "rotating_llm.keys.lease",
     "get_key_manager": "rotating_llm.keys._default",

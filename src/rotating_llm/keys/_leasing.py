@@ -272,7 +272,10 @@ class Leasing:
                     fresh = yield Step("fresh_secret", kid)
                 except SecretStoreError:
                     fresh = None
-                if fresh is not None and fresh.get_secret_value() != lease.api_key:
+                if (
+                    fresh is not None
+                    and fresh.get_secret_value() != lease.api_key.get_secret_value()
+                ):
                     return "secret_rotated"
                 why = reason or "authentication failed"
                 yield Step("health", kid, "disable", 0.0, why)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -12,6 +11,7 @@ from pydantic import SecretStr
 from rotating_llm._bounds import lease_failure, lease_tokens
 from rotating_llm.errors import StoreError
 from rotating_llm.events import emit
+from rotating_llm.failures import FailureKind
 
 if TYPE_CHECKING:
     from rotating_llm.keys._leasing import Leasing
@@ -21,23 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["FailureKind", "Lease"]
 
 logger = logging.getLogger("rotating_llm.lease")
-
-
-class FailureKind(str, enum.Enum):
-    """What the provider answered, as DESIGN.md's failure table tells them apart."""
-
-    #: 429 per-minute quota: cooldown for the provider's delay, else growing backoff.
-    RATE_LIMIT = "rate_limit"
-    #: 429 per-day quota: cooldown until the next daily reset.
-    DAILY_QUOTA = "daily_quota"
-    #: 401/403, API_KEY_INVALID, suspended: disabled (after one fresh read of the secret).
-    AUTH = "auth"
-    #: 5xx, overloaded, connection reset: model-side, the key is not blamed.
-    SERVER = "server"
-    #: The call timed out: the key is not blamed.
-    TIMEOUT = "timeout"
-    #: 400 invalid request, context too long: the key is not blamed.
-    INVALID_REQUEST = "invalid_request"
 
 
 class Lease:
@@ -89,13 +72,9 @@ class Lease:
         return self.key.base_url
 
     @property
-    def api_key(self) -> str:
-        """The resolved secret. Pass it to the client; never log it."""
-        return self._secret.get_secret_value()
-
-    @property
-    def api_key_secret(self) -> SecretStr:
-        """The resolved secret as a ``SecretStr``."""
+    def api_key(self) -> SecretStr:
+        """The resolved secret; ``api_key.get_secret_value()`` where the client needs the
+        string. Never log that value."""
         return self._secret
 
     @property

@@ -92,6 +92,8 @@ class RotatingChatModel(BaseChatModel):
     backoff_base: float = Field(default=0.25, gt=0)
     """First delay after a model-side failure (doubles, jittered, up to ``backoff_max``)."""
     backoff_max: float = Field(default=4.0, gt=0)
+    first_key_only: bool = False
+    """Lease only the first active key of the pool (no rotation across keys)."""
 
     _manager: KeyManager = PrivateAttr()
     _providers: ProviderCache = PrivateAttr()
@@ -230,7 +232,7 @@ class RotatingChatModel(BaseChatModel):
             key_id=lease.key_id,
             provider=lease.provider,
             model=lease.model_name,
-            api_key=lease.api_key_secret,
+            api_key=lease.api_key,
             base_url=lease.base_url or self.base_url,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
@@ -252,13 +254,23 @@ class RotatingChatModel(BaseChatModel):
             out = {**getattr(bound, "kwargs", {}), **out}
         return out
 
+    def _excluded(self, pool: str) -> list[str]:
+        """Keys this call must not lease: with ``first_key_only``, all but the first."""
+        if not self.first_key_only:
+            return []
+        active = [k.key_id for k in self._manager.keys if k.active and k.model_name == pool]
+        return active[1:]
+
     def _lease(
         self, att: Attempts, kwargs: dict[str, Any]
     ) -> tuple[Lease, BaseChatModel, dict[str, Any]]:
         """A lease, its key's provider model and the call's keywords for that model."""
         try:
             lease = self._manager.acquire(
-                att.pool, att.estimated_tokens, max_wait=att.remaining_wait
+                att.pool,
+                att.estimated_tokens,
+                max_wait=att.remaining_wait,
+                exclude=self._excluded(att.pool),
             )
         except AllKeysExhaustedError as exc:
             raise att.exhausted(exc) from exc
@@ -276,7 +288,10 @@ class RotatingChatModel(BaseChatModel):
         """Async twin of :meth:`_lease` (the provider model is built for this call)."""
         try:
             lease = await self._manager.aacquire(
-                att.pool, att.estimated_tokens, max_wait=att.remaining_wait
+                att.pool,
+                att.estimated_tokens,
+                max_wait=att.remaining_wait,
+                exclude=self._excluded(att.pool),
             )
         except AllKeysExhaustedError as exc:
             raise att.exhausted(exc) from exc

@@ -7,10 +7,7 @@ langchain-google-genai raises as its invalid-request error.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.exceptions import (
@@ -23,7 +20,7 @@ from langchain_core.exceptions import (
 )
 
 from rotating_llm.errors import AllKeysExhaustedError, ProviderError
-from rotating_llm.keys import FailureKind
+from rotating_llm.failures import Classified, FailureKind, classify_http, classify_transport
 
 __all__ = [
     "Classified",
@@ -37,41 +34,6 @@ __all__ = [
     "classify",
     "exhausted",
 ]
-
-_AUTH_REASONS = {"API_KEY_INVALID", "API_KEY_EXPIRED", "CONSUMER_SUSPENDED", "SERVICE_DISABLED"}
-_AUTH_CODES = {"invalid_api_key", "account_deactivated", "invalid_organization"}
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)s\s*$")
-_TIMEOUT_NAMES = ("Timeout", "TimedOut", "DeadlineExceeded")
-_TRANSPORT_NAMES = (
-    "ConnectError",
-    "ConnectionError",
-    "RemoteProtocolError",
-    "ReadError",
-    "WriteError",
-    "ProtocolError",
-    "ServerDisconnected",
-    "ConnectionReset",
-    "ClientPayloadError",
-    "ClientOSError",
-    "TransportError",
-)
-
-
-@dataclass(frozen=True)
-class Classified:
-    """What a provider exception means for the key and the request.
-
-    Attributes:
-        kind: The failure table's row; ``None`` when the exception is not a provider failure.
-        retry_after: The provider's own delay in seconds, if it gave one.
-        reason: Short text for the key's cooldown/disable record (no secret).
-        status: The HTTP status, when there was one.
-    """
-
-    kind: FailureKind | None
-    retry_after: float | None = None
-    reason: str = ""
-    status: int | None = None
 
 
 class RotatingInvalidRequestError(ProviderError, ModelInvalidRequestError):
@@ -113,139 +75,49 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         cur = cur.__cause__ or cur.__context__
 
 
-def _duration(value: object) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        found = _DURATION.match(value)
-        if found:
-            return float(found.group(1))
-    if isinstance(value, Mapping):  # {"seconds": 17, "nanos": 0}
-        secs = value.get("seconds", 0)
-        nanos = value.get("nanos", 0)
-        if isinstance(secs, (int, float, str)) and isinstance(nanos, (int, float)):
-            try:
-                return float(secs) + float(nanos) / 1e9
-            except ValueError:
-                return None
-    return None
-
-
-def _google_body(err: BaseException) -> Mapping[str, Any] | None:
-    details = getattr(err, "details", None)
-    if isinstance(details, Mapping):
-        inner = details.get("error", details)
-        return inner if isinstance(inner, Mapping) else None
-    return None
-
-
-def _classify_google(code: int, body: Mapping[str, Any]) -> Classified:
-    status = str(body.get("status") or "")
-    message = str(body.get("message") or "")
-    reasons: set[str] = set()
-    quota_ids: list[str] = []
-    retry: float | None = None
-    for item in body.get("details") or []:
-        if not isinstance(item, Mapping):
-            continue
-        kind = str(item.get("@type", ""))
-        if kind.endswith("ErrorInfo"):
-            reasons.add(str(item.get("reason", "")))
-        elif kind.endswith("QuotaFailure"):
-            for v in item.get("violations") or []:
-                if isinstance(v, Mapping):
-                    quota_ids.append(str(v.get("quotaId") or v.get("quotaMetric") or ""))
-        elif kind.endswith("RetryInfo"):
-            retry = _duration(item.get("retryDelay"))
-    label = f"{code} {status}".strip()
-    if reasons & _AUTH_REASONS or "API key not valid" in message:
-        found = sorted(reasons & _AUTH_REASONS) or ["API_KEY_INVALID"]
-        return Classified(FailureKind.AUTH, None, f"{label} {found[0]}", code)
-    if code == 429:
-        if any("perday" in q.lower() for q in quota_ids):
-            return Classified(FailureKind.DAILY_QUOTA, retry, f"{label} per-day quota", code)
-        return Classified(FailureKind.RATE_LIMIT, retry, f"{label} rate limited", code)
-    return _by_status(code, label)
-
-
-def _by_status(code: int, label: str) -> Classified:
-    if code in (401, 403):
-        return Classified(FailureKind.AUTH, None, label, code)
-    if code == 429:
-        return Classified(FailureKind.RATE_LIMIT, None, label, code)
-    if code in (408, 504):
-        return Classified(FailureKind.TIMEOUT, None, label, code)
-    if code >= 500:
-        return Classified(FailureKind.SERVER, None, label, code)
-    return Classified(FailureKind.INVALID_REQUEST, None, label, code)
-
-
-def _headers_retry(response: object) -> float | None:
+def _answer(err: BaseException) -> tuple[int, Any, Any] | None:
+    """``(status, body, headers)`` of an SDK error carrying the provider's answer."""
+    response = getattr(err, "response", None)
     headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            return float(raw) / scale
-        except ValueError:
-            continue
+    code = getattr(err, "code", None)
+    details = getattr(err, "details", None)
+    if isinstance(code, int) and not isinstance(code, bool) and isinstance(details, Mapping):
+        return code, details, headers  # google-genai APIError
+    status = getattr(err, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        return status, getattr(err, "body", None), headers  # openai APIStatusError
     return None
-
-
-def _classify_openai(err: BaseException, code: int) -> Classified:
-    body = getattr(err, "body", None)
-    info = body.get("error", body) if isinstance(body, Mapping) else None
-    err_code = str(info.get("code") or "") if isinstance(info, Mapping) else ""
-    message = str(info.get("message") or "") if isinstance(info, Mapping) else ""
-    label = f"{code} {err_code}".strip()
-    retry = _headers_retry(getattr(err, "response", None))
-    if err_code in _AUTH_CODES:
-        return Classified(FailureKind.AUTH, None, label, code)
-    if code == 429:
-        if err_code == "insufficient_quota" or "per day" in message.lower():
-            return Classified(FailureKind.DAILY_QUOTA, retry, f"{label} per-day quota", code)
-        return Classified(FailureKind.RATE_LIMIT, retry, f"{label} rate limited", code)
-    return _by_status(code, label)
-
-
-def _names(exc: BaseException) -> list[str]:
-    return [cls.__name__ for cls in type(exc).__mro__]
 
 
 def classify(exc: BaseException) -> Classified:
     """Tell what ``exc``, raised by a provider's LangChain model, means (the failure table).
 
-    Looks through the exception's cause chain for the SDK error with the provider's
-    answer (status, body, headers) before falling back to LangChain's error types and
-    transport errors. Returns ``kind=None`` for exceptions that are no provider failure.
+    Finds the SDK error with the provider's answer in the cause chain and hands its
+    status, body and headers to the core's :func:`~rotating_llm.failures.classify_http`;
+    else transport errors and LangChain's error types decide. ``kind=None``: no provider
+    failure.
     """
-    for err in _chain(exc):
-        body = _google_body(err)
-        code = getattr(err, "code", None)
-        if body is not None and isinstance(code, int):
-            return _classify_google(code, body)
-        status = getattr(err, "status_code", None)
-        if isinstance(status, int) and hasattr(err, "response"):
-            return _classify_openai(err, status)
-    for err in _chain(exc):
-        names = _names(err)
-        if isinstance(err, ModelAuthenticationError) or "PermissionDeniedError" in names:
-            return Classified(FailureKind.AUTH, None, type(err).__name__)
+    chain = list(_chain(exc))
+    for err in chain:
+        answer = _answer(err)
+        if answer is not None:
+            return classify_http(*answer)
+    for err in chain:
+        found = classify_transport(cls.__name__ for cls in type(err).__mro__)
+        if found is not None:
+            return found
+    for err in chain:
+        name = type(err).__name__
+        if isinstance(err, ModelAuthenticationError):
+            return Classified(FailureKind.AUTH, None, name)
         if isinstance(err, ModelRateLimitError):
-            return Classified(FailureKind.RATE_LIMIT, None, type(err).__name__)
-        if isinstance(err, (ModelTimeoutError, TimeoutError)) or any(
-            t in n for n in names for t in _TIMEOUT_NAMES
-        ):
-            return Classified(FailureKind.TIMEOUT, None, type(err).__name__)
-        if isinstance(err, ModelAPIError) or any(t in n for n in names for t in _TRANSPORT_NAMES):
-            return Classified(FailureKind.SERVER, None, type(err).__name__)
-        if isinstance(err, (ConnectionError, json.JSONDecodeError)):
-            return Classified(FailureKind.SERVER, None, type(err).__name__)
+            return Classified(FailureKind.RATE_LIMIT, None, name)
+        if isinstance(err, ModelTimeoutError):
+            return Classified(FailureKind.TIMEOUT, None, name)
+        if isinstance(err, ModelAPIError):
+            return Classified(FailureKind.SERVER, None, name)
         if isinstance(err, (ContextOverflowError, ModelInvalidRequestError)):
-            return Classified(FailureKind.INVALID_REQUEST, None, type(err).__name__)
+            return Classified(FailureKind.INVALID_REQUEST, None, name)
     return Classified(None, None, type(exc).__name__)
 
 

@@ -21,6 +21,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 
+from rotating_llm._scrub import scrub_exception
 from rotating_llm.errors import AllKeysExhaustedError
 from rotating_llm.keys import FailureKind, Lease
 from rotating_llm.langchain._errors import (
@@ -148,6 +149,7 @@ class Attempts:
             The caller's error (chained to ``exc``) when the request must not be retried
             or its attempts are used up; ``exc`` itself if it is no provider failure.
         """
+        scrub_exception(exc, [lease.api_key.get_secret_value()])
         if found.kind is None:
             lease.complete()
             raise exc
@@ -156,6 +158,7 @@ class Attempts:
 
     async def adecide(self, lease: Lease, exc: BaseException, found: Classified) -> float:
         """Async twin of :meth:`decide`."""
+        scrub_exception(exc, [lease.api_key.get_secret_value()])
         if found.kind is None:
             await lease.acomplete()
             raise exc
@@ -197,14 +200,16 @@ class Attempts:
         return self._backoff()
 
     def error(self, lease: Lease, exc: BaseException, found: Classified) -> Exception:
-        """The caller's error for ``exc`` on ``lease`` (secret redacted)."""
+        """The caller's error for ``exc`` on ``lease`` (secret redacted, also from the
+        chained SDK error's request and response)."""
+        scrub_exception(exc, [lease.api_key.get_secret_value()])
         return provider_error(
             exc,
             found,
             model=self.pool,
             key_id=lease.key_id,
             attempts=self.count,
-            secret=lease.api_key,
+            secret=lease.api_key.get_secret_value(),
         )
 
 

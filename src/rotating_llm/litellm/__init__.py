@@ -10,10 +10,11 @@ Importing this package imports LiteLLM (slow); nothing else in rotating-llm does
 
 from __future__ import annotations
 
+from rotating_llm.failures import Classified
 from rotating_llm.litellm._book import TOKEN_FIELD, LeaseBook
 from rotating_llm.litellm._callback import LeaseSettler
 from rotating_llm.litellm._errors import PoolExhaustedError, PoolRequestTooLargeError
-from rotating_llm.litellm._failures import Failure, classify, retry_after_of, usage_tokens
+from rotating_llm.litellm._failures import classify, retry_after_of, usage_tokens
 from rotating_llm.litellm._filter import RotatingFilter
 from rotating_llm.litellm._install import Installed, install, uninstall
 from rotating_llm.litellm._keys import (
@@ -30,8 +31,8 @@ __all__ = [
     "PLACEHOLDER_SECRET",
     "TOKEN_FIELD",
     "UNLIMITED",
+    "Classified",
     "DeploymentSecretStore",
-    "Failure",
     "Installed",
     "LeaseBook",
     "LeaseSettler",

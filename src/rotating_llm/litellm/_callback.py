@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
+from rotating_llm.failures import FailureKind
 from rotating_llm.litellm._book import TOKEN_FIELD, LeaseBook, metadata_of
 from rotating_llm.litellm._failures import classify, usage_tokens
 from rotating_llm.litellm._keys import key_id_for
@@ -153,8 +154,9 @@ class LeaseSettler(CustomLogger):
         outcome: str | None = None
         try:
             failure = classify(self._exception(kwargs, response_obj))
-            lease.fail(failure.kind, failure.retry_after, failure.reason)
-            outcome = f"fail:{failure.kind.value}"
+            kind = failure.kind or FailureKind.SERVER
+            lease.fail(kind, failure.retry_after, failure.reason)
+            outcome = f"fail:{kind.value}"
         except Exception as exc:
             logger.warning("could not settle a lease on failure: %s", type(exc).__name__)
         finally:
@@ -186,8 +188,9 @@ class LeaseSettler(CustomLogger):
         outcome: str | None = None
         try:
             failure = classify(self._exception(kwargs, response_obj))
-            await lease.afail(failure.kind, failure.retry_after, failure.reason)
-            outcome = f"fail:{failure.kind.value}"
+            kind = failure.kind or FailureKind.SERVER
+            await lease.afail(kind, failure.retry_after, failure.reason)
+            outcome = f"fail:{kind.value}"
         except Exception as exc:
             logger.warning("could not settle a lease on failure: %s", type(exc).__name__)
         finally:

@@ -1,45 +1,28 @@
-"""What a LiteLLM exception means for the key, as DESIGN.md's failure table tells them apart."""
+"""What a LiteLLM exception means for the key: its answer, handed to the core's classifier."""
 
 from __future__ import annotations
 
-import email.utils
-import math
-import re
-import time
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
-from rotating_llm.failures import classify_http
-from rotating_llm.keys.lease import FailureKind
-
-__all__ = ["Failure", "classify", "retry_after_of", "usage_tokens"]
-
-_DAILY = re.compile(r"per ?day|PerDay|\bRPD\b|insufficient_quota|daily", re.IGNORECASE)
-_AUTH_TEXT = re.compile(
-    r"API_KEY_INVALID|API key not valid|invalid[_ ]api[_ ]key|Incorrect API key|"
-    r"PERMISSION_DENIED|suspended",
-    re.IGNORECASE,
+from rotating_llm.failures import (
+    Classified,
+    FailureKind,
+    classify_http,
+    classify_transport,
 )
-_RETRY_DELAY = re.compile(r"retryDelay[\"']?\s*[:=]\s*[\"']?(\d+(?:\.\d+)?)s")
-_TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
-_REASON_MAX = 120
-_TIMEOUTS = ("Timeout", "APITimeoutError", "TimeoutError", "TimeoutException")
+
+__all__ = ["classify", "retry_after_of", "usage_tokens"]
 
 
-@dataclass(frozen=True)
-class Failure:
-    """One failed attempt, classified.
-
-    Attributes:
-        kind: The failure table's row.
-        retry_after: The provider's delay in seconds, if it gave one.
-        reason: Short text for the key's status (exception type and status code only).
-    """
-
-    kind: FailureKind
-    retry_after: float | None
-    reason: str
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and all(cur is not e for e in seen):
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
 
 
 def _status(exc: BaseException) -> int | None:
@@ -49,12 +32,10 @@ def _status(exc: BaseException) -> int | None:
             return value
         if isinstance(value, str) and value.isdigit():
             return int(value)
-    response = getattr(exc, "response", None)
-    value = getattr(response, "status_code", None)
-    return value if isinstance(value, int) else None
+    return None
 
 
-def _headers(exc: BaseException) -> Mapping[str, Any]:
+def _headers(exc: BaseException) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for source in (
         getattr(getattr(exc, "response", None), "headers", None),
@@ -72,83 +53,75 @@ def _headers(exc: BaseException) -> Mapping[str, Any]:
     return merged
 
 
-def retry_after_of(exc: BaseException, now: float | None = None) -> float | None:
-    """The provider's retry delay: ``retry-after-ms``, ``Retry-After``, or RetryInfo in the body."""
-    headers = _headers(exc)
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            ms = float(raw_ms)
-        except (TypeError, ValueError):
-            ms = math.nan
-        if math.isfinite(ms) and ms > 0:
-            return ms / 1000.0
-    raw = headers.get("retry-after")
-    if raw is not None:
-        text = str(raw).strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(text) if text else None
-            seconds = (
-                parsed.timestamp() - (time.time() if now is None else now) if parsed else math.nan
-            )
-        if math.isfinite(seconds) and seconds > 0:
-            return seconds
-    message = str(exc)
-    found = _RETRY_DELAY.search(message)
-    if found:
-        return float(found.group(1)) or None
-    found = _TRY_AGAIN.search(message)
-    if found:
-        value = float(found.group(1))
-        return (value / 1000.0 if found.group(2).lower() == "ms" else value) or None
+def _body(exc: BaseException) -> Any:
+    """The provider's error body: ``body`` (OpenAI-style providers) or the JSON LiteLLM
+    flattened into its message (Gemini); ``None`` when there is none."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping) and body:
+        return body
+    message = getattr(exc, "message", None)
+    text = message if isinstance(message, str) else str(exc)
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        found = json.JSONDecoder().raw_decode(text[start:])[0]
+    except ValueError:
+        return None
+    return found if isinstance(found, Mapping) else None
+
+
+def _answer(exc: BaseException) -> tuple[int, Any, dict[str, Any]] | None:
+    """``(status, body, headers)`` of the provider's answer found in ``exc``'s chain.
+
+    LiteLLM re-maps some statuses (Gemini's ``400 API_KEY_INVALID`` becomes ``401``, a
+    ``503`` a ``500``); the body's own ``code`` is the provider's status, so it wins.
+    """
+    headers: dict[str, Any] = {}
+    for err in reversed(_chain(exc)):  # the innermost error holds the real headers
+        headers = {**_headers(err), **headers}
+    for err in _chain(exc):
+        body = _body(err)
+        if body is None:
+            continue
+        inner = body.get("error", body)
+        code = inner.get("code") if isinstance(inner, Mapping) else None
+        status = code if isinstance(code, int) and not isinstance(code, bool) else _status(err)
+        if status is not None:
+            return status, body, headers
     return None
 
 
-def _named(exc: BaseException, *names: str) -> bool:
-    return any(cls.__name__ in names for cls in type(exc).__mro__)
+def _names(exc: BaseException) -> list[str]:
+    return [cls.__name__ for err in _chain(exc) for cls in type(err).__mro__]
 
 
-def _body(exc: BaseException) -> Any:
-    body = getattr(exc, "body", None)
-    if body:
-        return body
-    text = getattr(getattr(exc, "response", None), "text", None)
-    return text if isinstance(text, str) and text else str(exc)
+def retry_after_of(exc: BaseException) -> float | None:
+    """The provider's retry delay: RetryInfo in the body, ``retry-after-ms``,
+    ``Retry-After`` or the message's "try again in" (read as a 429's would be)."""
+    body = _body(exc)
+    return classify_http(429, body if body is not None else str(exc), _headers(exc)).retry_after
 
 
-def classify(exc: BaseException) -> Failure:
+def classify(exc: BaseException) -> Classified:
     """Classify a LiteLLM (or OpenAI SDK, httpx) exception into the failure table.
 
-    The status, body and headers go through the core's
-    :func:`rotating_llm.failures.classify_http`; LiteLLM's flattened messages add what
-    the body no longer shows (per-day quotas, Gemini's invalid-key text, ``retry-after-ms``).
+    The provider's status, body and headers go to the core's
+    :func:`rotating_llm.failures.classify_http`, as every face's do; exceptions without a
+    provider answer (timeouts, lost connections) go to its ``classify_transport``.
     """
+    answer = _answer(exc)
+    if answer is not None:
+        return classify_http(*answer)
+    found = classify_transport(_names(exc))
+    if found is not None:
+        return found
     status = _status(exc)
-    name = type(exc).__name__
-    if status is None:
-        kind = FailureKind.TIMEOUT if _named(exc, *_TIMEOUTS) else FailureKind.SERVER
-        return Failure(kind, None, name[:_REASON_MAX])
-    message = str(exc)
-    headers = {k: str(v) for k, v in _headers(exc).items()}
-    answer = classify_http(status, _body(exc), headers)
-    kind = answer.kind
-    if kind is FailureKind.RATE_LIMIT and _DAILY.search(message):
-        kind = FailureKind.DAILY_QUOTA
-    elif kind is FailureKind.INVALID_REQUEST and _AUTH_TEXT.search(message):
-        kind = FailureKind.AUTH
-    elif kind is FailureKind.INVALID_REQUEST and _named(exc, *_TIMEOUTS):
-        kind = FailureKind.TIMEOUT
-    retry = (
-        retry_after_of(exc) if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA) else None
-    )
-    if retry is None:
-        retry = answer.retry_after
-    reason = (
-        f"{name} ({status})" if kind is FailureKind.INVALID_REQUEST else f"{name}: {answer.reason}"
-    )
-    return Failure(kind, retry, reason[:_REASON_MAX])
+    if status is not None:  # no body: the message text is all the answer there is
+        message = getattr(exc, "message", None)
+        text = message if isinstance(message, str) else str(exc)
+        return classify_http(status, text, _headers(exc))
+    return Classified(FailureKind.SERVER, None, type(exc).__name__)
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -21,13 +21,12 @@ from langchain_core.messages import (
     messages_from_dict,
 )
 
-from rotating_llm.keys import KeyManager, Lease
+from rotating_llm.keys import KeyManager
 from rotating_llm.langchain import RotatingChatModel
 
 __all__ = [
     "COMPLETION_KWARG",
     "MAX_WAIT_KWARG",
-    "SingleKeyManager",
     "build_messages",
     "build_model",
     "reply_parts",
@@ -42,59 +41,14 @@ COMPLETION_KWARG = "expected_completion_tokens"
 MAX_WAIT_KWARG = "max_wait"
 
 
-class SingleKeyManager:
-    """A view of a :class:`KeyManager` that leases only the first active key of each pool.
-
-    The feature flag's "off" state (``LLM_MULTI_KEY_ROUTER_ENABLED=false``): the legacy
-    single-key behaviour, with the same limiter, reservations and failure handling.
-    Everything but ``acquire``/``aacquire`` is the wrapped manager's.
-    """
-
-    def __init__(self, manager: KeyManager) -> None:
-        self._wrapped = manager
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapped, name)
-
-    def __repr__(self) -> str:
-        return f"SingleKeyManager({self._wrapped!r})"
-
-    def _others(self, model: str) -> list[str]:
-        pool = [k.key_id for k in self._wrapped.keys if k.active and k.model_name == model]
-        return pool[1:]
-
-    def acquire(
-        self,
-        model: str,
-        estimated_tokens: int = 1,
-        max_wait: float | None = None,
-        **kw: Any,
-    ) -> Lease:
-        """:meth:`KeyManager.acquire` on the pool's first active key only."""
-        exclude = [*kw.pop("exclude", ()), *self._others(model)]
-        return self._wrapped.acquire(model, estimated_tokens, max_wait, exclude=exclude, **kw)
-
-    async def aacquire(
-        self,
-        model: str,
-        estimated_tokens: int = 1,
-        max_wait: float | None = None,
-        **kw: Any,
-    ) -> Lease:
-        """Async twin of :meth:`acquire`."""
-        exclude = [*kw.pop("exclude", ()), *self._others(model)]
-        return await self._wrapped.aacquire(
-            model, estimated_tokens, max_wait, exclude=exclude, **kw
-        )
-
-
 def build_model(
     manager: KeyManager, model: str, *, rotation: bool, **options: Any
 ) -> RotatingChatModel:
     """The pool's chat model; without ``rotation`` it leases the first active key only."""
-    llm = RotatingChatModel(model=model, key_manager=manager, **options)
+    llm = RotatingChatModel(
+        model=model, key_manager=manager, first_key_only=not rotation, **options
+    )
     if not rotation:
-        llm._manager = SingleKeyManager(manager)  # type: ignore[assignment]
         active = [k.key_id for k in manager.keys if k.active and k.model_name == model]
         if len(active) > 1:
             logger.info(
