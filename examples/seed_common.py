@@ -72,7 +72,6 @@ def seed_environment() -> Iterator[Path]:
             os.environ[var] = f"AIza-demo-{uuid.uuid4().hex}"
         os.environ["KEY_STORE_PATH"] = str(path)
         os.environ.setdefault("SECRET_STORE_TYPE", "env")
-        os.environ.setdefault("LLM_MULTI_KEY_ROUTER_ENABLED", "true")
         os.environ.setdefault("ROTATING_LLM_KEY_PREFIX", f"seed-{uuid.uuid4().hex[:8]}:")
         print(f"(no KEY_STORE_PATH: the simulator at {provider.url} serves the seed's keys)")
         try:

@@ -82,7 +82,7 @@ class Settings(BaseModel):
     conversation_ttl_seconds: int = Field(86400, gt=0)
     user_rpm_default: int = Field(10, gt=0)
     global_rpm_max: int = Field(1000, gt=0)
-    router_enabled: bool = False
+    router_enabled: bool = True  # rotation; only an explicit false turns it off
     log_file: Path | None = None
     log_level: str = "INFO"
     redact_logs: bool = True

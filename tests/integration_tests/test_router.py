@@ -58,7 +58,7 @@ def router_env(
     rpm: int = 100,
     pro_rpm: int = 100,
     tpm: int = 1_000_000,
-    rotation: bool = True,
+    rotation: bool | None = None,
     drop_secrets: bool = False,
     chat: dict[str, Any] | None = None,
     **router_kw: Any,
@@ -77,9 +77,8 @@ def router_env(
             f"API_KEY_{k.key_id.upper().replace('-', '_')}": f"sk-rt-{uuid.uuid4().hex}"
             for k in keys
         }
-        settings = Settings(
-            redis_url=redis_url, key_prefix=prefix, max_wait=0, router_enabled=rotation
-        )
+        flag = {} if rotation is None else {"router_enabled": rotation}
+        settings = Settings.from_env({}, redis_url=redis_url, key_prefix=prefix, max_wait=0, **flag)
         store = EnvSecretStore({} if drop_secrets else secrets)
         km = KeyManager(keys, settings=settings, secret_store=store)
         router = RequestRouter(km, chat_model_options={**FAST, **(chat or {})}, **router_kw)
@@ -137,7 +136,9 @@ def test_rotation_off_uses_the_first_key_only(redis_url: str, prefix: str) -> No
 
 
 def test_rotation_on_spreads_over_the_pool(redis_url: str, prefix: str) -> None:
+    # LLM_MULTI_KEY_ROUTER_ENABLED unset: rotation is on (only an explicit false turns it off)
     with router_env(redis_url, prefix, rpm=2) as env:
+        assert env.router.rotation is True
         results = [env.router.send_one_shot(f"q{i}", FLASH) for i in range(4)]
         assert all(r["success"] for r in results)
         assert sorted(r["key_id"] for r in results) == ["flash-0", "flash-0", "flash-1", "flash-1"]

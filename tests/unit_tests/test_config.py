@@ -16,18 +16,18 @@ def test_defaults_follow_the_seed() -> None:
     assert s.key_store_path == Path("keys.json")
     assert s.conversation_ttl_seconds == 86400
     assert s.user_rpm_default == 10 and s.global_rpm_max == 1000
-    assert s.router_enabled is False
+    assert s.router_enabled is True  # rotation unless explicitly false
     assert s.window_seconds == 60 and s.on_store_failure == "local"
     assert s.rpd_timezone == "America/Los_Angeles"
 
 
 def test_environment_is_read_when_called(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://example:6379/1")
-    monkeypatch.setenv("LLM_MULTI_KEY_ROUTER_ENABLED", "true")
+    monkeypatch.setenv("LLM_MULTI_KEY_ROUTER_ENABLED", "false")
     monkeypatch.setenv("KEY_STORE_PATH", "/etc/keys.json")
     s = Settings.from_env()
     assert s.redis_url == "redis://example:6379/1"
-    assert s.router_enabled is True
+    assert s.router_enabled is False
     assert s.key_store_path == Path("/etc/keys.json")
     monkeypatch.setenv("REDIS_URL", "redis://other:6379/0")
     assert Settings.from_env().redis_url == "redis://other:6379/0"

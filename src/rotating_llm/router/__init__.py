@@ -1,14 +1,14 @@
-"""``RequestRouter``: the design document's ``send_chat`` / ``send_one_shot`` API.
+"""``RequestRouter``: the ``send_chat`` / ``send_one_shot`` API.
 
 A face over the LangChain face's engine (``RotatingChatModel``, one per pool) and the
 core conversation store. Importing this package does not import LangChain; the first
 send does.
 
-``LLM_MULTI_KEY_ROUTER_ENABLED`` (``Settings.router_enabled``, default off) is the
-design document's feature flag. Off: the legacy single-key behaviour, each pool sends
-with its first active key only (same limiter, reservations and failure handling; when
-that key is cooling down or disabled the pool is out of capacity). On: rotation over
-every key of the pool. ``RequestRouter(rotation=...)`` overrides the setting.
+``LLM_MULTI_KEY_ROUTER_ENABLED`` (``Settings.router_enabled``) is the off switch:
+unset or true, the router rotates over every key of the pool; explicitly ``false``, the
+legacy single-key behaviour, each pool sends with its first active key only (same
+limiter, reservations and failure handling; when that key is cooling down or disabled
+the pool is out of capacity). ``RequestRouter(rotation=...)`` overrides the setting.
 """
 
 from __future__ import annotations

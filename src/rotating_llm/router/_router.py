@@ -54,7 +54,7 @@ class RequestRouter:
         fallbacks: ``model -> [fallback models]``, tried in order when the model's pool
             has no capacity (``rate_limited``).
         rotation: Rotate over every key of a pool. Default: ``LLM_MULTI_KEY_ROUTER_ENABLED``
-            (off: the legacy single-key behaviour, each pool uses its first active key).
+            (on unless explicitly false; off: each pool uses its first active key only).
         default_model: The pool used when a call names none (default: the only pool).
         chat_model_options: Further ``RotatingChatModel`` arguments (``max_attempts``,
             ``timeout``, ``provider_factories``, ...).
