@@ -158,7 +158,7 @@ class Leasing:
         est = self._check_request(model, estimated_tokens)
         start = time.monotonic()
         deadline = self._deadline(start, max_wait)
-        secret_error: SecretStoreError | None = None
+        secret_errors: list[SecretStoreError] = []
         while True:
             excl = self._exclusions(exclude)
             try:
@@ -171,14 +171,14 @@ class Leasing:
                 try:
                     secret = self.secret_store.get_secret(out.key_id)
                 except SecretStoreError as exc:
-                    secret_error = exc
+                    secret_errors.append(exc)
                     self.limiter.settle(out, "release", 0)
                     self._exclude_for_secret(out.key_id, exc)
                     continue
                 return self._granted(model, out, secret, est, start)
             if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
-                if secret_error is not None:
-                    raise secret_error
+                if secret_errors:
+                    raise _unreadable(secret_errors)
                 raise self._exhausted(model, out, exclude)
             emit("lease.waiting", model=model, seconds=out.retry_after)
             time.sleep(out.retry_after + _WAKE_SLACK)
@@ -196,7 +196,7 @@ class Leasing:
         est = self._check_request(model, estimated_tokens)
         start = time.monotonic()
         deadline = self._deadline(start, max_wait)
-        secret_error: SecretStoreError | None = None
+        secret_errors: list[SecretStoreError] = []
         while True:
             excl = self._exclusions(exclude)
             try:
@@ -209,14 +209,14 @@ class Leasing:
                 try:
                     secret = await self.secret_store.aget_secret(out.key_id)
                 except SecretStoreError as exc:
-                    secret_error = exc
+                    secret_errors.append(exc)
                     await self.limiter.asettle(out, "release", 0)
                     self._exclude_for_secret(out.key_id, exc)
                     continue
                 return self._granted(model, out, secret, est, start)
             if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
-                if secret_error is not None:
-                    raise secret_error
+                if secret_errors:
+                    raise _unreadable(secret_errors)
                 raise await asyncio.to_thread(self._exhausted, model, out, exclude)
             emit("lease.waiting", model=model, seconds=out.retry_after)
             await asyncio.sleep(out.retry_after + _WAKE_SLACK)
@@ -282,3 +282,15 @@ class Leasing:
         actual: int | None,
     ) -> str:
         return await asyncio.to_thread(self._on_failure, lease, kind, retry_after, reason, actual)
+
+
+def _unreadable(errors: list[SecretStoreError]) -> SecretStoreError:
+    """One error naming every key whose secret could not be read (not only the last)."""
+    if len(errors) == 1:
+        return errors[0]
+    seen = list(dict.fromkeys(str(e) for e in errors))
+    return SecretStoreError(
+        f"Cannot retrieve the secrets of {len(seen)} keys: " + "; ".join(seen),
+        key_id=errors[-1].key_id,
+        store=errors[-1].store,
+    )
