@@ -18,10 +18,43 @@ def _keys_path(args: argparse.Namespace) -> Path:
     return Path(os.environ.get("KEY_STORE_PATH") or "keys.json")
 
 
-def _manager(args: argparse.Namespace) -> Any:
+#: ``keys`` actions that change shared state: refused unless a reachable Redis holds it.
+STATE_CHANGING = frozenset({"cooldown", "clear", "disable", "enable"})
+
+
+def _manager(args: argparse.Namespace, *, changes_state: bool = False) -> Any:
+    """The keys file's manager; for a state change, on a reachable Redis or not at all.
+
+    Raises:
+        ConfigError: a state change with ``REDIS_URL`` unset (the embedded store would
+            forget it when this process exits).
+        StoreUnavailableError: a state change while Redis does not answer.
+    """
+    from rotating_llm.config import Settings
+    from rotating_llm.errors import ConfigError
     from rotating_llm.keys import KeyManager
 
-    return KeyManager(key_store_path=_keys_path(args), probe=False)
+    settings = Settings.from_env()
+    if not changes_state:  # a command never takes part in the prober's election
+        return KeyManager(key_store_path=_keys_path(args), settings=settings, probe=False)
+    if settings.redis_url is None:
+        raise ConfigError(
+            "REDIS_URL is not set: the embedded store lives only in this process, so this "
+            "change would be lost when it exits; set REDIS_URL to the Redis your apps use"
+        )
+    settings = settings.model_copy(update={"on_store_failure": "deny"})
+    km = KeyManager(key_store_path=_keys_path(args), settings=settings, probe=False)
+    try:
+        km.store.primary.sync.ping()
+    except Exception as exc:  # any driver error: refuse, name the store, not the password
+        km.close()
+        from rotating_llm.errors import StoreUnavailableError
+
+        raise StoreUnavailableError(
+            f"Redis at {km.store.primary.description} does not answer "
+            f"({type(exc).__name__}); nothing was changed"
+        ) from None
+    return km
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -59,8 +92,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.failed == 0 else 1
 
 
+#: Providers the library's faces build models for; others need ``provider_factories``.
+KNOWN_PROVIDERS = ("gemini", "openai")
+
+
 def health_report(args: argparse.Namespace) -> dict[str, Any]:
-    """Healthy when the store answers, the keys load and one active key's secret resolves."""
+    """Healthy when the store answers, the keys load and one active key's secret resolves.
+
+    Problems are named: each active key whose secret is missing (and where it was looked
+    for), and each provider no face knows (``--provider NAME`` declares a custom one).
+    """
+    import difflib
+
     from rotating_llm.errors import RotatingLLMError
 
     try:
@@ -69,12 +112,25 @@ def health_report(args: argparse.Namespace) -> dict[str, Any]:
         return {"healthy": False, "error": str(exc), "keys_file": str(_keys_path(args))}
     report: dict[str, Any] = km.health_check()
     report["keys_file"] = str(_keys_path(args))
-    resolved = []
+    resolved, missing = [], {}
     for key in km.keys:
-        if key.active and km.secret_store.describe(key.key_id)["found"]:
-            resolved.append(key.key_id)
+        if key.active:
+            found = km.secret_store.describe(key.key_id)
+            if found["found"]:
+                resolved.append(key.key_id)
+            else:
+                missing[key.key_id] = f"{found['store']}: {found['location']}"
+    known = (*KNOWN_PROVIDERS, *(getattr(args, "provider", None) or ()))
+    unknown = {}
+    for key in km.keys:
+        if key.provider not in known:
+            close = difflib.get_close_matches(key.provider, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            unknown[key.key_id] = f"unknown provider {key.provider!r} (known: {known}){hint}"
     report["secrets_resolved"] = resolved
-    report["healthy"] = bool(report["healthy"] and resolved)
+    report["secrets_missing"] = missing
+    report["unknown_providers"] = unknown
+    report["healthy"] = bool(report["healthy"] and resolved and not unknown)
     km.close()
     return report
 
@@ -98,7 +154,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     from rotating_llm.errors import RotatingLLMError
 
     try:
-        km = _manager(args)
+        km = _manager(args, changes_state=args.action in STATE_CHANGING)
         if args.action == "status":
             statuses = km.get_all_key_statuses(args.model)
             if args.json:
@@ -114,11 +170,16 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         elif args.action == "enable":
             km.enable_key(args.key)
     except RotatingLLMError as exc:
-        print(f"rotating-llm: {exc}", file=sys.stderr)
+        print(f"rotating-llm: {_one_line(exc)}", file=sys.stderr)
         return 2
+    km.close()
     if args.action != "status":
         print(f"{args.action}: {args.key}")
     return 0
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _print_statuses(statuses: list[dict[str, Any]]) -> None:
@@ -151,7 +212,11 @@ def _print_statuses(statuses: list[dict[str, Any]]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``rotating-llm`` argument parser."""
     parser = argparse.ArgumentParser(prog="rotating-llm", description=__doc__)
-    parser.add_argument("--keys", help="keys file (default: $KEY_STORE_PATH, else ./keys.json)")
+    keys_help = "keys file (default: $KEY_STORE_PATH, else ./keys.json)"
+    parser.add_argument("--keys", help=keys_help)
+    # ``--keys`` before or after a subcommand: sub-parsers set it only when it is given
+    takes_keys = argparse.ArgumentParser(add_help=False)
+    takes_keys.add_argument("--keys", default=argparse.SUPPRESS, help=keys_help)
     parser.add_argument("--health-check", action="store_true", help="same as `health`")
     sub = parser.add_subparsers(dest="command")
 
@@ -166,24 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(func=_cmd_demo)
 
-    health = sub.add_parser("health", help="exit 0 only when the pool is usable")
+    health = sub.add_parser(
+        "health", help="exit 0 only when the pool is usable", parents=[takes_keys]
+    )
     health.add_argument("--json", action="store_true")
+    health.add_argument(
+        "--provider", action="append", help="a custom provider name (provider_factories)"
+    )
     health.set_defaults(func=_cmd_health)
 
-    keys = sub.add_parser("keys", help="key status and control")
+    keys = sub.add_parser("keys", help="key status and control", parents=[takes_keys])
     ksub = keys.add_subparsers(dest="action", required=True)
-    status = ksub.add_parser("status", help="usage and health of every key")
+    status = ksub.add_parser("status", help="usage and health of every key", parents=[takes_keys])
     status.add_argument("--json", action="store_true")
     status.add_argument("--model", default=None)
-    cool = ksub.add_parser("cooldown", help="cool a key down")
+    cool = ksub.add_parser("cooldown", help="cool a key down", parents=[takes_keys])
     cool.add_argument("key")
     cool.add_argument("--seconds", type=float, default=None, help="default: growing backoff")
     cool.add_argument("--reason", default="manual cooldown")
-    ksub.add_parser("clear", help="end a key's cooldown").add_argument("key")
-    dis = ksub.add_parser("disable", help="take a key out of rotation")
+    ksub.add_parser("clear", help="end a key's cooldown", parents=[takes_keys]).add_argument("key")
+    dis = ksub.add_parser("disable", help="take a key out of rotation", parents=[takes_keys])
     dis.add_argument("key")
     dis.add_argument("--reason", default="disabled by operator")
-    ksub.add_parser("enable", help="put a disabled key back").add_argument("key")
+    ksub.add_parser("enable", help="put a disabled key back", parents=[takes_keys]).add_argument(
+        "key"
+    )
     keys.set_defaults(func=_cmd_keys)
     from rotating_llm import _cli_top, cli_keys_test
 

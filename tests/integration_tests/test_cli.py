@@ -141,3 +141,67 @@ def test_subcommands_are_wired() -> None:
     for sub in ("fake-provider", "scan", "demo", "keys"):
         out = run_cli(sub, "--help")
         assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def test_health_names_missing_secrets_and_unknown_providers(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    entry = {"model_name": "m", "rpm": 5, "tpm": 100}
+    keys = [
+        {"key_id": "h-1", "provider": "gemini", **entry},
+        {"key_id": "h-2", "provider": "openai", **entry},
+        {"key_id": "h-3", "provider": "gemnii", **entry},
+    ]
+    path.write_text(json.dumps({"keys": keys}))
+    out = run_cli("health", "--json", "--keys", str(path), env={"REDIS_URL": ""})
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert report["secrets_missing"] == {
+        "h-1": "env: API_KEY_H_1",
+        "h-2": "env: API_KEY_H_2",
+        "h-3": "env: API_KEY_H_3",
+    }
+    assert "did you mean 'gemini'?" in report["unknown_providers"]["h-3"]
+    assert list(report["unknown_providers"]) == ["h-3"]
+    # the secrets present and the custom provider declared: healthy
+    secrets = {f"API_KEY_H_{i}": f"sk-h-{i}-0123456789" for i in (1, 2, 3)}
+    declared = run_cli(
+        "health", "--json", "--provider", "gemnii", "--keys", str(path),
+        env={"REDIS_URL": "", **secrets},
+    )  # fmt: skip
+    assert declared.returncode == 0, declared.stdout
+    assert json.loads(declared.stdout)["secrets_missing"] == {}
+    assert "sk-h-" not in declared.stdout + declared.stderr
+
+
+@pytest.mark.parametrize("action", [["cooldown", "cli-a"], ["clear", "cli-a"],
+                                    ["disable", "cli-a"], ["enable", "cli-a"]])  # fmt: skip
+def test_state_changes_refuse_without_a_shared_redis(keys_file: Path, action: list[str]) -> None:
+    embedded = run_cli("keys", *action, "--keys", str(keys_file), env={"REDIS_URL": ""})
+    assert embedded.returncode == 2
+    lines = embedded.stderr.strip().splitlines()
+    assert len(lines) == 1 and "REDIS_URL is not set" in lines[0], embedded.stderr
+    assert embedded.stdout == ""  # no "done" claimed
+    dead = run_cli(
+        "keys", *action, "--keys", str(keys_file),
+        env={"REDIS_URL": "redis://user:hunter2@127.0.0.1:1/0"},
+    )  # fmt: skip
+    assert dead.returncode == 2 and dead.stdout == ""
+    lines = dead.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not answer" in lines[0], dead.stderr
+    assert "hunter2" not in dead.stderr
+
+
+def test_keys_option_anywhere_and_changes_persist(
+    keys_file: Path, redis_url: str, prefix: str
+) -> None:
+    env = cli_env(redis_url, prefix)
+    k = str(keys_file)
+    assert run_cli("keys", "disable", "cli-a", "--keys", k, env=env).returncode == 0
+    after = run_cli("keys", "--keys", k, "status", "--json", env=env)
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)[0]["disabled"] is True  # seen by the next process
+    assert run_cli("--keys", k, "keys", "enable", "cli-a", env=env).returncode == 0
+    again = run_cli("keys", "status", "--json", "--keys", k, env=env)
+    assert json.loads(again.stdout)[0]["disabled"] is False
+    health = run_cli("health", "--keys", k, "--json", env=env)
+    assert json.loads(health.stdout)["keys_file"] == k

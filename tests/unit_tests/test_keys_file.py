@@ -84,7 +84,12 @@ def test_seed_file_loads(tmp_path: Path) -> None:
         ({"keys": [entry(rpm="10")]}, "field 'rpm': Input should be a valid integer"),
         ({"keys": [entry(rpm=1.5)]}, "field 'rpm'"),
         ({"keys": [entry(weight=0)]}, "field 'weight'"),
-        ({"keys": [entry(color="red")]}, "keys[0] ('a'), field 'color': unknown field"),
+        ({"keys": [entry(color="red")]}, "keys[0] ('a'), field 'color': unknown field 'color'"),
+        ({"keys": []}, "field 'keys': the 'keys' list is empty"),
+        (
+            {"keys": [entry(rpm=..., rmp=10)]},
+            "keys[0] ('a'), field 'rmp': unknown field 'rmp'; did you mean 'rpm'?",
+        ),
         ({"keys": [entry(key_id="has space")]}, "field 'key_id'"),
         ({"keys": [entry(model_name="m{x}")]}, "field 'model_name'"),
         ({"keys": [entry(base_url="ftp://x")]}, "field 'base_url': Value error, must be an http"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ValidationError
 
 from rotating_llm import APIKey, KeyManager, Settings
+from rotating_llm.errors import ConfigError, KeyFileError
 from rotating_llm.langchain import (
     ProviderSpec,
     RotatingChatModel,
@@ -98,22 +100,37 @@ def env() -> Iterator[Env]:
 
 
 def test_construction_errors_name_the_problem(env: Env) -> None:
-    with pytest.raises(ValidationError, match="needs key_manager= or keys="):
+    with pytest.raises(ConfigError, match="needs key_manager= or keys="):
         RotatingChatModel(model="m")
-    with pytest.raises(ValidationError, match="not both"):
+    with pytest.raises(ConfigError, match="not both"):
         RotatingChatModel(model="m", key_manager=env.manager, keys=env.keys)
-    with pytest.raises(ValidationError, match="provider 'fake', which needs a factory"):
+    with pytest.raises(ConfigError, match="provider 'fake', which needs a factory"):
         RotatingChatModel(model="m", key_manager=env.manager)
-    with pytest.raises(ValidationError, match="no active keys for model 'other'"):
+    with pytest.raises(ConfigError, match="no active keys for model 'other'"):
         RotatingChatModel(
             model="other", key_manager=env.manager, provider_factories={"fake": env.factory}
         )
-    with pytest.raises(ValidationError, match="pass 'temperature' directly"):
+    with pytest.raises(ConfigError, match="pass 'temperature' directly"):
         env.model(model_kwargs={"temperature": 1})
-    with pytest.raises(ValidationError, match="max_attempts"):
+    with pytest.raises(ConfigError, match="max_attempts"):
         env.model(max_attempts=0)
-    with pytest.raises(ValidationError, match="surprise"):
+    with pytest.raises(ConfigError, match="surprise"):
         env.model(surprise=1)
+
+
+def test_construction_errors_are_the_librarys_own(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"keys": [{"key_id": "a", "model_name": "m", "provider": "gemini"}]}')
+    with pytest.raises(KeyFileError, match="field 'rpm': required field is missing") as info:
+        RotatingChatModel(model="m", keys=str(bad))
+    assert not isinstance(info.value, ValidationError)
+    assert isinstance(info.value, ValueError)  # still caught by ``except ValueError``
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    with pytest.raises(KeyFileError, match="file not found"):
+        RotatingChatModel(model="m", keys=str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError, match="max_attempts") as err:
+        RotatingChatModel(model="m", keys=str(bad), max_attempts=0)
+    assert not isinstance(err.value, ValidationError)
 
 
 def test_spec_carries_parameters_and_the_keys_own_base_url() -> None:

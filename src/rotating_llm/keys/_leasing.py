@@ -147,7 +147,7 @@ class Leasing:
         est = self._check_request(model, estimated_tokens)
         start = time.monotonic()
         deadline = self._deadline(start, max_wait)
-        secret_error: SecretStoreError | None = None
+        secret_errors: list[SecretStoreError] = []
         while True:
             excl = self._exclusions(exclude)
             try:
@@ -161,14 +161,14 @@ class Leasing:
                 try:
                     secret = yield Step("secret", out.key_id)
                 except SecretStoreError as exc:
-                    secret_error = exc
+                    secret_errors.append(exc)
                     yield Step("settle", out, "release", 0)
                     self._exclude_for_secret(out.key_id, exc)
                     continue
                 return self._granted(model, out, secret, est, start)
             if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
-                if secret_error is not None:
-                    raise secret_error
+                if secret_errors:
+                    raise _unreadable(secret_errors)
                 raise (yield Step("exhausted", model, out, exclude))
             emit("lease.waiting", model=model, seconds=out.retry_after)
             yield Step("sleep", out.retry_after + _WAKE_SLACK)
@@ -322,3 +322,15 @@ class Leasing:
     ) -> str:
         flow = self._failure_flow(lease, kind, retry_after, reason, actual)
         return await adrive(flow, self._async_io)
+
+
+def _unreadable(errors: list[SecretStoreError]) -> SecretStoreError:
+    """One error naming every key whose secret could not be read (not only the last)."""
+    if len(errors) == 1:
+        return errors[0]
+    seen = list(dict.fromkeys(str(e) for e in errors))
+    return SecretStoreError(
+        f"Cannot retrieve the secrets of {len(seen)} keys: " + "; ".join(seen),
+        key_id=errors[-1].key_id,
+        store=errors[-1].store,
+    )

@@ -1,7 +1,8 @@
-"""Loading and saving the design document's ``keys.json``: all or nothing, clear errors."""
+"""Loading and saving ``keys.json``: all or nothing, clear errors."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tempfile
@@ -39,6 +40,10 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
         raise KeyFileError(
             f"'keys' must be a list, not {type(entries).__name__}", path=path, field="keys"
         )
+    if not entries:
+        raise KeyFileError(
+            "the 'keys' list is empty; a pool needs at least one key", path=path, field="keys"
+        )
     keys: list[APIKey] = []
     first_seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
@@ -48,6 +53,7 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
             raise KeyFileError(
                 f"entry must be an object, not {type(entry).__name__}", path=path, entry=i
             )
+        _refuse_unknown_fields(entry, path, i, label)
         try:
             key = APIKey.model_validate(entry)
         except ValidationError as exc:
@@ -70,6 +76,19 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
         first_seen[key.key_id] = i
         keys.append(key)
     return keys
+
+
+def _refuse_unknown_fields(entry: dict[str, Any], path: str, index: int, label: str | None) -> None:
+    """Name a misspelt field as the unknown field it is (before "missing ..." of its twin)."""
+    known = list(APIKey.model_fields)
+    for name in entry:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise KeyFileError(
+            f"unknown field {name!r}{hint}", path=path, entry=index, key_id=label, field=str(name)
+        )
 
 
 def load_keys_file(path: str | os.PathLike[str]) -> list[APIKey]:

@@ -15,10 +15,18 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from rotating_llm.config import Settings
-from rotating_llm.errors import AllKeysExhaustedError, ConfigError
+from rotating_llm.errors import AllKeysExhaustedError, ConfigError, RotatingLLMError
 from rotating_llm.keys import APIKey, KeyManager, Lease
 from rotating_llm.langchain._errors import classify
 from rotating_llm.langchain._providers import ProviderCache, ProviderFactory, ProviderSpec
@@ -97,6 +105,18 @@ class RotatingChatModel(BaseChatModel):
 
     _manager: KeyManager = PrivateAttr()
     _providers: ProviderCache = PrivateAttr()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Build the model; every construction error is the library's own.
+
+        Raises:
+            ConfigError: a bad argument (a ``ValueError``); ``KeyFileError`` for a bad
+                keys file, ``SecretStoreError`` for a secret store that cannot be built.
+        """
+        try:
+            super().__init__(*args, **kwargs)
+        except ValidationError as exc:
+            raise _own_error(exc) from None
 
     @model_validator(mode="after")
     def _setup(self) -> RotatingChatModel:
@@ -421,3 +441,15 @@ class RotatingChatModel(BaseChatModel):
                     await lease.acomplete(usage_tokens(seen))
                 await self._providers.aafter_call(inner)
             return
+
+
+def _own_error(exc: ValidationError) -> Exception:
+    """The library's error behind pydantic's wrapper, else a ``ConfigError`` naming fields."""
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, RotatingLLMError):
+            return cause
+        where = ".".join(str(p) for p in err["loc"]) or "RotatingChatModel"
+        problems.append(f"{where}: {err['msg']}")
+    return ConfigError("RotatingChatModel: " + "; ".join(problems))
