@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions as rex
 from hiredis import pack_command
 
+from rotating_llm.limiter._settler import _MAX_UNREAD, _Sent
 from rotating_llm.storage._store import is_missing
 
 if TYPE_CHECKING:
@@ -42,15 +43,6 @@ logger = logging.getLogger("rotating_llm.limiter")
 
 #: The name of the connections that carry completions (``CLIENT LIST``).
 CLIENT_NAME = "rotating-llm:settle"
-#: A writer waits for the reader once this many completions are unanswered.
-_MAX_UNREAD = 1024
-
-
-class _Sent:
-    __slots__ = ("args", "reloaded", "res")
-
-    def __init__(self, res: Reservation, args: list[Any]) -> None:
-        self.res, self.args, self.reloaded = res, args, False
 
 
 class _Channel:
