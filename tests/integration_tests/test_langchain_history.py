@@ -117,3 +117,23 @@ def test_history_id_is_random_enough() -> None:
     sid = uuid.uuid4().hex
     h = history(sid, unique_prefix())
     assert h.messages == [] and repr(h).startswith("RedisChatMessageHistory(")
+
+
+def test_parity_with_langchain_redis_len_ttl_id_and_session_id_errors() -> None:
+    prefix = unique_prefix()
+    h = RedisChatMessageHistory(
+        f"parity-{uuid.uuid4().hex[:6]}", redis_url=redis_url(), key_prefix=prefix, ttl=120
+    )
+    assert len(h) == 0 and h.id == h.session_id
+    h.add_messages([HumanMessage("hi"), AIMessage("hello")])
+    h.add_message(HumanMessage("again"))
+    assert len(h) == 3 == len(h.messages)
+    msgs_key, _ = h.store.keys_for(h.session_id)
+    assert 0 < h.store.store.sync.ttl(msgs_key) <= 120  # the ttl= parameter applies
+    h.clear()
+    assert len(h) == 0
+    for bad in ("", None, "a{b}"):
+        with pytest.raises(ValueError, match="session_id") as info:
+            RedisChatMessageHistory(bad, redis_url=redis_url(), key_prefix=prefix)  # type: ignore[arg-type]
+        assert isinstance(info.value, ConversationError)
+        assert "conv_id" not in str(info.value)

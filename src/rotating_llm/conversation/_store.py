@@ -159,6 +159,11 @@ class ConversationStore:
 
     # -- keys and scripts -------------------------------------------------------------
 
+    @staticmethod
+    def check_id(conv_id: object) -> str:
+        """``conv_id`` if it is a usable conversation id, else ``ConversationError``."""
+        return _check_id(conv_id)
+
     def keys_for(self, conv_id: str) -> tuple[str, str]:
         """The Redis keys of ``conv_id``: ``(messages list, metadata hash)``."""
         tag = "{" + _check_id(conv_id) + "}"

@@ -10,8 +10,17 @@ from langchain_core.messages import BaseMessage, message_to_dict, messages_from_
 
 from rotating_llm.config import Settings
 from rotating_llm.conversation import ConversationStore
+from rotating_llm.errors import ConversationError
 
 __all__ = ["RedisChatMessageHistory"]
+
+
+def _check_session_id(session_id: object) -> None:
+    """Refuse an id the store cannot hold, naming ``session_id`` (not the store's name)."""
+    try:
+        ConversationStore.check_id(session_id)
+    except ConversationError as exc:
+        raise ConversationError(str(exc).replace("conv_id", "session_id")) from None
 
 
 def _turn_info(messages: Sequence[BaseMessage]) -> dict[str, Any]:
@@ -40,10 +49,15 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         session_id: The conversation id (no ``{``/``}``).
         redis_url: Redis URL (default: ``REDIS_URL``; unset: the embedded store).
         key_prefix: Key prefix (default: the settings').
-        ttl_seconds: Conversation TTL, refreshed on every write
-            (default: ``CONVERSATION_TTL_SECONDS``).
+        ttl: Conversation TTL in seconds, refreshed on every write (default:
+            ``CONVERSATION_TTL_SECONDS``); the name langchain-redis uses.
+        ttl_seconds: The same, under this library's earlier name.
         store: A :class:`ConversationStore` to use instead of building one.
         settings: Settings for a store built here.
+
+    Raises:
+        ConversationError: ``session_id`` is not a usable id (also a ``ValueError``, as
+            langchain-redis raises).
     """
 
     def __init__(
@@ -52,10 +66,15 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         redis_url: str | None = None,
         *,
         key_prefix: str | None = None,
+        ttl: int | None = None,
         ttl_seconds: int | None = None,
         store: ConversationStore | None = None,
         settings: Settings | None = None,
     ) -> None:
+        _check_session_id(session_id)
+        if ttl is not None and ttl_seconds is not None and ttl != ttl_seconds:
+            raise ConversationError("give ttl or ttl_seconds, not both")
+        ttl_seconds = ttl if ttl is not None else ttl_seconds
         if store is None:
             overrides: dict[str, Any] = {"redis_url": redis_url, "key_prefix": key_prefix}
             if settings is None:
@@ -65,9 +84,18 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
                     update={k: v for k, v in overrides.items() if v is not None}
                 )
             store = ConversationStore(settings, ttl_seconds=ttl_seconds)
-        store.keys_for(session_id)  # validates the id now, with a clear error
         self.session_id = session_id
         self.store = store
+
+    @property
+    def id(self) -> str:
+        """The session id (as langchain-redis names it)."""
+        return self.session_id
+
+    def __len__(self) -> int:
+        """Number of messages stored for this session (one Redis call)."""
+        meta = self.store.get_metadata(self.session_id)
+        return int(meta["message_count"]) if meta else 0
 
     def __repr__(self) -> str:
         return f"RedisChatMessageHistory(session_id={self.session_id!r}, store={self.store!r})"
