@@ -1,4 +1,4 @@
-"""The design document's Coder Agent example: one-shot code generation, queued for
+"""The original design's Coder Agent example: one-shot code generation, queued for
 retry when the pool is out of capacity.
 
 Run: ``python examples/seed_coder.py``.

@@ -3,7 +3,7 @@
 With ``KEY_STORE_PATH`` naming an existing keys file (secrets in ``API_KEY_<KEY_ID>`` or
 your ``SECRET_STORE_TYPE``, Redis in ``REDIS_URL``), the examples use it as they are.
 Without it, :func:`seed_environment` starts ``rotating_llm.testing.FakeProvider`` on
-loopback, writes the design document's ``keys.json`` (two flash keys, one pro key)
+loopback, writes the original design's ``keys.json`` (two flash keys, one pro key)
 pointing at it, puts demo secrets in the environment and turns the multi-key router on;
 everything is put back on exit. ``REDIS_URL`` unset: the embedded store.
 """
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-#: The design document's keys.json (its step 4), without endpoints.
+#: The original design's keys.json (its step 4), without endpoints.
 SEED_KEYS = [
     {
         "key_id": "gemini-flash-01",

@@ -1,4 +1,4 @@
-"""The design document's Debugger Agent example: analyse a failure, then follow up in
+"""The original design's Debugger Agent example: analyse a failure, then follow up in
 the same conversation (whichever key serves each turn).
 
 Run: ``python examples/seed_debugger.py``.

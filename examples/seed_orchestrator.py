@@ -1,4 +1,4 @@
-"""The design document's Orchestrator example: plan tasks on the pro pool, in a
+"""The original design's Orchestrator example: plan tasks on the pro pool, in a
 conversation.
 
 Run: ``python examples/seed_orchestrator.py``.

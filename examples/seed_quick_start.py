@@ -1,4 +1,4 @@
-"""The design document's Quick Start (step 5): initialise, check health, send a message.
+"""The original design's Quick Start (step 5): initialise, check health, send a message.
 
 Run: ``python examples/seed_quick_start.py`` (against the simulator unless
 ``KEY_STORE_PATH`` names your keys file; see ``seed_common.py``).

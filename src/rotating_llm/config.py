@@ -1,6 +1,6 @@
 """One settings object, read from the environment when the object that needs it is created.
 
-Every field has the environment variable it comes from in ``ENV_VARS``; the seed's
+Every field has the environment variable it comes from in ``ENV_VARS``; the original design's
 names (``REDIS_URL``, ``SECRET_STORE_TYPE``, ``CONVERSATION_TTL_SECONDS``, ...) are kept.
 """
 

@@ -1,4 +1,4 @@
-"""Telling provider answers apart (DESIGN.md's failure table): the one classifier.
+"""Telling provider answers apart (the failure table in docs/design.md): the one classifier.
 
 Every face extracts the provider's answer (HTTP status, error body, headers) from its
 framework's exception and calls :func:`classify_http`; exceptions with no answer (a
@@ -27,7 +27,7 @@ __all__ = [
 
 
 class FailureKind(str, enum.Enum):
-    """What the provider answered, as DESIGN.md's failure table tells them apart."""
+    """What the provider answered, as the failure table in docs/design.md tells them apart."""
 
     #: 429 per-minute quota: cooldown for the provider's delay, else growing backoff.
     RATE_LIMIT = "rate_limit"

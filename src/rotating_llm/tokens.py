@@ -1,4 +1,4 @@
-"""Token counts, offline: the seed's ``count_actual_tokens`` and a cheap ``estimate_tokens``.
+"""Token counts, offline: ``count_actual_tokens`` (the original design's) and ``estimate_tokens``.
 
 ``count_actual_tokens`` uses a real BPE (``tiktoken``) whose vocabulary file is read from
 disk, never downloaded: LiteLLM's wheel ships ``cl100k_base`` and ``o200k_base`` (the files

@@ -1,4 +1,4 @@
-"""The process's default key manager (the seed's ``get_key_manager``), light to import.
+"""The process's default key manager (the original design's ``get_key_manager``), light to import.
 
 ``from rotating_llm import get_key_manager`` loads only this module: the manager, the
 store and redis-py load on the first call.
@@ -43,7 +43,7 @@ def get_key_manager(key_store_path: str | Path | None = None, **kwargs: Any) -> 
 
 
 def get_redis_limiter() -> RedisLimiter:
-    """The default manager's limiter (the seed's ``get_redis_limiter``)."""
+    """The default manager's limiter (the original design's ``get_redis_limiter``)."""
     return get_key_manager().limiter
 
 

@@ -12,7 +12,7 @@ __all__ = ["exhausted_reasons", "key_status"]
 
 
 def key_status(key: APIKey, usage: KeyUsage | None) -> dict[str, Any]:
-    """The seed's status dict for ``key`` (plus limits, health and next capacity)."""
+    """The original design's status dict for ``key`` (plus limits, health and next capacity)."""
     u = usage or KeyUsage(key.key_id, False, 0, 0, 0, 0.0, None, None, None)
     return {
         "key_id": key.key_id,

@@ -149,7 +149,7 @@ class Lease:
         reason: str | None = None,
         actual_tokens: int | None = None,
     ) -> str:
-        """Settle after the provider refused or failed, and act on the key as DESIGN.md says.
+        """Settle after the provider refused or failed, and act on the key (docs/design.md).
 
         Args:
             kind: A :class:`FailureKind` (or its value).

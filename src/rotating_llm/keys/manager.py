@@ -1,4 +1,4 @@
-"""``KeyManager``: the pool of keys, its leases, statuses and health (the seed's API)."""
+"""``KeyManager``: the pool of keys, its leases, statuses and health (the original design's API)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class KeyManager(Leasing):
 
     Args:
         keys: The keys; default: read ``key_store_path``.
-        key_store_path: A keys file in the design document's format.
+        key_store_path: A keys file in the original design's format.
         settings: Default: :meth:`Settings.from_env`.
         secret_store: Default: the store ``settings.secret_store_type`` names.
         probe: Take part in the key prober's election (on a Redis, when
@@ -158,7 +158,7 @@ class KeyManager(Leasing):
     # -- status and health ------------------------------------------------------------
 
     def get_key_status(self, key_id: str) -> dict[str, Any]:
-        """Usage, limits and health of ``key_id`` (the seed's fields and more)."""
+        """Usage, limits and health of ``key_id`` (the original design's fields and more)."""
         key = self.get_key(key_id)
         usage = self.limiter.usage(key.model_name, [key_id]).get(key_id)
         return key_status(key, usage)

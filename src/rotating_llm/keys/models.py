@@ -21,7 +21,7 @@ MAX_WEIGHT = 1e6
 
 
 class APIKey(BaseModel):
-    """An API key of one model pool, as in the design document's ``keys.json``.
+    """An API key of one model pool, as in the original design's ``keys.json``.
 
     Attributes:
         key_id: Unique name of the key (the secret is looked up by it).

@@ -54,7 +54,7 @@ class RotatingChatModel(BaseChatModel):
     reservation), sends the request with that key's provider model
     (``ChatGoogleGenerativeAI`` for ``gemini``, ``ChatOpenAI`` for ``openai``, a factory
     for others) and settles the lease with the real token usage. Failures follow
-    DESIGN.md's table; ``response_metadata`` names the ``key_id`` and ``attempts``.
+    the failure table (docs/design.md); ``response_metadata`` names the ``key_id`` and ``attempts``.
 
     Example:
         >>> llm = RotatingChatModel(model="gemini-2.5-flash", keys="keys.json")  # doctest: +SKIP

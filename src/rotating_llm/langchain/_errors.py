@@ -1,4 +1,4 @@
-"""Provider exceptions told apart (DESIGN.md's failure table), and the errors callers see.
+"""Provider exceptions told apart (the failure table in docs/design.md), and the errors callers see.
 
 Classification reads the error's details, not only its type: Gemini reports an invalid
 key as ``400 INVALID_ARGUMENT`` with ``ErrorInfo`` reason ``API_KEY_INVALID``, which

@@ -1,6 +1,6 @@
 """One request through the pool: lease a key, call its provider model, act on the answer.
 
-Follows DESIGN.md's failure table: a rate-limited key cools down for the provider's own
+Follows the failure table in docs/design.md: a rate-limited key cools down for the provider's own
 delay and the request moves on at once; a refused key is disabled and the request moves
 on; model-side failures are retried with jittered backoff; a bad request is not retried.
 A stream moves to another key only before its first chunk reached the caller.

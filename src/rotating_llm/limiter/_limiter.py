@@ -93,7 +93,7 @@ def _limits_arg(key: APIKey) -> str:
 class RedisLimiter:
     """Atomic select-and-reserve over a pool's keys, and everything that settles it.
 
-    The seed's ``get_redis_limiter()`` returns the default manager's limiter; its
+    The original design's ``get_redis_limiter()`` returns the default manager's limiter; its
     ``get_rpm_usage``, ``get_tpm_usage`` and ``clear_cooldown`` take a ``key_id``.
     """
 
@@ -395,7 +395,7 @@ class RedisLimiter:
         return self.health(key_id, "cooldown", seconds or 0.0, reason)
 
     def clear_cooldown(self, key_id: str) -> None:
-        """End ``key_id``'s cooldown and reset its backoff (the seed's name)."""
+        """End ``key_id``'s cooldown and reset its backoff (the original design's name)."""
         self.health(key_id, "clear")
 
     # -- reading ----------------------------------------------------------------------

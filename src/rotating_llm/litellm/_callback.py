@@ -45,9 +45,9 @@ class LeaseSettler(CustomLogger):
     """Settles the lease of every attempt the strategy admitted, from LiteLLM's callbacks.
 
     Success: the real token usage (``usage.total_tokens``, or ``prompt_tokens`` with
-    ``tpm_counts="input"``). Failure: DESIGN.md's table (429: cooldown for the provider's
-    delay; per-day quota: until the daily reset; 401/403: key disabled; 5xx, timeouts
-    and 400s: key not blamed). Events of requests this router's strategy did not admit
+    ``tpm_counts="input"``). Failure: the failure table of docs/design.md (429: cooldown
+    for the provider's delay; per-day quota: until the daily reset; 401/403: key
+    disabled; 5xx, timeouts and 400s: key not blamed). Events of requests this router's strategy did not admit
     are ignored. Never raises into LiteLLM.
 
     Args:

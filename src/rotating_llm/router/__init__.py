@@ -1,4 +1,4 @@
-"""``RequestRouter``: the design document's ``send_chat`` / ``send_one_shot`` API.
+"""``RequestRouter``: the original design's ``send_chat`` / ``send_one_shot`` API.
 
 A face over the LangChain face's engine (``RotatingChatModel``, one per pool) and the
 core conversation store. Importing this package does not import LangChain; the first

@@ -1,4 +1,4 @@
-"""``python -m rotating_llm.router --health-check``: the seed's router health check.
+"""``python -m rotating_llm.router --health-check``: the original design's router health check.
 
 Prints the report as JSON; exit code 0 only when healthy. Keys come from ``--keys`` or
 ``KEY_STORE_PATH`` (default ``./keys.json``).

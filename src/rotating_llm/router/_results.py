@@ -1,4 +1,4 @@
-"""The router's result dicts, and exceptions told apart as the design document's
+"""The router's result dicts, and exceptions told apart as the original design's
 ``error_type`` values (without importing LangChain: the face's errors subclass the
 core's, and carry the core's :class:`~rotating_llm.keys.FailureKind`)."""
 

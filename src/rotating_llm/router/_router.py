@@ -1,4 +1,4 @@
-"""``RequestRouter``: the design document's API (``send_chat``, ``send_one_shot``, ...).
+"""``RequestRouter``: the original design's API (``send_chat``, ``send_one_shot``, ...).
 
 A face over the same engine as LangChain's: one ``RotatingChatModel`` per pool (built on
 first use, so LangChain is imported only then), conversations in the core

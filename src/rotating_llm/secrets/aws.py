@@ -58,7 +58,7 @@ def _withhold_botocore_bodies() -> None:
 
 
 class AWSSecretStore(SecretStore):
-    """Secrets from AWS Secrets Manager, as in the design document's Option C.
+    """Secrets from AWS Secrets Manager, as in the original design's Option C.
 
     Args:
         region: the AWS region (``AWS_REGION``).

@@ -23,7 +23,7 @@ def env_var_for(key_id: str) -> str:
 
 
 class EnvSecretStore(SecretStore):
-    """Secrets from environment variables, as in the design document's Option A."""
+    """Secrets from environment variables, as in the original design's Option A."""
 
     name = "env"
 

@@ -54,7 +54,7 @@ def split_secret_path(secret_path: str) -> tuple[str, str]:
 
 
 class VaultSecretStore(SecretStore):
-    """Secrets from a Vault KV v2 engine, as in the design document's Option B.
+    """Secrets from a Vault KV v2 engine, as in the original design's Option B.
 
     Args:
         url: the server address (``VAULT_ADDR``).

@@ -2,7 +2,7 @@
 
 Modes (``ROTATING_LLM_ON_REDIS_FAILURE``):
 ``local`` (default) runs the same scripts on a private in-process store until Redis
-answers again; ``allow`` fails open (the seed's behaviour: the caller proceeds without a
+answers again; ``allow`` fails open (the original design's behaviour: the caller proceeds without a
 reservation); ``deny`` raises :class:`StoreUnavailableError`. Recovery is automatic: Redis
 is probed again at most every ``store_retry_interval`` seconds.
 """

@@ -1,4 +1,4 @@
--- User and global request limits (the design document's rl:user:<id> and rl:global):
+-- User and global request limits (the original design's rl:user:<id> and rl:global):
 -- sliding windows on Redis's clock; both are checked and both reserved, or neither.
 -- KEYS[1] user window zset, KEYS[2] global window zset (same hash tag).
 -- ARGV[1] window (microseconds), ARGV[2] user limit, ARGV[3] global limit (0 = none),
