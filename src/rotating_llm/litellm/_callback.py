@@ -47,8 +47,8 @@ class LeaseSettler(CustomLogger):
     Success: the real token usage (``usage.total_tokens``, or ``prompt_tokens`` with
     ``tpm_counts="input"``). Failure: the failure table of docs/design.md (429: cooldown
     for the provider's delay; per-day quota: until the daily reset; 401/403: key
-    disabled; 5xx, timeouts and 400s: key not blamed). Events of requests this router's strategy did not admit
-    are ignored. Never raises into LiteLLM.
+    disabled; 5xx, timeouts and 400s: key not blamed). Events of requests this router's
+    strategy did not admit are ignored. Never raises into LiteLLM.
 
     Args:
         book: The strategy's open leases.
