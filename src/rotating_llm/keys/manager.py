@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -72,6 +73,7 @@ class KeyManager(Leasing):
                 raise ConfigError(f"duplicate key_id {key.key_id!r}")
             self._keys[key.key_id] = key
         self._max_tpm = _max_tpm_by_model(self._keys.values())
+        _report_window_mismatch(self._keys.values(), self.settings.window_seconds)
         self.secret_store = secret_store or get_secret_store(self.settings)
         self.store = FailoverStore(
             open_store(self.settings),
@@ -243,6 +245,28 @@ def _start_prober(manager: KeyManager) -> Prober | None:
     prober = Prober(manager, manager.settings.probe_seconds)
     prober.start()
     return prober
+
+
+def _report_window_mismatch(keys: Iterable[APIKey], window: float) -> None:
+    """Warn at start when a key points at a simulator of this process with another window.
+
+    Costs nothing unless ``rotating_llm.testing`` is loaded: the simulator's limits are
+    exact, so a library window longer than its window wastes capacity, and a shorter one
+    trips its 429s.
+    """
+    sim = sys.modules.get("rotating_llm.testing._provider")
+    if sim is None:
+        return
+    for key in keys:
+        other = sim.simulator_window(key.base_url) if key.base_url else None
+        if other is not None and abs(other - window) > 1e-9:
+            logger.warning(
+                "key %s points at a simulator whose window is %gs but this manager's is %gs "
+                "(ROTATING_LLM_WINDOW_SECONDS / Settings.window_seconds): set both alike",
+                key.key_id,
+                other,
+                window,
+            )
 
 
 def _max_tpm_by_model(keys: Iterable[APIKey]) -> dict[str, int]:

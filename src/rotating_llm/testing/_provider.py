@@ -22,7 +22,18 @@ if TYPE_CHECKING:
     from rotating_llm.testing._runner import ServerThread
     from rotating_llm.testing._state import State
 
-__all__ = ["FakeProvider"]
+__all__ = ["FakeProvider", "simulator_window"]
+
+#: Base URL -> window (seconds) of every simulator running in this process.
+_LIVE: dict[str, float] = {}
+
+
+def simulator_window(base_url: str) -> float | None:
+    """The RPM/TPM window of the simulator in this process that ``base_url`` points at."""
+    for url, window in list(_LIVE.items()):
+        if base_url.startswith(url):
+            return window
+    return None
 
 
 class FakeProvider:
@@ -152,6 +163,7 @@ class FakeProvider:
             self._state = build_state(self._config)
             self._thread = ServerThread(self._state, self.host, int(self._config["port"]))
             self._port = self._thread.start(self._startup_timeout)
+        _LIVE[self.url] = float(self._config["window"])
         return self
 
     def _start_process(self) -> None:
@@ -176,6 +188,8 @@ class FakeProvider:
 
     def stop(self) -> None:
         """Stop serving (idempotent). Hanging requests are released first."""
+        if self._port is not None:
+            _LIVE.pop(self.url, None)
         if self._thread is not None:
             self._thread.stop()
             self._thread = None
