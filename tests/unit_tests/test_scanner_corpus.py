@@ -143,6 +143,12 @@ NEGATIVES = [
     "password = changeme",
     "GITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
     "stripe = sk_test_XXXXXXXXXXXXXXXXXXXXXXXX",
+    # Firebase's published example keys (gitleaks allowlists the same ones)
+    'firebase_options.setApiKey("AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs")',
+    "GOOGLE_API_KEY=AIzaSyabcdefghijklmnopqrstuvwxyz1234567",
+    "apiKey: AIzaSyDSb51JiIcB6OJpwwMicseKRhhrOq1cS7g",
+    # a bare hex digest with no Azure endpoint near it
+    'etag = "9b2cf535f27731c974343645a3985328"',
 ]
 
 

@@ -196,6 +196,8 @@ def _generic_check(value: str, match: re.Match[str]) -> bool:
         return False  # "monkey", "turkey"
     if value.startswith(("$", "%", "/", "./", "~")) or "://" in value:
         return False
+    if value in FIREBASE_EXAMPLE_KEYS:
+        return False  # a published example, whatever name it is assigned to
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+", value):
         return False  # a dotted identifier: settings.api_key, os.environ.get
     classes = sum(
