@@ -116,3 +116,12 @@ def test_private_key_and_slack_webhook_true_positives() -> None:
     path = f"T{_r(9, string.ascii_uppercase)}/B{_r(9, string.ascii_uppercase)}/{_r(24)}"
     found = find_secrets(f"hook = 'https://hooks.slack.com/services/{path}'\n")
     assert [m.detector for m in found] == ["slack-webhook"]
+
+
+def test_a_random_key_that_happens_to_spell_a_placeholder_word_is_found() -> None:
+    # found in CI: a generated key containing "faKE" was taken for a placeholder
+    for word in ("fake", "Test", "your"):
+        key = "sk-proj-" + _r(40) + word + _r(20) + "T3BlbkFJ" + _r(60)
+        hits = find_secrets(f"foreign {key}\n")
+        assert [h.detector for h in hits] == ["openai-api-key"], word
+    assert find_secrets("OPENAI_API_KEY=sk-proj-your-api-key-here\n") == []

@@ -33,7 +33,6 @@ ALLOW_MARKERS = ("rotating-llm: allow-secret", "pragma: allowlist secret", "gitl
 ALLOW_NEXT_MARKERS = ("rotating-llm: allow-secret-next-line", "pragma: allowlist nextline secret")
 
 _PLACEHOLDER_WORDS = (
-    "your",
     "example",
     "xxxx",
     "placeholder",
@@ -43,10 +42,6 @@ _PLACEHOLDER_WORDS = (
     "changeme",
     "change_me",
     "change-me",
-    "replace",
-    "insert",
-    "fake",
-    "test",
     "abcdef",
     "123456",
     "000000",
@@ -59,6 +54,9 @@ _PLACEHOLDER_WORDS = (
     "<",
     ">",
 )
+#: Short words that mark a placeholder only in a value that is not long and random: a real
+#: key of 32+ random characters contains "fake" or "test" by chance often enough to matter.
+_SHORT_PLACEHOLDER_WORDS = ("your", "fake", "test", "replace", "insert")
 
 
 def shannon_entropy(value: str) -> float:
@@ -75,7 +73,10 @@ def is_placeholder(body: str) -> bool:
     if any(word in low for word in _PLACEHOLDER_WORDS):
         return True
     core = re.sub(r"[^A-Za-z0-9]", "", body)
-    return len(set(core)) <= 3
+    if len(set(core)) <= 3:
+        return True
+    random_looking = len(core) >= 32 and shannon_entropy(core) >= 4.5
+    return not random_looking and any(word in low for word in _SHORT_PLACEHOLDER_WORDS)
 
 
 def fingerprint(detector: str, value: str) -> str:
