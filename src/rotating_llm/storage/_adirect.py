@@ -29,17 +29,20 @@ class LoopConnection:
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        pool = client.connection_pool
-        kwargs = dict(pool.connection_kwargs)
+        kwargs = dict(client.connection_pool.connection_kwargs)
         # writes must reach the transport synchronously, in order: with a socket timeout
         # redis-py writes from a task of its own, so the timeout applies to reads only
         self._timeout: float = kwargs.pop("socket_timeout", None) or 5.0
-        self._conn: Any = pool.connection_class(**kwargs)
+        self._kwargs = kwargs
+        self._conn: Any = self._new_connection()
         self._ready = False
         self._connecting = asyncio.Lock()
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._reader: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
+
+    def _new_connection(self) -> Any:
+        return self._client.connection_pool.connection_class(**self._kwargs)
 
     async def execute(self, *command: Any) -> Any:
         """Send ``command`` on this loop's connection and await its reply."""
@@ -87,10 +90,7 @@ class LoopConnection:
         for fut in waiting:
             if not fut.done():
                 fut.set_exception(err)
-        pool = self._client.connection_pool
-        kwargs = dict(pool.connection_kwargs)
-        kwargs.pop("socket_timeout", None)
-        self._conn = pool.connection_class(**kwargs)
+        self._conn = self._new_connection()
         self._ready = False
         self._closing = asyncio.ensure_future(conn.disconnect(nowait=True))
 
