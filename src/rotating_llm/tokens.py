@@ -9,6 +9,9 @@ o-series, ``cl100k_base`` for GPT-4 and GPT-3.5); other models (Gemini, Claude, 
 no offline tokenizer, so ``cl100k_base`` stands in: it is within about 10-15% of Gemini's
 counts on English text and code. Without ``tiktoken`` or the files, the count falls back
 to :func:`estimate_tokens` (``ceil(characters / 4)``, at least one per word).
+
+``estimate_request`` is the one request estimate of every face (LangChain, LiteLLM, the
+router): each face converts its messages to :class:`Message` first.
 """
 
 from __future__ import annotations
@@ -16,15 +19,30 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.util
+import json
 import logging
 import math
 import re
 import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHARS_PER_TOKEN", "count_actual_tokens", "encoding_for", "estimate_tokens"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "MEDIA_TOKENS",
+    "MESSAGE_OVERHEAD",
+    "Message",
+    "content_parts",
+    "count_actual_tokens",
+    "encoding_for",
+    "estimate_request",
+    "estimate_tokens",
+    "extra_text",
+    "tool_call_text",
+]
 
 logger = logging.getLogger("rotating_llm.tokens")
 
@@ -149,3 +167,92 @@ def count_actual_tokens(text: str, model: str = "gemini-2.5-flash") -> int:
     if enc is None:
         return estimate_tokens(text)
     return len(enc.encode(text, disallowed_special=()))
+
+
+# -- the request estimate: one rule for every face -------------------------------------
+
+#: Tokens charged per message for its role and separators.
+MESSAGE_OVERHEAD = 4
+#: Tokens charged for one image/audio/video/file block (never its base64 length).
+MEDIA_TOKENS = 1100
+_MEDIA_TYPES = frozenset({"image", "image_url", "audio", "video", "file", "media", "input_audio"})
+#: Request keywords whose JSON counts as prompt (tool schemas, output schemas).
+EXTRA_FIELDS = ("tools", "tool_choice", "response_format", "response_json_schema")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message in the neutral form every face converts its messages to.
+
+    Attributes:
+        role: The sender (``user``, ``assistant``, ``system``, ``tool``, ...).
+        text: All text of the message, tool-call names and arguments included.
+        media: Number of image/audio/video/file blocks.
+    """
+
+    role: str
+    text: str = ""
+    media: int = 0
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True, separators=(",", ":"))
+
+
+def content_parts(content: Any) -> tuple[str, int]:
+    """``(text, media blocks)`` of an OpenAI/LangChain-style message content."""
+    if content is None:
+        return "", 0
+    if isinstance(content, str):
+        return content, 0
+    texts: list[str] = []
+    media = 0
+    blocks = content if isinstance(content, Sequence) else [content]
+    for block in blocks:
+        if isinstance(block, str):
+            texts.append(block)
+        elif isinstance(block, Mapping) and block.get("type") in _MEDIA_TYPES:
+            media += 1
+        elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif block is not None:
+            texts.append(_dumps(block))
+    return "\n".join(texts), media
+
+
+def tool_call_text(name: Any, arguments: Any) -> str:
+    """The text a tool call counts as: its name and its arguments as compact JSON."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return f"{name}\n{arguments}"
+    return f"{name}\n{_dumps(arguments)}"
+
+
+def extra_text(kwargs: Mapping[str, Any] | None) -> str:
+    """The request keywords that count as prompt (:data:`EXTRA_FIELDS`), as JSON."""
+    found = [_dumps(kwargs[n]) for n in EXTRA_FIELDS if kwargs and kwargs.get(n) is not None]
+    return "\n".join(found)
+
+
+def estimate_request(
+    messages: Sequence[Message],
+    max_output_tokens: int = 0,
+    *,
+    extra: str = "",
+    model: str = "gemini-2.5-flash",
+) -> int:
+    """The token estimate of one request, the same for every face.
+
+    Each message costs :data:`MESSAGE_OVERHEAD` plus its text (:func:`count_actual_tokens`:
+    tiktoken when installed, else :func:`estimate_tokens`) plus :data:`MEDIA_TOKENS` per
+    media block; ``extra`` (tool and output schemas) counts as text; the request's
+    ``max_output_tokens`` is added (providers count it against TPM). At least 1.
+    """
+    total = sum(
+        MESSAGE_OVERHEAD + count_actual_tokens(m.text, model) + MEDIA_TOKENS * max(0, m.media)
+        for m in messages
+    )
+    total += count_actual_tokens(extra, model) if extra else 0
+    return max(1, total + max(0, int(max_output_tokens)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -30,56 +29,39 @@ from rotating_llm.langchain._errors import (
     exhausted,
     provider_error,
 )
+from rotating_llm.tokens import (
+    Message,
+    content_parts,
+    estimate_request,
+    extra_text,
+    tool_call_text,
+)
 
 if TYPE_CHECKING:
     from langchain_core.outputs import ChatGeneration, ChatResult
 
-__all__ = ["Attempts", "achunks", "chunks", "estimate_tokens", "usage_tokens"]
+__all__ = ["Attempts", "achunks", "chunks", "estimate_tokens", "neutral_messages", "usage_tokens"]
 
 logger = logging.getLogger("rotating_llm.langchain")
 
-#: Characters per token for the estimate (real tokenisers give ~4; 3 over-counts).
-CHARS_PER_TOKEN = 3
-#: Tokens charged per message for roles and separators.
-MESSAGE_OVERHEAD = 4
-#: Tokens charged for one image/audio/video/file block.
-MEDIA_TOKENS = 1100
-_MEDIA_TYPES = {"image", "image_url", "audio", "video", "file", "media", "input_audio"}
 
-
-def _content_chars(content: Any) -> tuple[int, int]:
-    """``(characters, media tokens)`` of a message content."""
-    if isinstance(content, str):
-        return len(content), 0
-    chars = media = 0
-    for block in content if isinstance(content, list) else [content]:
-        if isinstance(block, str):
-            chars += len(block)
-        elif isinstance(block, Mapping) and block.get("type") in _MEDIA_TYPES:
-            media += MEDIA_TOKENS
-        elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
-            chars += len(block["text"])
-        else:
-            chars += len(json.dumps(block, default=str))
-    return chars, media
+def neutral_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """LangChain messages in the neutral form of :func:`rotating_llm.tokens.estimate_request`."""
+    out = []
+    for msg in messages:
+        text, media = content_parts(msg.content)
+        if isinstance(msg, AIMessage):
+            calls = [tool_call_text(tc["name"], tc["args"]) for tc in msg.tool_calls]
+            text = "\n".join([text, *calls]) if calls else text
+        out.append(Message(role=msg.type, text=text, media=media))
+    return out
 
 
 def estimate_tokens(
     messages: Sequence[BaseMessage], extra: Mapping[str, Any], completion_tokens: int
 ) -> int:
-    """A conservative token estimate of a request: prompt, tools, plus ``completion_tokens``."""
-    chars = media = 0
-    for msg in messages:
-        c, m = _content_chars(msg.content)
-        chars += c
-        media += m
-        if isinstance(msg, AIMessage) and msg.tool_calls:
-            chars += len(json.dumps([tc["args"] for tc in msg.tool_calls], default=str))
-    for name in ("tools", "tool_choice", "response_format", "response_json_schema"):
-        if extra.get(name) is not None:
-            chars += len(json.dumps(extra[name], default=str))
-    prompt = math.ceil(chars / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD * len(messages) + media
-    return max(1, prompt + max(0, completion_tokens))
+    """The request's estimate by the one rule of :func:`rotating_llm.tokens.estimate_request`."""
+    return estimate_request(neutral_messages(messages), completion_tokens, extra=extra_text(extra))
 
 
 def usage_tokens(generations: Sequence[ChatGeneration | ChatGenerationChunk]) -> int | None:

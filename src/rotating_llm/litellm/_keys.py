@@ -10,6 +10,13 @@ from typing import Any
 
 from rotating_llm.keys.models import APIKey
 from rotating_llm.secrets.base import SecretStore
+from rotating_llm.tokens import (
+    Message,
+    content_parts,
+    estimate_request,
+    extra_text,
+    tool_call_text,
+)
 
 __all__ = [
     "PLACEHOLDER_SECRET",
@@ -27,7 +34,6 @@ UNLIMITED = 1_000_000_000
 PLACEHOLDER_SECRET = "litellm-managed"
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
-_NON_TEXT_PART_TOKENS = 258
 
 
 class DeploymentSecretStore(SecretStore):
@@ -124,21 +130,34 @@ def _weight(deployment: Mapping[str, Any]) -> float:
     return 1.0
 
 
-def _text_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
+def neutral_messages(messages: Sequence[Any] | None, input: Any = None) -> list[Message]:
+    """LiteLLM (OpenAI-format) messages and embedding ``input`` in the neutral form."""
+    out = []
+    for msg in messages or ():
+        if not isinstance(msg, Mapping):
+            continue
+        text, media = content_parts(msg.get("content"))
+        calls = []
+        for call in msg.get("tool_calls") or ():
+            fn = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(fn, Mapping):
+                calls.append(tool_call_text(fn.get("name", ""), fn.get("arguments", "")))
+        text = "\n".join([text, *calls]) if calls else text
+        out.append(Message(role=str(msg.get("role", "user")), text=text, media=media))
+    if isinstance(input, str):
+        out.append(Message(role="input", text=input))
+    elif isinstance(input, Sequence):
+        out += [Message(role="input", text=x if isinstance(x, str) else str(x)) for x in input]
+    return out
 
 
-def _content_tokens(content: Any) -> int:
-    if isinstance(content, str):
-        return _text_tokens(content)
-    total = 0
-    if isinstance(content, Sequence):
-        for part in content:
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                total += _text_tokens(part["text"])
-            elif part is not None:
-                total += _NON_TEXT_PART_TOKENS
-    return total
+def max_output_tokens(request_kwargs: Mapping[str, Any] | None) -> int:
+    """The request's ``max_completion_tokens`` or ``max_tokens`` (0 when unset)."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        cap = (request_kwargs or {}).get(name)
+        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
+            return cap
+    return 0
 
 
 def estimate_tokens(
@@ -146,30 +165,12 @@ def estimate_tokens(
     input: Any = None,
     request_kwargs: Mapping[str, Any] | None = None,
 ) -> int:
-    """A cheap, generous token estimate: about one token per 4 characters of the prompt.
+    """The request's estimate by the one rule of :func:`rotating_llm.tokens.estimate_request`.
 
-    Adds the request's ``max_tokens``/``max_completion_tokens`` when set (OpenAI counts
-    them against TPM). The reservation is corrected to the real usage afterwards.
+    The reservation is corrected to the real usage afterwards.
     """
-    total = 0
-    for msg in messages or ():
-        if not isinstance(msg, Mapping):
-            continue
-        total += _content_tokens(msg.get("content"))
-        for call in msg.get("tool_calls") or ():
-            fn = call.get("function") if isinstance(call, Mapping) else None
-            if isinstance(fn, Mapping):
-                total += _text_tokens(str(fn.get("name", ""))) + _text_tokens(
-                    str(fn.get("arguments", ""))
-                )
-    if isinstance(input, str):
-        total += _text_tokens(input)
-    elif isinstance(input, Sequence):
-        total += sum(_text_tokens(x) if isinstance(x, str) else 1 for x in input)
-    kwargs = request_kwargs or {}
-    for name in ("max_completion_tokens", "max_tokens"):
-        cap = kwargs.get(name)
-        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
-            total += cap
-            break
-    return max(total, 1)
+    return estimate_request(
+        neutral_messages(messages, input),
+        max_output_tokens(request_kwargs),
+        extra=extra_text(request_kwargs),
+    )
