@@ -14,6 +14,7 @@ Keys of one pool share its hash tag and carry the layout version::
                                             key_id ":s" -> tokens held (an integer)
     <prefix>v2:{<pool>}:rpm:<key_id>  zset  "<reservation id>:<tokens>" -> instant
     <prefix>v2:{<pool>}:cooldown:<key_id>, backoff:<key_id>, disabled (hash)
+    <prefix>v2:{<pool>}:procs, proc:<member>  heartbeats (keys/_heartbeat.py; no Lua)
 """
 
 from __future__ import annotations
