@@ -16,6 +16,7 @@ Keys of one pool share its hash tag and carry the layout version::
     <prefix>v2:{<pool>}:cooldown:<key_id>, backoff:<key_id>, disabled (hash)
     <prefix>v2:{<pool>}:req:<request id>  string  an acquire's grant, kept briefly so a
                                             resent acquire returns it (no second one)
+    <prefix>v2:{<pool>}:procs, proc:<member>  heartbeats (keys/_heartbeat.py; no Lua)
 """
 
 from __future__ import annotations
