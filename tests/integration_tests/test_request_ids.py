@@ -120,3 +120,36 @@ def test_async_resend_after_a_timeout_reserves_once(
     asyncio.run(main())
     assert _held(km) == 2
     assert sum(u.tpm_used for u in km.limiter.usage("m").values()) == 8
+
+
+def test_a_cancelled_acquire_releases_its_grant(
+    manager_factory: Callable[..., KeyManager], store_target: dict[str, Any]
+) -> None:
+    if store_target.get("redis_cluster"):
+        pytest.skip("no stall to inject on the cluster's connections")
+    km = manager_factory(make_keys(2, rpm=10))
+
+    async def main() -> None:
+        warm = await km.limiter.areserve("m", 1)  # loads the scripts, opens the connection
+        assert isinstance(warm, Reservation)
+        await km.limiter.asettle(warm, "release", 0)
+        conn = km.limiter.store.primary._adirect[asyncio.get_running_loop()]._conn
+        real = conn.read_response
+
+        async def slow(*args: Any, **kwargs: Any) -> Any:  # hold the reply back: a stall
+            await asyncio.sleep(0.2)
+            return await real(*args, **kwargs)
+
+        conn.read_response = slow
+        task = asyncio.ensure_future(km.aacquire("m", 9))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await km.limiter.aflush()  # waits for the release of what it was granted
+        await km.limiter.aclose()
+        await km.limiter.store.primary.aclose()
+
+    asyncio.run(main())
+    assert _held(km) == 0
+    assert sum(u.tpm_used for u in km.limiter.usage("m").values()) == 0
