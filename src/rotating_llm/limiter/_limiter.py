@@ -15,6 +15,7 @@ from rotating_llm.errors import ConfigError, KeyNotFoundError
 from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
+from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, translate_errors
 
@@ -184,14 +185,21 @@ class RedisLimiter:
     # -- decisions --------------------------------------------------------------------
 
     def _acquire_args(
-        self, store: Store, pool: str, est: int, strategy: Strategy, exclude: Sequence[str]
+        self,
+        store: Store,
+        pool: str,
+        est: int,
+        strategy: Strategy,
+        exclude: Sequence[str],
+        request_id: str,
     ) -> list[Any]:
         rnd = 0.0
         if strategy == "weighted":
             import random  # only the weighted strategy draws
 
             rnd = random.random()
-        return [*self._head(store, pool), est, strategy, rnd, _CANDIDATES, ",".join(exclude)]
+        head = self._head(store, pool)
+        return [*head, est, strategy, rnd, _CANDIDATES, ",".join(exclude), request_id]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
         if isinstance(raw, str):  # granted: the schema's GRANT fields
@@ -214,14 +222,20 @@ class RedisLimiter:
         estimated_tokens: int,
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
+        request_id: str | None = None,
     ) -> Reservation | Refusal:
-        """One select-and-reserve call for ``pool`` (registering the pool first if needed)."""
+        """One select-and-reserve call for ``pool`` (registering the pool first if needed).
+
+        ``request_id`` names this attempt (default: a new id). Every resend of the call
+        (after a timeout) carries it, so the store returns the first grant, not a second.
+        """
         strat = strategy or self.settings.strategy
+        rid = new_request_id() if request_id is None else check_request_id(request_id)
 
         def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 self._ensure(store, pool)
-                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude)
+                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid)
                 raw = store.call("acquire", store.pool_keys(pool), args)
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
@@ -241,14 +255,16 @@ class RedisLimiter:
         estimated_tokens: int,
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
+        request_id: str | None = None,
     ) -> Reservation | Refusal:
         """Async twin of :meth:`reserve`."""
         strat = strategy or self.settings.strategy
+        rid = new_request_id() if request_id is None else check_request_id(request_id)
 
         async def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 await self._aensure(store, pool)
-                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude)
+                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid)
                 raw = await store.acall("acquire", store.pool_keys(pool), args)
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
