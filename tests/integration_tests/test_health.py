@@ -132,3 +132,37 @@ def test_two_processes_count_two_and_a_dead_one_expires(redis_url: str, prefix: 
             p.wait(timeout=10)
             if p.stdout is not None:
                 p.stdout.close()
+
+
+def test_cluster_health_runs_the_scripts_and_counts_its_heartbeat(
+    cluster_url: str, prefix: str
+) -> None:
+    keys = make_keys(2)
+    km = KeyManager(
+        keys,
+        settings=Settings(
+            redis_url=cluster_url, redis_cluster=True, key_prefix=prefix, probe_seconds=0
+        ),
+        secret_store=EnvSecretStore(secrets_for(keys)),
+    )
+    report = km.health_check()
+    km.close()
+    assert report["healthy"] is True, report["problems"]
+    assert report["mode"] == "cluster" and report["live_processes"] == 1
+
+
+def test_redis_away_is_degraded_and_unhealthy() -> None:
+    from _redis_server import free_port
+
+    keys = make_keys(1)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    km = KeyManager(
+        keys,
+        settings=Settings(redis_url=url, on_store_failure="local", probe_seconds=0),
+        secret_store=EnvSecretStore(secrets_for(keys)),
+        probe=False,
+    )
+    report = km.health_check()
+    km.close()
+    assert report["mode"] == "degraded" and report["healthy"] is False
+    assert any("does not answer" in p for p in report["problems"])
