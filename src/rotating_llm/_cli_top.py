@@ -1,6 +1,7 @@
 """``rotating-llm top``: a live table of every pool and key, read from the shared store.
 
-What the store keeps is shown: state, usage of each limit, the prober's last verdict.
+What the store keeps is shown: state, usage of each limit, the prober's last verdict,
+and per pool the long-lived processes whose heartbeat has not expired.
 Queue length, learned limits and served/429/refused rates are not kept in the store
 yet; their columns show ``-`` rather than numbers this process could not know.
 """
@@ -58,7 +59,22 @@ def snapshot(km: Any) -> dict[str, Any]:
             **dict.fromkeys(_NOT_KEPT),
         }
         pools.setdefault(s["model_name"], []).append(row)
-    return {"at": time.time(), "store": km.store.primary.description, "pools": pools}
+    return {
+        "at": time.time(),
+        "store": km.store.primary.description,
+        "pools": pools,
+        "processes": _processes(km, pools),
+    }
+
+
+def _processes(km: Any, pools: dict[str, Any]) -> dict[str, int | None]:
+    """Live processes per pool (from heartbeats); None on the embedded store."""
+    from rotating_llm.keys._heartbeat import live_processes
+
+    store = km.store.primary
+    if store.is_embedded:
+        return dict.fromkeys(pools)
+    return {pool: live_processes(store, pool) for pool in pools}
 
 
 def _bar(used: int, limit: int | None, width: int = 10) -> str:
@@ -74,6 +90,7 @@ def _table(snap: dict[str, Any]) -> Any:
     table = Table(title=f"rotating-llm top  {snap['store']}  {time.strftime('%H:%M:%S')}")
     for col in (
         "pool",
+        "procs",
         "key",
         "group",
         "state",
@@ -87,10 +104,12 @@ def _table(snap: dict[str, Any]) -> Any:
     ):
         table.add_column(col)
     for pool, rows in sorted(snap["pools"].items()):
+        procs = snap["processes"].get(pool)
         for r in rows:
             probe = r["last_probe"]
             table.add_row(
                 pool,
+                "-" if procs is None else str(procs),
                 r["key_id"],
                 r["group"] or "-",
                 r["state"] + (f" ({r['reason']})" if r["reason"] else ""),

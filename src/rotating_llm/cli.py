@@ -127,6 +127,11 @@ def health_report(args: argparse.Namespace) -> dict[str, Any]:
             close = difflib.get_close_matches(key.provider, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             unknown[key.key_id] = f"unknown provider {key.provider!r} (known: {known}){hint}"
+    problems: list[str] = report.setdefault("problems", [])
+    problems += [f"secret of {kid} missing ({where})" for kid, where in missing.items()]
+    problems += [f"{kid}: {why}" for kid, why in unknown.items()]
+    if not resolved and not missing and report.get("models"):
+        problems.append("no active key has a secret")
     report["secrets_resolved"] = resolved
     report["secrets_missing"] = missing
     report["unknown_providers"] = unknown

@@ -37,6 +37,7 @@ ENV_VARS: dict[str, str] = {
     "redis_pool_timeout": "ROTATING_LLM_REDIS_POOL_TIMEOUT",
     "max_wait": "ROTATING_LLM_MAX_WAIT",
     "probe_seconds": "ROTATING_LLM_PROBE_SECONDS",
+    "heartbeat_seconds": "ROTATING_LLM_HEARTBEAT_SECONDS",
     "cooldown_base_seconds": "ROTATING_LLM_COOLDOWN_BASE_SECONDS",
     "cooldown_max_seconds": "ROTATING_LLM_COOLDOWN_MAX_SECONDS",
     "secret_cache_ttl": "SECRET_CACHE_TTL_SECONDS",
@@ -78,6 +79,8 @@ class Settings(BaseModel):
     redis_pool_timeout: float = Field(30.0, gt=0)
     max_wait: float = Field(30.0, ge=0)
     probe_seconds: float = Field(300.0, ge=0, le=86400.0)
+    #: How often a long-lived manager on a Redis says it is alive (0: never).
+    heartbeat_seconds: float = Field(10.0, ge=0, le=3600.0)
     cooldown_base_seconds: float = Field(5.0, gt=0)
     cooldown_max_seconds: float = Field(300.0, gt=0)
     secret_cache_ttl: float = Field(300.0, ge=0)

@@ -3,6 +3,7 @@ fallbacks, no partial turn, rotation on and off, async twins, health with Redis 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -27,6 +28,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings(AIOHTTP)]
 
 FLASH = "gemini-2.5-flash"
 PRO = "gemini-2.5-pro"
+#: The send behaviour tests run over both shells of the one send flow.
+SHELLS = pytest.mark.parametrize("shell", ["sync", "async"])
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}
 
 
@@ -37,6 +40,29 @@ class Env:
     secrets: dict[str, str]
     manager: KeyManager
     router: RequestRouter
+    shell: str = "sync"
+
+    def send_chat(self, *args: Any, **kw: Any) -> dict[str, Any]:
+        """``send_chat`` through the sync shell, or ``asend_chat`` on a fresh event loop."""
+        return self._send("send_chat", args, kw)
+
+    def send_one_shot(self, *args: Any, **kw: Any) -> dict[str, Any]:
+        """``send_one_shot``, or its async twin, as :meth:`send_chat`."""
+        return self._send("send_one_shot", args, kw)
+
+    def _send(self, name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> dict[str, Any]:
+        if self.shell == "sync":
+            result: dict[str, Any] = getattr(self.router, name)(*args, **kw)
+            return result
+
+        async def run() -> dict[str, Any]:
+            try:
+                out: dict[str, Any] = await getattr(self.router, "a" + name)(*args, **kw)
+                return out
+            finally:
+                await self.router.aclose()
+
+        return asyncio.run(run())
 
     def secret(self, key_id: str) -> str:
         return self.secrets[f"API_KEY_{key_id.upper().replace('-', '_')}"]
@@ -61,6 +87,7 @@ def router_env(
     rotation: bool | None = None,
     drop_secrets: bool = False,
     chat: dict[str, Any] | None = None,
+    shell: str = "sync",
     **router_kw: Any,
 ) -> Iterator[Env]:
     with FakeProvider(window=60.0) as fp:
@@ -83,14 +110,15 @@ def router_env(
         km = KeyManager(keys, settings=settings, secret_store=store)
         router = RequestRouter(km, chat_model_options={**FAST, **(chat or {})}, **router_kw)
         try:
-            yield Env(fp, keys, secrets, km, router)
+            yield Env(fp, keys, secrets, km, router, shell)
         finally:
             km.close()
 
 
-def test_one_shot_result_has_every_field(redis_url: str, prefix: str) -> None:
-    with router_env(redis_url, prefix) as env:
-        out = env.router.send_one_shot("Hello! Can you confirm?", model_preference=FLASH)
+@SHELLS
+def test_one_shot_result_has_every_field(redis_url: str, prefix: str, shell: str) -> None:
+    with router_env(redis_url, prefix, shell=shell) as env:
+        out = env.send_one_shot("Hello! Can you confirm?", model_preference=FLASH)
         assert out["success"] is True
         assert out["content"] == "You said: Hello! Can you confirm?"
         assert out["model"] == FLASH
@@ -104,11 +132,12 @@ def test_one_shot_result_has_every_field(redis_url: str, prefix: str) -> None:
         env.no_secret_in(out)
 
 
-def test_chat_keeps_the_conversation_across_keys(redis_url: str, prefix: str) -> None:
-    with router_env(redis_url, prefix) as env:
+@SHELLS
+def test_chat_keeps_the_conversation_across_keys(redis_url: str, prefix: str, shell: str) -> None:
+    with router_env(redis_url, prefix, shell=shell) as env:
         r = env.router
-        first = r.send_chat("conv-a", "Plan the work", FLASH, 256, system_prompt="Be brief.")
-        second = r.send_chat("conv-a", "What's next?", FLASH)
+        first = env.send_chat("conv-a", "Plan the work", FLASH, 256, system_prompt="Be brief.")
+        second = env.send_chat("conv-a", "What's next?", FLASH)
         assert first["success"] and second["success"]
         assert {first["key_id"], second["key_id"]} == {"flash-0", "flash-1"}  # rotated
         # the second call carried the history: more prompt tokens than its own prompt
@@ -146,12 +175,15 @@ def test_rotation_on_by_default_spreads_over_the_pool(redis_url: str, prefix: st
 # -- every error_type ------------------------------------------------------------------
 
 
-def test_rate_limited_with_retry_after_and_no_partial_turn(redis_url: str, prefix: str) -> None:
-    with router_env(redis_url, prefix, flash=1, rpm=1) as env:
+@SHELLS
+def test_rate_limited_with_retry_after_and_no_partial_turn(
+    redis_url: str, prefix: str, shell: str
+) -> None:
+    with router_env(redis_url, prefix, shell=shell, flash=1, rpm=1) as env:
         r = env.router
-        assert r.send_chat("c", "one", FLASH)["success"]
+        assert env.send_chat("c", "one", FLASH)["success"]
         before = r.get_conversation("c")
-        out = r.send_chat("c", "two", FLASH, max_wait=0)
+        out = env.send_chat("c", "two", FLASH, max_wait=0)
         assert out["success"] is False and out["content"] is None
         assert out["error_type"] == "rate_limited"
         assert out["retry_after"] is not None and out["retry_after"] > 0
@@ -179,33 +211,36 @@ def test_auth_when_every_key_is_refused(redis_url: str, prefix: str, how: str) -
         env.no_secret_in(out)
 
 
-def test_auth_error_type_when_attempts_run_out(redis_url: str, prefix: str) -> None:
-    with router_env(redis_url, prefix, flash=3, chat={"max_attempts": 2}) as env:
+@SHELLS
+def test_auth_error_type_when_attempts_run_out(redis_url: str, prefix: str, shell: str) -> None:
+    with router_env(redis_url, prefix, shell=shell, flash=3, chat={"max_attempts": 2}) as env:
         for key in env.keys:
             env.provider.revoke(env.secret(key.key_id))
-        out = env.router.send_one_shot("hi", FLASH)
+        out = env.send_one_shot("hi", FLASH)
         assert out["error_type"] == "auth"
         assert out["attempts"] == 2
         assert out["key_id"] in {"flash-0", "flash-1", "flash-2"}
         env.no_secret_in(out)
 
 
-def test_invalid_request(redis_url: str, prefix: str) -> None:
-    with router_env(redis_url, prefix, tpm=1000) as env:
-        too_large = env.router.send_one_shot("hi", FLASH, expected_completion_tokens=5000)
+@SHELLS
+def test_invalid_request(redis_url: str, prefix: str, shell: str) -> None:
+    with router_env(redis_url, prefix, shell=shell, tpm=1000) as env:
+        too_large = env.send_one_shot("hi", FLASH, expected_completion_tokens=5000)
         assert too_large["error_type"] == "invalid_request"
         assert "never be served" in too_large["error"]
-        bad_conv = env.router.send_chat("bad{id}", "hi", FLASH)
+        bad_conv = env.send_chat("bad{id}", "hi", FLASH)
         assert bad_conv["error_type"] == "invalid_request"
-        unknown = env.router.send_one_shot("hi", "no-such-model")
+        unknown = env.send_one_shot("hi", "no-such-model")
         assert unknown["error_type"] == "invalid_request"
         assert env.provider.server_stats()["handled"] == 0
 
 
-def test_provider_error_after_bounded_retries(redis_url: str, prefix: str) -> None:
-    with router_env(redis_url, prefix, chat={"max_attempts": 3}) as env:
+@SHELLS
+def test_provider_error_after_bounded_retries(redis_url: str, prefix: str, shell: str) -> None:
+    with router_env(redis_url, prefix, shell=shell, chat={"max_attempts": 3}) as env:
         env.provider.inject("overloaded")
-        out = env.router.send_chat("pe", "hi", FLASH)
+        out = env.send_chat("pe", "hi", FLASH)
         assert out["error_type"] == "provider_error"
         assert out["attempts"] == 3
         assert "503" in out["error"] or "overloaded" in out["error"].lower()

@@ -144,3 +144,31 @@ def test_top_full_screen_refreshes(redis_url: str, prefix: str, keys_file: Path)
     assert text.count("rotating-llm top") >= 2  # refreshed
     assert "t0" in text and "ready" in text
     assert "secret-value" not in text
+
+
+def test_top_and_health_show_live_processes_and_health_fails_with_every_key_disabled(
+    redis_url: str, prefix: str, keys_file: Path
+) -> None:
+    env = _env(redis_url, prefix, keys_file)
+    worker = str(Path(__file__).with_name("_heartbeat_worker.py"))
+    proc = subprocess.Popen(
+        [sys.executable, worker, redis_url, prefix], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("member=")
+        snap = json.loads(_cli(env, "top", "--json").stdout)
+        assert snap["processes"] == {"m": 1}  # the worker; top itself is not long-lived
+        out = _cli(env, "health", "--json")
+        report = json.loads(out.stdout)
+        assert out.returncode == 0, report["problems"]
+        assert report["mode"] == "redis" and report["live_processes"] == 1
+        for kid in ("t0", "t1"):
+            assert _cli(env, "keys", "disable", kid).returncode == 0
+        out = _cli(env, "health")
+        assert out.returncode == 1
+        assert "no active keys" in out.stdout
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

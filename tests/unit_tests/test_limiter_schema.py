@@ -68,8 +68,8 @@ def test_python_reads_replies_at_the_schema_positions() -> None:
     ) == (_G_RES, _G_DAY, _G_NOW, _G_KEY)
     assert schema.REFUSAL.index("retry_after_us") == _R_RETRY
     # the grant is built in the GRANT order
-    tail = _lua("acquire").rstrip().splitlines()[-1]
-    assert tail == "return rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid"
+    assert "local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid" in _lua("acquire")
+    assert _lua("acquire").rstrip().splitlines()[-1] == "return grant"
     assert schema.GRANT == ("reservation_id", "day", "now_us", "key_id")
 
 
@@ -92,7 +92,8 @@ def test_acquire_args_follow_the_declared_order() -> None:
     lim = RedisLimiter.__new__(RedisLimiter)
     lim.window_us, lim.days = 60_000_000, DayBoundaries("UTC")
     lim.settings = Settings()
-    args = lim._acquire_args(None, "m", 17, "round_robin", ["a", "b"])  # type: ignore[arg-type]
+    args = lim._acquire_args(None, "m", 17, "round_robin", ["a", "b"], "r-1")  # type: ignore[arg-type]
     named = dict(zip(schema.ARGS["acquire"], args, strict=True))
     assert named["est"] == 17 and named["strategy"] == "round_robin"
+    assert named["request_id"] == "r-1"
     assert named["exclude"] == "a,b" and named["window_us"] == 60_000_000

@@ -28,6 +28,7 @@ from rotating_llm.keys.loader import load_keys_file, save_keys_file
 from rotating_llm.keys.models import APIKey
 
 if TYPE_CHECKING:
+    from rotating_llm.keys._heartbeat import Heartbeat
     from rotating_llm.keys._prober import Prober
 from rotating_llm.limiter import RedisLimiter
 from rotating_llm.secrets import SecretStore, get_secret_store
@@ -46,7 +47,8 @@ class KeyManager(Leasing):
         key_store_path: A keys file in the original design's format.
         settings: Default: :meth:`Settings.from_env`.
         secret_store: Default: the store ``settings.secret_store_type`` names.
-        probe: Take part in the key prober's election (on a Redis, when
+        probe: A long-lived manager: beat a heartbeat (on a Redis, when
+            ``heartbeat_seconds`` > 0) and take part in the key prober's election (when
             ``probe_seconds`` > 0); one-shot tools such as the CLI pass False.
     """
 
@@ -86,6 +88,7 @@ class KeyManager(Leasing):
         self._rr = itertools.count()
         self._lock = threading.Lock()
         self._prober = _start_prober(self) if probe else None
+        self._heartbeat = _start_heartbeat(self) if probe else None
 
     def __repr__(self) -> str:
         return (
@@ -203,28 +206,21 @@ class KeyManager(Leasing):
         self.limiter.health(key_id, "enable")
 
     def health_check(self) -> dict[str, Any]:
-        """``{"healthy": ..., ...}``: the store answers and at least one key is active."""
-        report: dict[str, Any] = {
-            "store": self.store.primary.kind,
-            "store_url": self.store.primary.description,
-            "on_store_failure": self.store.mode,
-            "keys_loaded": len(self._keys),
-            "active_keys": sum(1 for k in self._keys.values() if k.active),
-            "models": self.models(),
-        }
-        try:
-            self.store.primary.sync.ping()
-            report["store_ok"] = True
-        except Exception as exc:  # any driver error: report, never raise
-            report["store_ok"] = False
-            report["error"] = f"{type(exc).__name__}: {exc}"
-        report["healthy"] = bool(report["store_ok"] and report["active_keys"])
-        return report
+        """``{"healthy": ..., "mode": ..., "live_processes": ..., "problems": [...]}``.
+
+        Runs each pool's status script (a dry-run decision that reserves nothing) and
+        counts live processes from their heartbeats; never raises.
+        """
+        from rotating_llm.keys._health import health_report
+
+        return health_report(self)
 
     def close(self) -> None:
         """Apply queued lease completions, then close store and secret store clients."""
         if self._prober is not None:
             self._prober.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self.limiter.close()
         self.store.close()
         self.secret_store.close()
@@ -234,6 +230,17 @@ class KeyManager(Leasing):
         await self.limiter.aclose()
         await self.store.primary.aclose()
         self.close()
+
+
+def _start_heartbeat(manager: KeyManager) -> Heartbeat | None:
+    """Start the heartbeat of a long-lived manager on a Redis (not on the embedded store)."""
+    if manager.settings.heartbeat_seconds <= 0 or manager.store.primary.is_embedded:
+        return None
+    from rotating_llm.keys._heartbeat import Heartbeat
+
+    beat = Heartbeat(manager, manager.settings.heartbeat_seconds)
+    beat.start()
+    return beat
 
 
 def _start_prober(manager: KeyManager) -> Prober | None:

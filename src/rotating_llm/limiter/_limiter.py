@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -15,6 +16,7 @@ from rotating_llm.errors import ConfigError, KeyNotFoundError
 from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
+from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, translate_errors
 
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey
 
 __all__ = ["KeyUsage", "RedisLimiter", "Refusal", "Reservation"]
+
+logger = logging.getLogger("rotating_llm.limiter")
 
 _US = 1_000_000
 _CANDIDATES = 2
@@ -109,6 +113,8 @@ class RedisLimiter:
         self._lock = threading.Lock()
         self._settler = Settler()
         self._asettler = AsyncSettler()
+        #: releases of grants whose caller was cancelled (kept so they are not collected)
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"
@@ -184,14 +190,21 @@ class RedisLimiter:
     # -- decisions --------------------------------------------------------------------
 
     def _acquire_args(
-        self, store: Store, pool: str, est: int, strategy: Strategy, exclude: Sequence[str]
+        self,
+        store: Store,
+        pool: str,
+        est: int,
+        strategy: Strategy,
+        exclude: Sequence[str],
+        request_id: str,
     ) -> list[Any]:
         rnd = 0.0
         if strategy == "weighted":
             import random  # only the weighted strategy draws
 
             rnd = random.random()
-        return [*self._head(store, pool), est, strategy, rnd, _CANDIDATES, ",".join(exclude)]
+        head = self._head(store, pool)
+        return [*head, est, strategy, rnd, _CANDIDATES, ",".join(exclude), request_id]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
         if isinstance(raw, str):  # granted: the schema's GRANT fields
@@ -214,14 +227,20 @@ class RedisLimiter:
         estimated_tokens: int,
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
+        request_id: str | None = None,
     ) -> Reservation | Refusal:
-        """One select-and-reserve call for ``pool`` (registering the pool first if needed)."""
+        """One select-and-reserve call for ``pool`` (registering the pool first if needed).
+
+        ``request_id`` names this attempt (default: a new id). Every resend of the call
+        (after a timeout) carries it, so the store returns the first grant, not a second.
+        """
         strat = strategy or self.settings.strategy
+        rid = new_request_id() if request_id is None else check_request_id(request_id)
 
         def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 self._ensure(store, pool)
-                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude)
+                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid)
                 raw = store.call("acquire", store.pool_keys(pool), args)
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
@@ -241,21 +260,35 @@ class RedisLimiter:
         estimated_tokens: int,
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
+        request_id: str | None = None,
     ) -> Reservation | Refusal:
         """Async twin of :meth:`reserve`."""
         strat = strategy or self.settings.strategy
+        rid = new_request_id() if request_id is None else check_request_id(request_id)
+
+        sent: list[tuple[Store, list[Any]]] = []
 
         async def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 await self._aensure(store, pool)
-                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude)
+                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid)
+                sent.append((store, args))
                 raw = await store.acall("acquire", store.pool_keys(pool), args)
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
                     return out
             return Refusal(None, {})
 
-        out = await self.store.arun("acquire", op)
+        try:
+            out = await self.store.arun("acquire", op)
+        except asyncio.CancelledError:
+            if sent:  # the script may have granted it: take the grant back and release it
+                task = asyncio.ensure_future(
+                    self._release_abandoned(pool, estimated_tokens, *sent[-1])
+                )
+                self._abandoned.add(task)
+                task.add_done_callback(self._abandoned.discard)
+            raise
         if isinstance(out, Refusal) and (self._asettler.pending or self._settler.pending):
             # this process's own completions may free room: apply them, then look again
             await self._asettler.flush()
@@ -263,6 +296,17 @@ class RedisLimiter:
                 await asyncio.to_thread(self._settler.flush)
             out = await self.store.arun("acquire", op)
         return out
+
+    async def _release_abandoned(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
+        """Release what an acquire whose caller was cancelled was granted: the same call
+        resent (same request id) returns that grant, or makes one, and either is released."""
+        try:
+            raw = await store.acall("acquire", store.pool_keys(pool), args)
+            out = self._parse(store, pool, est, raw)
+            if isinstance(out, Reservation):
+                await self.asettle(out, "release", 0)
+        except Exception as exc:  # the reservation then expires with its window
+            logger.warning("could not release an abandoned reservation: %s", exc)
 
     # -- settlement -------------------------------------------------------------------
 
@@ -301,7 +345,10 @@ class RedisLimiter:
         return self._settler.pending + self._asettler.pending
 
     async def aflush(self) -> None:
-        """Wait until the completions written from this loop (and any thread) are applied."""
+        """Wait until the completions written from this loop (and any thread) are applied,
+        and the reservations of cancelled acquires are released."""
+        if self._abandoned:
+            await asyncio.gather(*self._abandoned)
         await self._asettler.flush()
         if self._settler.pending:
             await asyncio.to_thread(self._settler.flush)

@@ -14,6 +14,9 @@ Keys of one pool share its hash tag and carry the layout version::
                                             key_id ":s" -> tokens held (an integer)
     <prefix>v2:{<pool>}:rpm:<key_id>  zset  "<reservation id>:<tokens>" -> instant
     <prefix>v2:{<pool>}:cooldown:<key_id>, backoff:<key_id>, disabled (hash)
+    <prefix>v2:{<pool>}:req:<request id>  string  an acquire's grant, kept briefly so a
+                                            resent acquire returns it (no second one)
+    <prefix>v2:{<pool>}:procs, proc:<member>  heartbeats (keys/_heartbeat.py; no Lua)
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ HEAD = ("window_us", "day_0", "day_1", "day_2", "day_3")
 #: variable tail: ``register`` key id / limits pairs (or key ids to remove), ``status``
 #: key ids.
 ARGS: dict[str, tuple[str, ...]] = {
-    "acquire": (*HEAD, "est", "strategy", "random", "candidates", "exclude"),
+    "acquire": (*HEAD, "est", "strategy", "random", "candidates", "exclude", "request_id"),
     "settle": (*HEAD, "key_id", "reservation_id", "reserved", "action", "value"),
     "health": (*HEAD, "key_id", "action", "seconds", "reason", "backoff_base_s", "backoff_max_s"),
     "register": (*HEAD, "mode"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["RequestRouter", "get_request_router"]
 
 logger = logging.getLogger("rotating_llm.router")
+
+#: One step of a send for a shell to run: ("history" | "invoke" | "append", its arguments).
+_Step = tuple[str, tuple[Any, ...]]
 
 _current: ContextVar[Outcome | None] = ContextVar("rotating_llm_router_outcome", default=None)
 
@@ -155,18 +158,6 @@ class RequestRouter:
             call["temperature"] = temperature
         return call
 
-    def _invoke(
-        self, outcome: Outcome, messages: list[BaseMessage], candidates: list[str],
-        call: dict[str, Any],
-    ) -> BaseMessage:  # fmt: skip
-        return invoke(self.chat_model, outcome, messages, candidates, call)
-
-    async def _ainvoke(
-        self, outcome: Outcome, messages: list[BaseMessage], candidates: list[str],
-        call: dict[str, Any],
-    ) -> BaseMessage:  # fmt: skip
-        return await ainvoke(self.chat_model, outcome, messages, candidates, call)
-
     # -- sends ------------------------------------------------------------------------
 
     def _prepare(
@@ -207,6 +198,96 @@ class RequestRouter:
             usage = {"prompt": prompt, "completion": completion, "total": prompt + completion}
         return success(outcome, text, usage), usage["total"]
 
+    def _send(
+        self,
+        conv_id: str | None,
+        prompt: str,
+        system_prompt: str | None,
+        prepare: tuple[Any, ...],
+    ) -> Generator[_Step, Any, dict[str, Any]]:
+        """The one send, sans I/O: yields each store or provider step for a shell to run.
+
+        ``conv_id`` None: a one-shot send (no history read, no turn written). The shells
+        (:meth:`_run`, :meth:`_arun`) send back each step's result or throw its error in.
+        """
+        from rotating_llm.router._engine import build_messages, turn_dicts
+
+        token = _current.set(None)
+        try:
+            outcome, candidates, call = self._prepare(*prepare)
+        except Exception as exc:
+            _current.reset(token)
+            model = str(prepare[0])
+            return self._failed(Outcome(model, model), exc)
+        _current.set(outcome)
+        try:
+            history = [] if conv_id is None else (yield ("history", (conv_id,)))
+            messages = build_messages(history, prompt, system_prompt)
+            reply = yield ("invoke", (outcome, messages, candidates, call))
+            result, total = self._succeeded(outcome, reply, (system_prompt or "") + prompt)
+        except Exception as exc:
+            return self._failed(outcome, exc)
+        finally:
+            _current.reset(token)
+        if conv_id is None:
+            return result
+        try:
+            turn = turn_dicts(prompt, reply, system_prompt, new_conversation=not history)
+            yield ("append", (conv_id, turn, total, outcome.model, result["key_id"]))
+        except Exception as exc:
+            return self._failed(outcome, exc, content=result["content"])
+        return result
+
+    def _run(self, flow: Generator[_Step, Any, dict[str, Any]]) -> dict[str, Any]:
+        """Drive :meth:`_send` with blocking calls."""
+        store = self.conversation_store
+        try:
+            step = next(flow)
+            while True:
+                name, args = step
+                try:
+                    if name == "history":
+                        value: Any = store.get_messages(*args)
+                    elif name == "invoke":
+                        value = invoke(self.chat_model, *args)
+                    else:
+                        conv_id, turn, total, model, key_id = args
+                        value = store.append_turn(
+                            conv_id, turn, tokens=total, model=model, key_id=key_id
+                        )
+                except BaseException as exc:  # the flow decides; KeyboardInterrupt passes
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(value)
+        except StopIteration as done:
+            result: dict[str, Any] = done.value
+            return result
+
+    async def _arun(self, flow: Generator[_Step, Any, dict[str, Any]]) -> dict[str, Any]:
+        """Drive :meth:`_send` on the event loop (the async twin of :meth:`_run`)."""
+        store = self.conversation_store
+        try:
+            step = next(flow)
+            while True:
+                name, args = step
+                try:
+                    if name == "history":
+                        value: Any = await store.aget_messages(*args)
+                    elif name == "invoke":
+                        value = await ainvoke(self.chat_model, *args)
+                    else:
+                        conv_id, turn, total, model, key_id = args
+                        value = await store.aappend_turn(
+                            conv_id, turn, tokens=total, model=model, key_id=key_id
+                        )
+                except BaseException as exc:  # cancellation passes through the flow
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(value)
+        except StopIteration as done:
+            result: dict[str, Any] = done.value
+            return result
+
     def send_one_shot(
         self,
         prompt: str,
@@ -221,27 +302,9 @@ class RequestRouter:
     ) -> dict[str, Any]:
         """Send one prompt without history; return the result dict (never raises for a
         provider, pool or store failure). ``kw`` goes to the provider call (e.g. ``stop``)."""
-        token = _current.set(None)
-        try:
-            outcome, candidates, call = self._prepare(
-                model_preference, fallback_models, expected_completion_tokens, temperature,
-                max_wait, kw,
-            )  # fmt: skip
-        except Exception as exc:
-            _current.reset(token)
-            return self._failed(Outcome(str(model_preference), str(model_preference)), exc)
-        _current.set(outcome)
-        try:
-            from rotating_llm.router._engine import build_messages
-
-            reply = self._invoke(
-                outcome, build_messages([], prompt, system_prompt), candidates, call
-            )
-            return self._succeeded(outcome, reply, (system_prompt or "") + prompt)[0]
-        except Exception as exc:
-            return self._failed(outcome, exc)
-        finally:
-            _current.reset(token)
+        prepare = (model_preference, fallback_models, expected_completion_tokens,
+                   temperature, max_wait, kw)  # fmt: skip
+        return self._run(self._send(None, prompt, system_prompt, prepare))
 
     def send_chat(
         self,
@@ -262,36 +325,9 @@ class RequestRouter:
         A ``system_prompt`` is stored with the first turn of a new conversation; given
         later, it replaces the stored one for that call.
         """
-        token = _current.set(None)
-        try:
-            outcome, candidates, call = self._prepare(
-                model_preference, fallback_models, expected_completion_tokens, temperature,
-                max_wait, kw,
-            )  # fmt: skip
-        except Exception as exc:
-            _current.reset(token)
-            return self._failed(Outcome(str(model_preference), str(model_preference)), exc)
-        _current.set(outcome)
-        try:
-            from rotating_llm.router._engine import build_messages, turn_dicts
-
-            store = self.conversation_store
-            history = store.get_messages(conv_id)
-            messages = build_messages(history, prompt, system_prompt)
-            reply = self._invoke(outcome, messages, candidates, call)
-            result, total = self._succeeded(outcome, reply, (system_prompt or "") + prompt)
-        except Exception as exc:
-            _current.reset(token)
-            return self._failed(outcome, exc)
-        _current.reset(token)
-        try:
-            turn = turn_dicts(prompt, reply, system_prompt, new_conversation=not history)
-            store.append_turn(
-                conv_id, turn, tokens=total, model=outcome.model, key_id=result["key_id"]
-            )
-        except Exception as exc:
-            return self._failed(outcome, exc, content=result["content"])
-        return result
+        prepare = (model_preference, fallback_models, expected_completion_tokens,
+                   temperature, max_wait, kw)  # fmt: skip
+        return self._run(self._send(conv_id, prompt, system_prompt, prepare))
 
     async def asend_one_shot(
         self,
@@ -306,26 +342,9 @@ class RequestRouter:
         **kw: Any,
     ) -> dict[str, Any]:
         """Async twin of :meth:`send_one_shot`."""
-        token = _current.set(None)
-        try:
-            outcome, candidates, call = self._prepare(
-                model_preference, fallback_models, expected_completion_tokens, temperature,
-                max_wait, kw,
-            )  # fmt: skip
-        except Exception as exc:
-            _current.reset(token)
-            return self._failed(Outcome(str(model_preference), str(model_preference)), exc)
-        _current.set(outcome)
-        try:
-            from rotating_llm.router._engine import build_messages
-
-            messages = build_messages([], prompt, system_prompt)
-            reply = await self._ainvoke(outcome, messages, candidates, call)
-            return self._succeeded(outcome, reply, (system_prompt or "") + prompt)[0]
-        except Exception as exc:
-            return self._failed(outcome, exc)
-        finally:
-            _current.reset(token)
+        prepare = (model_preference, fallback_models, expected_completion_tokens,
+                   temperature, max_wait, kw)  # fmt: skip
+        return await self._arun(self._send(None, prompt, system_prompt, prepare))
 
     async def asend_chat(
         self,
@@ -341,36 +360,9 @@ class RequestRouter:
         **kw: Any,
     ) -> dict[str, Any]:
         """Async twin of :meth:`send_chat`."""
-        token = _current.set(None)
-        try:
-            outcome, candidates, call = self._prepare(
-                model_preference, fallback_models, expected_completion_tokens, temperature,
-                max_wait, kw,
-            )  # fmt: skip
-        except Exception as exc:
-            _current.reset(token)
-            return self._failed(Outcome(str(model_preference), str(model_preference)), exc)
-        _current.set(outcome)
-        try:
-            from rotating_llm.router._engine import build_messages, turn_dicts
-
-            store = self.conversation_store
-            history = await store.aget_messages(conv_id)
-            messages = build_messages(history, prompt, system_prompt)
-            reply = await self._ainvoke(outcome, messages, candidates, call)
-            result, total = self._succeeded(outcome, reply, (system_prompt or "") + prompt)
-        except Exception as exc:
-            _current.reset(token)
-            return self._failed(outcome, exc)
-        _current.reset(token)
-        try:
-            turn = turn_dicts(prompt, reply, system_prompt, new_conversation=not history)
-            await store.aappend_turn(
-                conv_id, turn, tokens=total, model=outcome.model, key_id=result["key_id"]
-            )
-        except Exception as exc:
-            return self._failed(outcome, exc, content=result["content"])
-        return result
+        prepare = (model_preference, fallback_models, expected_completion_tokens,
+                   temperature, max_wait, kw)  # fmt: skip
+        return await self._arun(self._send(conv_id, prompt, system_prompt, prepare))
 
     # -- conversations and health -----------------------------------------------------
 

@@ -11,6 +11,7 @@
 --   use            hash key_id -> "cnt day n old seq|<limits>", key_id..':s' -> tokens held
 --   rpm:<kid>      zset "<reservation id>:<tokens>" -> instant it counts from
 --   cooldown:<kid>, backoff:<kid>, disabled (hash key_id -> reason)
+--   req:<request id>  string: an acquire's grant, kept REQ_TTL_MS (see acquire.lua)
 --
 -- Times are microseconds on Redis's clock (TIME); client clocks never decide. Every
 -- number formatted here is bounded: instants, limits and token counts (validated by
@@ -42,6 +43,9 @@ local SKEY, N_SKEY = {}, 0  -- key_id -> key_id .. ':s' (its token count's field
 -- rpm:<kid> is kept 2-3 days past use: its expiry is renewed by the first reservation
 -- of each day and set whenever it is made anew.
 local KEY_TTL_S = '259200'
+-- An acquire's grant is kept this long under req:<request id> (milliseconds): longer
+-- than a resend takes (socket timeout 5 s, then redis-py's retries), short on memory.
+local REQ_TTL_MS = '30000'
 
 local function begin(keys, args)
   if not unpack then unpack = table.unpack or _G.unpack end

@@ -2,10 +2,16 @@
 -- ARGV[ACQUIRE_EST] tokens, ARGV[ACQUIRE_STRATEGY] most_headroom|round_robin|weighted,
 -- ARGV[ACQUIRE_RANDOM] in [0,1) for weighted, ARGV[ACQUIRE_CANDIDATES] keys to compare
 -- (>= 1), ARGV[ACQUIRE_EXCLUDE] comma-separated key ids not to pick (may be empty).
+-- ARGV[ACQUIRE_REQUEST_ID] names this acquire attempt: a resent acquire (same id, e.g.
+-- after a socket timeout while the first copy ran) gets the first one's grant back
+-- instead of a second reservation. The grant is kept under req:<id> for REQ_TTL_MS.
 -- Candidates are the eligible keys (score <= now) in least-recently-used order.
 -- Returns the GRANT fields as one string (the cheapest reply to send and to parse), or
 -- the REFUSAL array followed by key id / reason pairs; code -1 when the pool's config is
 -- missing (store flushed): register and call again.
+local req_key = BASE .. 'req:' .. ARGV[ACQUIRE_REQUEST_ID]
+local granted = redis.call('GET', req_key)
+if granted then return granted end
 local est_s = ARGV[ACQUIRE_EST]
 local est = tonumber(est_s)
 local strategy = ARGV[ACQUIRE_STRATEGY]
@@ -153,4 +159,6 @@ if renew then redis.call('EXPIRE', zk, KEY_TTL_S) end
 local at = fit_time(kid, F_LIM[pick], 1, u)
 if at == INF then at = NOW + 86400000000 end
 redis.call('ZADD', AVAIL, score_s(at), kid)
-return rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid
+local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid
+redis.call('SET', req_key, grant, 'PX', REQ_TTL_MS)
+return grant
