@@ -4,6 +4,7 @@ processes open a conversation together, and a turn resent after a lost acknowled
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import socket
 import threading
@@ -101,10 +102,8 @@ class _ReplyDropper:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         for s in self._socks:
@@ -119,7 +118,9 @@ def dropper(redis_url: str) -> Iterator[_ReplyDropper]:
     proxy.close()
 
 
-def _store_via(proxy: _ReplyDropper, redis_url: str, prefix: str, retries: int) -> ConversationStore:
+def _store_via(
+    proxy: _ReplyDropper, redis_url: str, prefix: str, retries: int
+) -> ConversationStore:
     db = int(urlsplit(redis_url).path.strip("/") or 0)
     client: Any = redis.Redis(
         host="127.0.0.1",

@@ -98,7 +98,9 @@ def test_async_twin_is_idempotent_too(store: ConversationStore) -> None:
 @pytest.mark.parametrize(
     ("key", "problem"), [("", "non-empty"), ("x" * 300, "at most"), ("a\nb", "control"), (5, "")]
 )
-def test_bad_idempotency_keys_are_named(store: ConversationStore, key: object, problem: str) -> None:
+def test_bad_idempotency_keys_are_named(
+    store: ConversationStore, key: object, problem: str
+) -> None:
     with pytest.raises(ConversationError, match=f"idempotency_key.*{problem}"):
         store.append_turn("c", _turn("a"), idempotency_key=key)  # type: ignore[arg-type]
     assert store.get_messages("c") == []
