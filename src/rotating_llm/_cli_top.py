@@ -1,9 +1,11 @@
 """``rotating-llm top``: a live table of every pool and key, read from the shared store.
 
 What the store keeps is shown: state, usage of each limit, the prober's last verdict,
-and per pool the long-lived processes whose heartbeat has not expired.
-Queue length, learned limits and served/429/refused rates are not kept in the store
-yet; their columns show ``-`` rather than numbers this process could not know.
+per pool the long-lived processes whose heartbeat has not expired, and the requests
+served, the provider's 429s (per key) and the refusals callers saw (per pool) of every
+process: per minute over the last 60 s, and counted over the last 5 minutes.
+Queue length and learned limits are not kept in the store yet; their columns show
+``-`` rather than numbers this process could not know.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 
 __all__ = ["configure_parser", "run", "snapshot"]
 
-_NOT_KEPT = ("queue", "learned_limits", "served_rate", "rate_limited_rate", "refused_rate")
+_NOT_KEPT = ("queue", "learned_limits")
+_KEY_RATES = ("served", "rate_limited")
 
 
 def configure_parser(top: argparse.ArgumentParser) -> None:
@@ -42,10 +45,14 @@ def _state(s: dict[str, Any]) -> str:
 def snapshot(km: Any) -> dict[str, Any]:
     """Every pool and key as plain data (no secret)."""
     from rotating_llm.keys._prober import probe_results
+    from rotating_llm.limiter._rates import read_rates
 
     probes = probe_results(km)
+    statuses = km.get_all_key_statuses()
+    rates = read_rates(km.store.primary, sorted({s["model_name"] for s in statuses}))
     pools: dict[str, list[dict[str, Any]]] = {}
-    for s in km.get_all_key_statuses():
+    for s in statuses:
+        counted = rates[s["model_name"]]["keys"].get(s["key_id"], {})
         row = {
             "key_id": s["key_id"],
             "state": _state(s),
@@ -57,6 +64,8 @@ def snapshot(km: Any) -> dict[str, Any]:
             "group": s["tags"].get("group"),
             "last_probe": probes.get(s["key_id"]),
             **dict.fromkeys(_NOT_KEPT),
+            **{f"{n}_rate": round(counted.get(f"{n}_rate", 0.0), 2) for n in _KEY_RATES},
+            **{f"{n}_5m": int(counted.get(n, 0)) for n in _KEY_RATES},
         }
         pools.setdefault(s["model_name"], []).append(row)
     return {
@@ -64,7 +73,9 @@ def snapshot(km: Any) -> dict[str, Any]:
         "store": km.store.primary.description,
         "pools": pools,
         "processes": _processes(km, pools),
-    }
+        "rates": {pool: {k: r[k] for k in ("window_s", "counts", "per_minute")}
+                  for pool, r in rates.items()},
+    }  # fmt: skip
 
 
 def _processes(km: Any, pools: dict[str, Any]) -> dict[str, int | None]:
@@ -99,13 +110,15 @@ def _table(snap: dict[str, Any]) -> Any:
         "rpd",
         "queue",
         "learned",
-        "rates",
+        "served/429 /min",
+        "refused /min",
         "last probe",
     ):
         table.add_column(col)
     for pool, rows in sorted(snap["pools"].items()):
         procs = snap["processes"].get(pool)
-        for r in rows:
+        refused = snap["rates"].get(pool, {}).get("per_minute", {}).get("refused")
+        for n, r in enumerate(rows):
             probe = r["last_probe"]
             table.add_row(
                 pool,
@@ -118,7 +131,8 @@ def _table(snap: dict[str, Any]) -> Any:
                 _bar(*r["rpd"]),
                 "-",
                 "-",
-                "-",
+                f"{r['served_rate']:g}/{r['rate_limited_rate']:g}",
+                f"{refused:g}" if n == 0 and refused is not None else "",
                 f"{probe['verdict']} ({probe['action']})" if probe else "-",
             )
     return table

@@ -47,12 +47,13 @@ def test_every_script_argument_is_read_by_its_script() -> None:
 def test_header_positions_match_the_declaration() -> None:
     header = schema.lua_header()
     assert "ACQUIRE_EST" in header
-    env: dict[str, int] = {}
+    env: dict[str, int | str] = {}
     for line in header.splitlines():
         if line.startswith("local "):
             left, right = line[6:].split("=")
             for n, v in zip(left.split(","), right.split(","), strict=True):
-                env[n.strip()] = int(v)
+                v = v.strip()
+                env[n.strip()] = v.strip("'") if v.startswith("'") else int(v)
     for script, names in schema.ARGS.items():
         for i, arg in enumerate(names, 1):
             assert env[f"{script.upper()}_{arg.upper()}"] == i
@@ -60,6 +61,10 @@ def test_header_positions_match_the_declaration() -> None:
         assert env[f"STATUS_{field.upper()}"] == i
     assert env["STATUS_WIDTH"] == len(schema.STATUS)
     assert env["HEAD_LEN"] == len(schema.HEAD)
+    for name, code in schema.RATES.items():
+        assert env[f"RATE_{name.upper()}"] == code
+    assert env["RATE_BUCKET_US"] == schema.RATE_BUCKET_S * 1_000_000
+    assert env["RATE_TTL_S"] == schema.RATE_TTL_S
 
 
 def test_python_reads_replies_at_the_schema_positions() -> None:

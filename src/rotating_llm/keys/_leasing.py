@@ -122,6 +122,7 @@ class Leasing:
         self, model: str, refusal: Refusal, exclude: Sequence[str]
     ) -> AllKeysExhaustedError:
         try:
+            self.limiter.count_refusal(model)
             usage = self.limiter.usage(model)
         except StoreError:
             usage = {}
@@ -282,12 +283,9 @@ class Leasing:
                 emit("key.disabled", model=lease.model_name, key_id=kid, reason=why)
                 return "disabled"
             if res is not None:
-                spent = (
-                    (actual or 0)
-                    if kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA)
-                    else tokens
-                )
-                yield Step("settle", res, "complete", spent)
+                limited = kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA)
+                spent = (actual or 0) if limited else tokens
+                yield Step("settle", res, "complete", spent, "rate_limited" if limited else "")
             if kind is FailureKind.RATE_LIMIT:
                 why = reason or "rate limited (429)"
                 secs = yield Step("health", kid, "cooldown", retry_after or 0.0, why)

@@ -189,14 +189,16 @@ class Lease:
     def _settle(self, action: str, tokens: int) -> None:
         assert self.reservation is not None
         try:
-            self._manager.limiter.settle(self.reservation, action, tokens)
+            outcome = "served" if action == "complete" else ""
+            self._manager.limiter.settle(self.reservation, action, tokens, outcome)
         except StoreError as exc:  # the reservation ages out of the window by itself
             logger.warning("could not %s the lease on %s: %s", action, self.key_id, exc)
 
     async def _asettle(self, action: str, tokens: int) -> None:
         assert self.reservation is not None
         try:
-            await self._manager.limiter.asettle(self.reservation, action, tokens)
+            outcome = "served" if action == "complete" else ""
+            await self._manager.limiter.asettle(self.reservation, action, tokens, outcome)
         except StoreError as exc:
             logger.warning("could not %s the lease on %s: %s", action, self.key_id, exc)
 

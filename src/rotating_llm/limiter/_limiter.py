@@ -317,7 +317,9 @@ class RedisLimiter:
         key = self._keys.get(key_id)
         return "k" if key is not None and key.tpd else ""
 
-    def _settle_args(self, res: Reservation, action: str, value: int) -> list[Any]:
+    def _settle_args(
+        self, res: Reservation, action: str, value: int, outcome: str = ""
+    ) -> list[Any]:
         return [
             *self._head(res.store, res.pool),
             res.key_id,
@@ -327,6 +329,7 @@ class RedisLimiter:
             value,
             res.day,
             self._daily(res.key_id),
+            schema.RATES[outcome] if outcome else "",
         ]
 
     def complete_later(self, res: Reservation, tokens: int) -> bool:
@@ -338,14 +341,14 @@ class RedisLimiter:
         """
         if res.store.kind != "redis":
             return False
-        self._settler.submit(res, self._settle_args(res, "complete", tokens))
+        self._settler.submit(res, self._settle_args(res, "complete", tokens, "served"))
         return True
 
     async def acomplete_later(self, res: Reservation, tokens: int) -> bool:
         """Async twin of :meth:`complete_later`: written on this loop's own connection."""
         if res.store.kind != "redis":
             return False
-        await self._asettler.submit(res, self._settle_args(res, "complete", tokens))
+        await self._asettler.submit(res, self._settle_args(res, "complete", tokens, "served"))
         return True
 
     @property
@@ -375,24 +378,33 @@ class RedisLimiter:
         """Apply outstanding completions and close the connection that carried them."""
         self._settler.close()
 
-    def settle(self, res: Reservation, action: str, value: int) -> int:
+    def settle(self, res: Reservation, action: str, value: int, outcome: str = "") -> int:
         """``complete`` (value = actual tokens) or ``release`` (value ignored) a reservation.
 
         Runs on the store the reservation was made on. Returns the token delta applied.
+        ``outcome`` (a name of ``schema.RATES``: ``served``, ``rate_limited``) is counted
+        in the pool's per-minute rates when the settlement applies.
         """
+        args = self._settle_args(res, action, value, outcome)
         with translate_errors(f"settle ({action})", res.store.description):
-            raw = res.store.call(
-                "settle", res.store.pool_keys(res.pool), self._settle_args(res, action, value)
-            )
+            raw = res.store.call("settle", res.store.pool_keys(res.pool), args)
         return int(raw)
 
-    async def asettle(self, res: Reservation, action: str, value: int) -> int:
+    async def asettle(self, res: Reservation, action: str, value: int, outcome: str = "") -> int:
         """Async twin of :meth:`settle`."""
+        args = self._settle_args(res, action, value, outcome)
         with translate_errors(f"settle ({action})", res.store.description):
-            raw = await res.store.acall(
-                "settle", res.store.pool_keys(res.pool), self._settle_args(res, action, value)
-            )
+            raw = await res.store.acall("settle", res.store.pool_keys(res.pool), args)
         return int(raw)
+
+    def count_refusal(self, pool: str) -> None:
+        """Count a refusal the caller saw (``AllKeysExhaustedError``) in ``pool``'s rates."""
+
+        def op(store: Store) -> None:
+            args = [*self._head(store, pool), schema.RATES["refused"], ""]
+            store.call("count", store.pool_keys(pool), args)
+
+        self.store.run("count refusal", op)
 
     # -- health -----------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ Keys of one pool share its hash tag and carry the layout version::
     <prefix>v3:{<pool>}:req:<request id>  string  an acquire's grant, kept briefly so a
                                             resent acquire returns it (no second one)
     <prefix>v3:{<pool>}:procs, proc:<member>  heartbeats (keys/_heartbeat.py; no Lua)
+    <prefix>v3:{<pool>}:rates:<minute>  hash  "<code>:<key_id>" / "<code>" -> count of
+                                            that minute (Redis's clock, RATES below)
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ __all__ = [
     "HEAD",
     "LAYOUT_VERSION",
     "LIMITS",
+    "RATES",
+    "RATE_BUCKET_S",
+    "RATE_TTL_S",
     "REFUSAL",
     "STATUS",
     "lua_header",
@@ -47,7 +52,18 @@ HEAD = ("window_us", "day_0", "day_1", "day_2", "day_3")
 #: key ids.
 ARGS: dict[str, tuple[str, ...]] = {
     "acquire": (*HEAD, "est", "strategy", "random", "candidates", "exclude", "request_id"),
-    "settle": (*HEAD, "key_id", "reservation_id", "reserved", "action", "value", "day", "daily"),
+    "settle": (
+        *HEAD,
+        "key_id",
+        "reservation_id",
+        "reserved",
+        "action",
+        "value",
+        "day",
+        "daily",
+        "outcome",
+    ),
+    "count": (*HEAD, "code", "key_id"),
     "health": (*HEAD, "key_id", "action", "seconds", "reason", "backoff_base_s", "backoff_max_s"),
     "register": (*HEAD, "mode"),
     "status": HEAD,
@@ -74,6 +90,14 @@ STATUS = (
 #: The limits of a key as registered: these, separated by single spaces.
 LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight")
 
+#: What a pool counts per minute, and the code its counter field starts with: requests
+#: a key served and its 429s (written by ``settle``, given as its ``outcome``; counted
+#: once per reservation), and requests the pool refused (``count``, no key id).
+RATES = {"served": "s", "rate_limited": "r", "refused": "x"}
+#: The length of one counter bucket, and how long a bucket is kept.
+RATE_BUCKET_S = 60
+RATE_TTL_S = 660
+
 
 def pool_base(prefix: str, pool: str) -> str:
     """The common start of every key of ``pool``: ``<prefix>v<N>:{<pool>}:``."""
@@ -95,4 +119,7 @@ def lua_header() -> str:
     out.append(_locals("REFUSAL", REFUSAL))
     out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
+    out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
+    rate_names = ", ".join(f"RATE_{n.upper()}" for n in RATES)
+    out.append(f"local {rate_names} = {', '.join(repr(c) for c in RATES.values())}\n")
     return "".join(out)

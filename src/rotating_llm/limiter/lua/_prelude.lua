@@ -293,3 +293,12 @@ local function rescore(kid)
     redis.call('ZADD', AVAIL, score_s(at), kid)
   end
 end
+
+-- Count one event of this minute (by Redis's clock) under field code[:kid] of the pool's
+-- rates:<minute> hash; the first count of a field (re)sets the bucket's expiry.
+local function count_rate(code, kid)
+  local k = BASE .. 'rates:' .. string.format('%d', math.floor(NOW / RATE_BUCKET_US))
+  local f = code
+  if kid ~= '' then f = code .. ':' .. kid end
+  if redis.call('HINCRBY', k, f, 1) == 1 then redis.call('EXPIRE', k, RATE_TTL_S) end
+end

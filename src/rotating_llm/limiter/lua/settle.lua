@@ -8,21 +8,27 @@
 --               token limit) the day's token count is corrected too;
 --   'release'   the request never reached the provider, so it no longer counts
 --               (request, tokens, today's request and tokens).
+-- ARGV[SETTLE_OUTCOME] (a rate code: RATE_SERVED, RATE_RATE_LIMITED, or '') is counted
+-- in this minute's rates bucket when the settlement applies (see count_rate).
 -- Returns the token delta applied (0 if the reservation already left the window: its
--- day's token count then stays as reserved). Settling again changes nothing more.
+-- day's token count then stays as reserved). Settling again changes nothing more (but
+-- a 'complete' resent with unchanged tokens counts its outcome again).
 local kid, resid = ARGV[SETTLE_KEY_ID], ARGV[SETTLE_RESERVATION_ID]
 local reserved, action = ARGV[SETTLE_RESERVED], ARGV[SETTLE_ACTION]
 local day = ARGV[SETTLE_DAY]
 local zk = k_rpm(kid)
 local member = resid .. ':' .. reserved
 local delta = 0
+local outcome = ARGV[SETTLE_OUTCOME]
 if action == 'complete' then
   local actual = ARGV[SETTLE_VALUE]
   if actual == reserved then
-    redis.call('ZADD', zk, 'XX', 'GT', NOW_S, member)
+    local changed = redis.call('ZADD', zk, 'XX', 'GT', 'CH', NOW_S, member)
+    if changed == 1 and outcome ~= '' then count_rate(outcome, kid) end
     return 0
   end
   if redis.call('ZREM', zk, member) == 0 then return 0 end  -- settled, or out of window
+  if outcome ~= '' then count_rate(outcome, kid) end
   redis.call('ZADD', zk, NOW_S, resid .. ':' .. actual)
   delta = tonumber(actual) - tonumber(reserved)
   redis.call('HINCRBY', K_USE, skey(kid), delta)
