@@ -52,7 +52,10 @@ def test_header_positions_match_the_declaration() -> None:
         if line.startswith("local "):
             left, right = line[6:].split("=")
             for n, v in zip(left.split(","), right.split(","), strict=True):
-                env[n.strip()] = int(v)
+                if n.strip() == "GROUP_MARK":
+                    assert v.strip() == repr(schema.GROUP_MARK)
+                else:
+                    env[n.strip()] = int(v)
     for script, names in schema.ARGS.items():
         for i, arg in enumerate(names, 1):
             assert env[f"{script.upper()}_{arg.upper()}"] == i
