@@ -16,6 +16,7 @@ from rotating_llm import (
     LeaseError,
     SecretStoreError,
 )
+from rotating_llm.limiter._schema import LAYOUT_VERSION
 
 pytestmark = pytest.mark.redis
 
@@ -277,7 +278,7 @@ def test_usage_resets_when_a_keys_window_data_expired(manager_factory, prefix) -
     km.acquire("m", 400).complete()
     km.acquire("m", 400).complete()
     raw = km.store.primary.sync
-    raw.delete(f"{prefix}v2:{{m}}:rpm:k0")  # as its expiry would
+    raw.delete(f"{prefix}v{LAYOUT_VERSION}:{{m}}:rpm:k0")  # as its expiry would
     lease = km.acquire("m", 900, max_wait=5)  # waits for the window, then counts from zero
     assert km.limiter.get_tpm_usage("k0")["used"] == 900
     assert km.limiter.get_rpm_usage("k0")["count"] == 1

@@ -2,8 +2,8 @@
 
 A beat writes, with single-key commands only (cluster-safe, no script needed):
 
-    <prefix>v2:{<pool>}:procs   zset  "<host>:<pid>:<id>" -> expiry (ms since the epoch)
-    <prefix>v2:{<pool>}:proc:<id> string JSON {pid, host, pools}, PX expiry
+    <prefix>v3:{<pool>}:procs   zset  "<host>:<pid>:<id>" -> expiry (ms since the epoch)
+    <prefix>v3:{<pool>}:proc:<id> string JSON {pid, host, pools}, PX expiry
 
 The expiry is :data:`EXPIRY_BEATS` intervals ahead, so a process that dies drops out
 of :func:`live_processes` within that time. The beat runs on a daemon thread and never

@@ -27,9 +27,11 @@ def key_status(key: APIKey, usage: KeyUsage | None) -> dict[str, Any]:
         "rpm_usage": u.rpm_count,
         "tpm_usage": u.tpm_used,
         "rpd_usage": u.rpd_count,
+        "tpd_usage": u.tpd_used,
         "rpm_limit": key.rpm,
         "tpm_limit": key.tpm,
         "rpd_limit": key.rpd,
+        "tpd_limit": key.tpd,
         "weight": key.weight,
         "tags": dict(key.tags),
         "base_url": key.base_url,
@@ -59,6 +61,8 @@ def exhausted_reasons(
             out[key.key_id] = "rpm"
         elif u is not None and key.rpd and u.rpd_count >= key.rpd:
             out[key.key_id] = "rpd"
+        elif u is not None and key.tpd and u.tpd_used >= key.tpd:
+            out[key.key_id] = "tpd"
         else:
             out[key.key_id] = "tpm"
     return out

@@ -30,6 +30,7 @@ class APIKey(BaseModel):
         rpm: Requests per sliding minute.
         tpm: Tokens per sliding minute.
         rpd: Requests per day (reset at midnight in the configured zone), or ``None``.
+        tpd: Tokens per day (reset with ``rpd``), or ``None``.
         active: Inactive keys are never selected.
         tags: Free-form labels (``{"tier": "free"}``).
         weight: Relative share under the ``weighted`` strategy.
@@ -46,6 +47,7 @@ class APIKey(BaseModel):
     rpm: PositiveInt
     tpm: PositiveInt
     rpd: PositiveInt | None = None
+    tpd: PositiveInt | None = None
     active: bool = True
     tags: dict[str, str] = Field(default_factory=dict)
     weight: float = Field(1.0, gt=0, le=MAX_WEIGHT, allow_inf_nan=False)

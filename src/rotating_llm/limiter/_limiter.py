@@ -74,6 +74,8 @@ class KeyUsage:
     cooldown_reason: str | None
     disabled_reason: str | None
     next_capacity_in: float | None
+    #: Tokens reserved since the last daily reset (corrected by settlements).
+    tpd_used: int = 0
 
 
 #: The longest window and cooldown settings the scripts are given (seconds).
@@ -91,7 +93,7 @@ def _check_settings(settings: Settings) -> None:
 
 
 def _limits_arg(key: APIKey) -> str:
-    return f"{key.rpm} {key.tpm} {key.rpd or 0} {key.weight}"
+    return f"{key.rpm} {key.tpm} {key.rpd or 0} {key.tpd or 0} {key.weight}"
 
 
 class RedisLimiter:
@@ -310,6 +312,11 @@ class RedisLimiter:
 
     # -- settlement -------------------------------------------------------------------
 
+    def _daily(self, key_id: str) -> str:
+        """The settle script's ``daily`` flags: which day's token counts to correct."""
+        key = self._keys.get(key_id)
+        return "k" if key is not None and key.tpd else ""
+
     def _settle_args(self, res: Reservation, action: str, value: int) -> list[Any]:
         return [
             *self._head(res.store, res.pool),
@@ -318,6 +325,8 @@ class RedisLimiter:
             res.estimated_tokens,
             action,
             value,
+            res.day,
+            self._daily(res.key_id),
         ]
 
     def complete_later(self, res: Reservation, tokens: int) -> bool:
@@ -371,19 +380,17 @@ class RedisLimiter:
 
         Runs on the store the reservation was made on. Returns the token delta applied.
         """
-        arg = res.day if action == "release" else value
         with translate_errors(f"settle ({action})", res.store.description):
             raw = res.store.call(
-                "settle", res.store.pool_keys(res.pool), self._settle_args(res, action, arg)
+                "settle", res.store.pool_keys(res.pool), self._settle_args(res, action, value)
             )
         return int(raw)
 
     async def asettle(self, res: Reservation, action: str, value: int) -> int:
         """Async twin of :meth:`settle`."""
-        arg = res.day if action == "release" else value
         with translate_errors(f"settle ({action})", res.store.description):
             raw = await res.store.acall(
-                "settle", res.store.pool_keys(res.pool), self._settle_args(res, action, arg)
+                "settle", res.store.pool_keys(res.pool), self._settle_args(res, action, value)
             )
         return int(raw)
 
@@ -474,6 +481,7 @@ class RedisLimiter:
                 cooldown_reason=str(f["cooldown_reason"]) or None,
                 disabled_reason=str(f["disabled_reason"]) or None,
                 next_capacity_in=None if nxt < 0 else nxt / _US,
+                tpd_used=int(f["tpd_used"]),
             )
         return out
 
@@ -498,4 +506,10 @@ class RedisLimiter:
         """Requests of ``key_id`` since the last daily reset: ``{"count", "limit", ...}``."""
         key, used = self._one(key_id)
         return {"key_id": key_id, "count": used.rpd_count, "limit": key.rpd,
+                "timezone": self.settings.rpd_timezone}  # fmt: skip
+
+    def get_tpd_usage(self, key_id: str) -> dict[str, Any]:
+        """Tokens of ``key_id`` since the last daily reset: ``{"used", "limit", ...}``."""
+        key, used = self._one(key_id)
+        return {"key_id": key_id, "used": used.tpd_used, "limit": key.tpd,
                 "timezone": self.settings.rpd_timezone}  # fmt: skip

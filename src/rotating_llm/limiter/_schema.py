@@ -8,15 +8,15 @@ in front of every script, so a script that uses a name not declared here fails t
 
 Keys of one pool share its hash tag and carry the layout version::
 
-    <prefix>v2:{<pool>}:avail         zset  key_id -> earliest instant it may admit
-    <prefix>v2:{<pool>}:cfg           hash  key_id -> limits "rpm tpm rpd weight"
-    <prefix>v2:{<pool>}:use           hash  key_id -> "cnt day n old seq|<limits>",
+    <prefix>v3:{<pool>}:avail         zset  key_id -> earliest instant it may admit
+    <prefix>v3:{<pool>}:cfg           hash  key_id -> limits "rpm tpm rpd tpd weight"
+    <prefix>v3:{<pool>}:use           hash  key_id -> "cnt day n dt old seq|<limits>",
                                             key_id ":s" -> tokens held (an integer)
-    <prefix>v2:{<pool>}:rpm:<key_id>  zset  "<reservation id>:<tokens>" -> instant
-    <prefix>v2:{<pool>}:cooldown:<key_id>, backoff:<key_id>, disabled (hash)
-    <prefix>v2:{<pool>}:req:<request id>  string  an acquire's grant, kept briefly so a
+    <prefix>v3:{<pool>}:rpm:<key_id>  zset  "<reservation id>:<tokens>" -> instant
+    <prefix>v3:{<pool>}:cooldown:<key_id>, backoff:<key_id>, disabled (hash)
+    <prefix>v3:{<pool>}:req:<request id>  string  an acquire's grant, kept briefly so a
                                             resent acquire returns it (no second one)
-    <prefix>v2:{<pool>}:procs, proc:<member>  heartbeats (keys/_heartbeat.py; no Lua)
+    <prefix>v3:{<pool>}:procs, proc:<member>  heartbeats (keys/_heartbeat.py; no Lua)
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a key or field below changes meaning; part of every pool's keys.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 
 #: Arguments every pool script starts with: the window and four daily reset instants
 #: (UTC microseconds, ascending) around now; the script picks today's by Redis's clock.
@@ -47,7 +47,7 @@ HEAD = ("window_us", "day_0", "day_1", "day_2", "day_3")
 #: key ids.
 ARGS: dict[str, tuple[str, ...]] = {
     "acquire": (*HEAD, "est", "strategy", "random", "candidates", "exclude", "request_id"),
-    "settle": (*HEAD, "key_id", "reservation_id", "reserved", "action", "value"),
+    "settle": (*HEAD, "key_id", "reservation_id", "reserved", "action", "value", "day", "daily"),
     "health": (*HEAD, "key_id", "action", "seconds", "reason", "backoff_base_s", "backoff_max_s"),
     "register": (*HEAD, "mode"),
     "status": HEAD,
@@ -65,13 +65,14 @@ STATUS = (
     "rpm_count",
     "tpm_used",
     "rpd_count",
+    "tpd_used",
     "cooldown_ms",
     "cooldown_reason",
     "disabled_reason",
     "next_fit_us",
 )
 #: The limits of a key as registered: these, separated by single spaces.
-LIMITS = ("rpm", "tpm", "rpd", "weight")
+LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight")
 
 
 def pool_base(prefix: str, pool: str) -> str:

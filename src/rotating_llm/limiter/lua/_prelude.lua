@@ -3,12 +3,12 @@
 -- The names in capitals that are not set here (ACQUIRE_EST, HEAD_WINDOW_US, STATUS_WIDTH,
 -- ...) are argument and reply positions from rotating_llm.limiter._schema, whose
 -- generated header is loaded in front of this file. Every pool script is called as:
---   KEYS[1] = <prefix>v2:{<pool>}:avail   zset key_id -> earliest instant it may admit
---   KEYS[2] = <prefix>v2:{<pool>}:cfg     hash key_id -> "rpm tpm rpd weight"
+--   KEYS[1] = <prefix>v3:{<pool>}:avail   zset key_id -> earliest instant it may admit
+--   KEYS[2] = <prefix>v3:{<pool>}:cfg     hash key_id -> "rpm tpm rpd tpd weight"
 --   ARGV[HEAD_*]                          window (us), four daily reset instants (us)
 -- Other keys are derived from KEYS[1] by replacing the trailing "avail", so they share
 -- the pool's hash tag and the script stays on one cluster slot:
---   use            hash key_id -> "cnt day n old seq|<limits>", key_id..':s' -> tokens held
+--   use            hash key_id -> "cnt day n dt old seq|<limits>", key_id..':s' -> tokens held
 --   rpm:<kid>      zset "<reservation id>:<tokens>" -> instant it counts from
 --   cooldown:<kid>, backoff:<kid>, disabled (hash key_id -> reason)
 --   req:<request id>  string: an acquire's grant, kept REQ_TTL_MS (see acquire.lua)
@@ -34,6 +34,9 @@ local KEYS, ARGV, AVAIL, CFG, BASE, K_USE, K_DISABLED, WINDOW
 local NOW, NOW_S, CUTOFF, CUTOFF_S, STALE
 local DAY_S, NEXT_RESET
 local INF = 1 / 0
+-- A day's token count stops here (above every limit, exact in a double), however many
+-- requests a key without a daily token limit serves.
+local DT_MAX = 1e15
 local unpack  -- Lua 5.1 (Redis) and 5.4 (embedded store)
 local LIMITS, N_LIMITS = {}, 0  -- parsed config strings (kept between calls of a library)
 -- Tables reused between calls of a library (a call never nests): a table costs more to
@@ -88,14 +91,15 @@ local function k_rpm(kid) return BASE .. 'rpm:' .. kid end
 local function k_cool(kid) return BASE .. 'cooldown:' .. kid end
 local function k_backoff(kid) return BASE .. 'backoff:' .. kid end
 
--- Limits from a config string "rpm tpm rpd weight"; nil if the key is not in the pool.
--- The returned table is shared: never change it.
+-- Limits from a config string "rpm tpm rpd tpd weight" (rpd, tpd 0: none); nil if the
+-- key is not in the pool. The returned table is shared: never change it.
 local function parse_limits(c)
   if not c then return nil end
   local lim = LIMITS[c]
   if lim then return lim end
-  local a, b, d, w = string.match(c, '^(%S+) (%S+) (%S+) (%S+)$')
-  lim = {rpm = tonumber(a), tpm = tonumber(b), rpd = tonumber(d), weight = tonumber(w)}
+  local a, b, d, t, w = string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  lim = {rpm = tonumber(a), tpm = tonumber(b), rpd = tonumber(d), tpd = tonumber(t),
+         weight = tonumber(w)}
   if N_LIMITS >= 4096 then LIMITS, N_LIMITS = {}, 0 end
   LIMITS[c], N_LIMITS = lim, N_LIMITS + 1
   return lim
@@ -103,10 +107,11 @@ end
 
 local function limits(kid) return parse_limits(redis.call('HGET', CFG, kid)) end
 
--- A key's usage from its summary "cnt day n old seq|limits" and token count:
+-- A key's usage from its summary "cnt day n dt old seq|limits" and token count:
 --   cnt, sum  requests and tokens of the members of rpm:<kid>
 --   day, n    the day start (as passed) of the last reservation, and the requests
 --             reserved since that day start
+--   dt        the tokens reserved since that day start (corrected by settlements)
 --   old       no later than its oldest member's instant (0 when it holds none)
 --   seq       the last reservation id issued on the key
 --   lim       its limits as registered in CFG (a copy, so a decision reads one hash)
@@ -122,15 +127,15 @@ local function current(kid, s, tok, slot)
     u = {}
   end
   if s then
-    local c, d, n, o, q, l = string.match(s, '^(%d+) (%d+) (%d+) (%d+) (%d+)|(.*)$')
-    u.cnt, u.sum, u.day, u.n = tonumber(c), tonumber(tok) or 0, d, tonumber(n)
+    local c, d, n, t, o, q, l = string.match(s, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)|(.*)$')
+    u.cnt, u.sum, u.day, u.n, u.dt = tonumber(c), tonumber(tok) or 0, d, tonumber(n), tonumber(t)
     u.old, u.seq = tonumber(o), tonumber(q)
     if l ~= '' then u.lim = l else u.lim = nil end
   else
     redis.call('DEL', k_rpm(kid))
-    u.cnt, u.sum, u.day, u.n, u.old, u.seq, u.lim = 0, 0, '0', 0, 0, 0, nil
+    u.cnt, u.sum, u.day, u.n, u.dt, u.old, u.seq, u.lim = 0, 0, '0', 0, 0, 0, 0, nil
   end
-  if u.day == DAY_S then u.today = u.n else u.today = 0 end
+  if u.day == DAY_S then u.today, u.ttoday = u.n, u.dt else u.today, u.ttoday = 0, 0 end
   return u
 end
 
@@ -144,12 +149,17 @@ local function skey(kid)
   return f
 end
 
+-- The summary string of u.
+local function summary_s(u)
+  return int_s(u.cnt) .. ' ' .. u.day .. ' ' .. int_s(u.n) .. ' ' .. int_s(u.dt) .. ' '
+         .. int_s(u.old) .. ' ' .. int_s(u.seq) .. '|' .. (u.lim or '')
+end
+
 -- HSET arguments that store u, written into `args` after its first `k`; returns the
 -- new count.
 local function put_use(args, k, kid, u)
   args[k + 1] = kid
-  args[k + 2] = int_s(u.cnt) .. ' ' .. u.day .. ' ' .. int_s(u.n) .. ' ' .. int_s(u.old)
-                .. ' ' .. int_s(u.seq) .. '|' .. (u.lim or '')
+  args[k + 2] = summary_s(u)
   args[k + 3] = skey(kid)
   args[k + 4] = int_s(u.sum)
   return k + 4
@@ -203,6 +213,7 @@ end
 -- hold members out of the window: then it may fit although this says no).
 local function fits(lim, est, u)
   return u.cnt < lim.rpm and u.sum + est <= lim.tpm and (lim.rpd <= 0 or u.today < lim.rpd)
+         and (lim.tpd <= 0 or u.ttoday + est <= lim.tpd)
 end
 
 -- Earliest instant at which a request of `est` tokens fits this key, ignoring cooldowns
@@ -211,6 +222,7 @@ end
 -- the members out of the window are the oldest, so the member found is the same.
 local function fit_time(kid, lim, est, u)
   if est > lim.tpm then return INF, 'tpm' end
+  if lim.tpd > 0 and est > lim.tpd then return INF, 'tpd' end
   if fits(lim, est, u) then return NOW, '' end
   if not DAY_S then days() end
   local at, why = NOW, ''
@@ -238,6 +250,9 @@ local function fit_time(kid, lim, est, u)
   end
   if lim.rpd > 0 and u.today >= lim.rpd then
     if NEXT_RESET > at then at, why = NEXT_RESET, 'rpd' end
+  end
+  if lim.tpd > 0 and u.ttoday + est > lim.tpd then
+    if NEXT_RESET > at then at, why = NEXT_RESET, 'tpd' end
   end
   return at, why
 end

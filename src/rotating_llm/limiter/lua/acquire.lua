@@ -88,7 +88,7 @@ while nfit < want do
   end
 end
 
--- headroom: the smallest share left of the key's RPM, TPM and RPD after this request
+-- headroom: the smallest share left of the key's RPM, TPM, RPD and TPD after this request
 local function headroom(i)
   local lim, u = F_LIM[i], F_U[i]
   local head = 1 - u.cnt / lim.rpm
@@ -97,6 +97,10 @@ local function headroom(i)
   if lim.rpd > 0 then
     local h3 = 1 - u.today / lim.rpd
     if h3 < head then head = h3 end
+  end
+  if lim.tpd > 0 then
+    local h4 = 1 - (u.ttoday + est) / lim.tpd
+    if h4 < head then head = h4 end
   end
   return head
 end
@@ -129,9 +133,10 @@ if pick then
   rs = int_s(u.seq)
   if u.cnt == 0 then u.old = NOW end
   u.cnt, u.sum = u.cnt + 1, u.sum + est
-  if u.day ~= DAY_S then u.day, u.n = DAY_S, 0 end
-  u.n = u.n + 1
-  u.today = u.n
+  if u.day ~= DAY_S then u.day, u.n, u.dt = DAY_S, 0, 0 end
+  u.n, u.dt = u.n + 1, u.dt + est
+  if u.dt > DT_MAX then u.dt = DT_MAX end
+  u.today, u.ttoday = u.n, u.dt
   nw = put_use(WRITES, nw, kid, u)  -- the last write of a key wins
 end
 

@@ -1,5 +1,5 @@
 -- Register keys of the pool. ARGV[REGISTER_MODE]: 'replace' (these are all the pool's
--- active keys), 'add' or 'remove'; then pairs key_id, "rpm tpm rpd weight" (LIMITS of
+-- active keys), 'add' or 'remove'; then pairs key_id, "rpm tpm rpd tpd weight" (LIMITS of
 -- the schema; for 'remove': key ids). Counters and reservations are kept; only the
 -- pool's membership and limits change.
 local mode = ARGV[REGISTER_MODE]

@@ -21,6 +21,7 @@ for n, kid in ipairs(ids) do
   out[b + STATUS_RPM_COUNT] = u.cnt
   out[b + STATUS_TPM_USED] = u.sum
   out[b + STATUS_RPD_COUNT] = u.today
+  out[b + STATUS_TPD_USED] = u.ttoday
   out[b + STATUS_COOLDOWN_MS] = ms
   out[b + STATUS_COOLDOWN_REASON] = creason
   out[b + STATUS_DISABLED_REASON] = redis.call('HGET', K_DISABLED, kid) or ''

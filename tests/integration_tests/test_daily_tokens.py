@@ -1,0 +1,124 @@
+"""Daily token limits (``tpd``): counted from reservations, corrected by settlements,
+reset with RPD at the day boundary; a Gemini per-day 429 cools the key until the reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _days import set_day, store_now_us
+
+from conftest import make_keys, secrets_for
+from rotating_llm import AllKeysExhaustedError, KeyManager, Settings
+from rotating_llm.failures import FailureKind, classify_http
+from rotating_llm.secrets import EnvSecretStore
+
+_H = 3_600_000_000
+
+
+@pytest.fixture(params=["redis", "cluster", "embedded"])
+def make(request: pytest.FixtureRequest, prefix: str) -> Any:
+    """Managers on a Redis server, a Redis Cluster and the embedded store."""
+    if request.param == "cluster":
+        target: dict[str, Any] = {
+            "redis_url": request.getfixturevalue("cluster_url"),
+            "redis_cluster": True,
+        }
+    elif request.param == "redis":
+        target = {"redis_url": request.getfixturevalue("redis_url")}
+    else:
+        target = {"redis_url": None}
+    made: list[KeyManager] = []
+
+    def build(keys: list[Any], **settings: Any) -> KeyManager:
+        opts = {**target, "key_prefix": prefix, "max_wait": 0, "window_seconds": 60, **settings}
+        km = KeyManager(
+            keys, settings=Settings(**opts), secret_store=EnvSecretStore(environ=secrets_for(keys))
+        )
+        made.append(km)
+        return km
+
+    yield build
+    for km in made:
+        km.close()
+
+
+def test_tpd_counts_settled_tokens_and_refuses_until_the_reset(make) -> None:
+    km = make(make_keys(1, rpm=100, tpm=10_000, tpd=100))
+    now = store_now_us(km)
+    set_day(km, now - _H, now + _H // 2)
+    km.acquire("m", 60).complete(actual_tokens=30)  # settled below the reservation
+    assert km.get_key_status("k0")["tpd_usage"] == 30
+    km.acquire("m", 40).complete(actual_tokens=60)  # and above it
+    st = km.get_key_status("k0")
+    assert (st["tpd_usage"], st["tpd_limit"]) == (90, 100)
+    with pytest.raises(AllKeysExhaustedError) as info:
+        km.acquire("m", 20)
+    assert info.value.reasons == {"k0": "tpd"}
+    # capacity returns at the (fake) next reset, half an hour away
+    assert info.value.retry_after == pytest.approx(1800, abs=5)
+    lease = km.acquire("m", 10)  # exactly fills the day
+    lease.release()  # ... and a release gives it back
+    assert km.get_key_status("k0")["tpd_usage"] == 90
+    assert km.limiter.get_tpd_usage("k0") == {
+        "key_id": "k0", "used": 90, "limit": 100, "timezone": km.settings.rpd_timezone,
+    }  # fmt: skip
+
+
+def test_tpd_resets_at_the_day_boundary(make) -> None:
+    km = make(make_keys(1, rpm=100, tpm=10_000, tpd=100))
+    now = store_now_us(km)
+    set_day(km, now - _H, now + _H)
+    late = km.acquire("m", 60)  # reserved today, settled tomorrow
+    km.acquire("m", 40).complete()
+    with pytest.raises(AllKeysExhaustedError) as info:
+        km.acquire("m", 1)
+    assert info.value.reasons == {"k0": "tpd"}
+    # the reset passes: today started a moment ago
+    set_day(km, store_now_us(km) - 1000, now + 25 * _H)
+    assert km.get_key_status("k0")["tpd_usage"] == 0
+    # a reservation of yesterday settled today changes nothing of today's count
+    late.complete(actual_tokens=10)
+    assert km.get_key_status("k0")["tpd_usage"] == 0
+    km.acquire("m", 100).complete()
+    with pytest.raises(AllKeysExhaustedError) as info:
+        km.acquire("m", 1)
+    assert info.value.reasons == {"k0": "tpd"}
+    assert km.get_key_status("k0")["tpd_usage"] == 100
+
+
+def test_gemini_per_day_token_quota_cools_the_key_until_the_reset(make) -> None:
+    km = make(make_keys(2, rpm=100))
+    now = store_now_us(km)
+    set_day(km, now - _H, now + 2 * _H)
+    body = {
+        "error": {
+            "code": 429,
+            "status": "RESOURCE_EXHAUSTED",
+            "message": "You exceeded your current quota. Quota exceeded for metric: "
+            "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/"
+                            "generate_content_free_tier_input_token_count",
+                            "quotaId": "GenerateContentInputTokensPerModelPerDay-FreeTier",
+                            "quotaDimensions": {"model": "gemini-2.0-flash", "location": "global"},
+                            "quotaValue": "1000000",
+                        }
+                    ],
+                },
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "17s"},
+            ],
+        }
+    }
+    found = classify_http(429, body)
+    assert found.kind is FailureKind.DAILY_QUOTA  # not a 17 s rate limit
+    lease = km.acquire("m", 1, exclude=["k1"])
+    lease.fail(found.kind, retry_after=found.retry_after, reason=found.reason)
+    st = km.get_key_status("k0")
+    assert st["in_cooldown"] and "per-day" in st["cooldown_reason"]
+    assert st["cooldown_remaining"] == pytest.approx(2 * 3600, abs=5)
+    assert km.acquire("m", 1).key_id == "k1"
