@@ -6,21 +6,40 @@ conversation lives on one cluster slot::
     <prefix>conv:messages:{<conv_id>}   list of messages (JSON, ``message_to_dict`` form)
     <prefix>conv:meta:{<conv_id>}       hash: message_count, total_tokens, last_model,
                                         last_key_id, turn_count, created_at, updated_at
+    <prefix>conv:turns:{<conv_id>}      sorted set: idempotency keys of the newest
+                                        1000 turns (score: Redis time stored)
 
-Every write is one Lua script (atomic) that refreshes the TTL of both keys, reading
-the time from Redis.
+Every write is one Lua script (atomic) that refreshes the TTL of the keys, reading the
+time from Redis. Under contention the script decides: a turn's ``system_message`` is
+stored only if the conversation is still empty when the turn lands, and a turn whose
+idempotency key was seen is not stored again (a resend after a lost acknowledgement).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rotating_llm.config import Settings
-from rotating_llm.conversation._messages import ConversationError, decode_message, encode_message
+from rotating_llm.conversation._messages import (
+    ConversationError,
+    decode_message,
+    encode_message,
+    make_message,
+)
+from rotating_llm.conversation._scripts import (
+    APPEND,
+    TRUNCATE,
+    check_count,
+    check_idempotency_key,
+)
+from rotating_llm.conversation._scripts import (
+    check_id as _check_id,
+)
 from rotating_llm.storage import Store, open_store, translate_errors
 
 if TYPE_CHECKING:
@@ -28,81 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ConversationStore", "get_conversation_store"]
 
-_MAX_ID = 256
-
-_PRELUDE = """
-local t = redis.call('TIME')
-local now = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
-"""
-
-# KEYS: messages, meta. ARGV: ttl, tokens, model, key_id, message...
-_APPEND = (
-    _PRELUDE
-    + """
-local ttl = tonumber(ARGV[1])
-for i = 5, #ARGV do
-  redis.call('RPUSH', KEYS[1], ARGV[i])
-end
-local len = redis.call('LLEN', KEYS[1])
-redis.call('HSETNX', KEYS[2], 'created_at', now)
-redis.call('HSET', KEYS[2], 'updated_at', now, 'message_count', len)
-redis.call('HINCRBY', KEYS[2], 'total_tokens', tonumber(ARGV[2]))
-redis.call('HINCRBY', KEYS[2], 'turn_count', 1)
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'last_model', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'last_key_id', ARGV[4]) end
-if len > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-redis.call('EXPIRE', KEYS[2], ttl)
-return len
-"""
-)
-
-# KEYS: messages, meta. ARGV: ttl, keep_last_n. Returns the number of messages removed.
-_TRUNCATE = (
-    _PRELUDE
-    + """
-local ttl = tonumber(ARGV[1])
-local keep = tonumber(ARGV[2])
-local before = redis.call('LLEN', KEYS[1])
-if before == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-if keep == 0 then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('LTRIM', KEYS[1], -keep, -1)
-end
-local len = redis.call('LLEN', KEYS[1])
-redis.call('HSET', KEYS[2], 'updated_at', now, 'message_count', len)
-if len > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-redis.call('EXPIRE', KEYS[2], ttl)
-return before - len
-"""
-)
-
 _INT_FIELDS = ("message_count", "total_tokens", "turn_count")
 _FLOAT_FIELDS = ("created_at", "updated_at")
-
-
-def _check_id(conv_id: object) -> str:
-    if not isinstance(conv_id, str) or not conv_id:
-        raise ConversationError(f"conv_id must be a non-empty string, got {conv_id!r}")
-    if len(conv_id) > _MAX_ID:
-        raise ConversationError(f"conv_id must be at most {_MAX_ID} characters")
-    if "{" in conv_id or "}" in conv_id:
-        raise ConversationError(
-            f"conv_id {conv_id!r} must not contain '{{' or '}}' (used as the hash tag)"
-        )
-    if any(ord(c) < 32 for c in conv_id):
-        raise ConversationError(f"conv_id {conv_id!r} must not contain control characters")
-    try:
-        conv_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConversationError(f"conv_id {conv_id!r} is not valid Unicode text") from None
-    return conv_id
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConversationError(f"{name} must be an integer >= 0, got {value!r}")
-    return value
 
 
 def _metadata(raw: Mapping[str, str], ttl: int) -> dict[str, Any] | None:
@@ -124,6 +70,13 @@ def _metadata(raw: Mapping[str, str], ttl: int) -> dict[str, Any] | None:
             meta[name] = value
     meta["ttl_seconds"] = ttl if ttl >= 0 else None
     return meta
+
+
+def _encode_system(message: Mapping[str, Any]) -> str:
+    try:
+        return encode_message(message)
+    except ConversationError as exc:
+        raise ConversationError(str(exc).replace("message 0", "system_message", 1)) from None
 
 
 class ConversationStore:
@@ -169,6 +122,13 @@ class ConversationStore:
         tag = "{" + _check_id(conv_id) + "}"
         return self.store.key("conv", "messages", tag), self.store.key("conv", "meta", tag)
 
+    def turns_key(self, conv_id: str) -> str:
+        """The Redis key of ``conv_id``'s idempotency keys (a sorted set)."""
+        return self.store.key("conv", "turns", "{" + _check_id(conv_id) + "}")
+
+    def _all_keys(self, conv_id: str) -> list[str]:
+        return [*self.keys_for(conv_id), self.turns_key(conv_id)]
+
     def _script(self, name: str, source: str) -> Script:
         found = self._scripts.get(name)
         if found is None:
@@ -189,8 +149,10 @@ class ConversationStore:
         tokens: int,
         model: str | None,
         key_id: str | None,
+        system_message: str | Mapping[str, Any] | None,
+        idempotency_key: str | None,
     ) -> tuple[list[str], list[Any]]:
-        keys = list(self.keys_for(conv_id))
+        keys = self._all_keys(conv_id)
         if isinstance(messages, (str, bytes, Mapping)):
             raise ConversationError("messages must be a sequence of messages, not one message")
         if not isinstance(messages, Sequence):
@@ -200,9 +162,15 @@ class ConversationStore:
         encoded = [encode_message(m, i) for i, m in enumerate(messages)]
         if not encoded:
             raise ConversationError("a turn needs at least one message")
-        _check_count("tokens", tokens)
-        args: list[Any] = [self.ttl_seconds, tokens, model or "", key_id or "", *encoded]
-        return keys, args
+        check_count("tokens", tokens)
+        if isinstance(system_message, str):
+            system_message = make_message("system", system_message)
+        system = "" if system_message is None else _encode_system(system_message)
+        turn_id = (
+            uuid.uuid4().hex if idempotency_key is None else check_idempotency_key(idempotency_key)
+        )
+        args: list[Any] = [self.ttl_seconds, tokens, model or "", key_id or "", turn_id, system]
+        return keys, [*args, *encoded]
 
     # -- sync -------------------------------------------------------------------------
 
@@ -214,6 +182,8 @@ class ConversationStore:
         tokens: int = 0,
         model: str | None = None,
         key_id: str | None = None,
+        system_message: str | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Append the messages of one turn atomically; return the conversation's length.
 
@@ -223,14 +193,25 @@ class ConversationStore:
             tokens: Tokens this turn used (added to ``total_tokens``).
             model: Model that answered (``last_model``).
             key_id: Key that served the turn (``last_key_id``).
+            system_message: Stored ahead of the turn only if the conversation is empty
+                when the turn lands (decided in Redis): however many processes start
+                the conversation together, it is stored once. A string is a system
+                message's content.
+            idempotency_key: The turn's id (1-256 characters). A turn whose key was
+                already stored is not stored again and returns the current length; so
+                after a lost acknowledgement, resend with the same key. Default: a new
+                random key per call, which makes the driver's own resends safe.
 
         Raises:
             ConversationError: an argument or message is invalid.
             StoreError: Redis failed.
         """
-        keys, args = self._append_args(conv_id, messages, tokens, model, key_id)
+        keys, args = self._append_args(
+            conv_id, messages, tokens, model, key_id, system_message, idempotency_key
+        )
         with translate_errors("append_turn", self.store.description):
-            return int(self._script("append", _APPEND)(keys=keys, args=args))
+            length, _ = self._script("append", APPEND)(keys=keys, args=args)
+        return int(length)
 
     def append_message(self, conv_id: str, message: Mapping[str, Any], **kw: Any) -> int:
         """Append one message (a turn of one); see :meth:`append_turn`."""
@@ -239,7 +220,7 @@ class ConversationStore:
     def get_messages(self, conv_id: str, last_n: int | None = None) -> list[dict[str, Any]]:
         """The conversation's messages, oldest first (only the last ``last_n`` if given)."""
         msgs_key, _ = self.keys_for(conv_id)
-        start = 0 if last_n is None else -_check_count("last_n", last_n)
+        start = 0 if last_n is None else -check_count("last_n", last_n)
         if last_n == 0:
             return []
         with translate_errors("get_messages", self.store.description):
@@ -260,16 +241,14 @@ class ConversationStore:
 
     def truncate(self, conv_id: str, keep_last_n: int) -> int:
         """Keep only the last ``keep_last_n`` messages; return how many were removed."""
-        keys = list(self.keys_for(conv_id))
-        keep = _check_count("keep_last_n", keep_last_n)
+        keys = self._all_keys(conv_id)
+        keep = check_count("keep_last_n", keep_last_n)
         with translate_errors("truncate", self.store.description):
-            return int(
-                self._script("truncate", _TRUNCATE)(keys=keys, args=[self.ttl_seconds, keep])
-            )
+            return int(self._script("truncate", TRUNCATE)(keys=keys, args=[self.ttl_seconds, keep]))
 
     def delete(self, conv_id: str) -> bool:
         """Delete the conversation; return whether it existed."""
-        keys = self.keys_for(conv_id)
+        keys = self._all_keys(conv_id)
         with translate_errors("delete", self.store.description):
             return bool(self.store.sync.delete(*keys))
 
@@ -294,11 +273,16 @@ class ConversationStore:
         tokens: int = 0,
         model: str | None = None,
         key_id: str | None = None,
+        system_message: str | Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Async twin of :meth:`append_turn`."""
-        keys, args = self._append_args(conv_id, messages, tokens, model, key_id)
+        keys, args = self._append_args(
+            conv_id, messages, tokens, model, key_id, system_message, idempotency_key
+        )
         with translate_errors("append_turn", self.store.description):
-            return int(await self._ascript("append", _APPEND)(keys=keys, args=args))
+            length, _ = await self._ascript("append", APPEND)(keys=keys, args=args)
+        return int(length)
 
     async def aappend_message(self, conv_id: str, message: Mapping[str, Any], **kw: Any) -> int:
         """Async twin of :meth:`append_message`."""
@@ -307,7 +291,7 @@ class ConversationStore:
     async def aget_messages(self, conv_id: str, last_n: int | None = None) -> list[dict[str, Any]]:
         """Async twin of :meth:`get_messages`."""
         msgs_key, _ = self.keys_for(conv_id)
-        start = 0 if last_n is None else -_check_count("last_n", last_n)
+        start = 0 if last_n is None else -check_count("last_n", last_n)
         if last_n == 0:
             return []
         with translate_errors("get_messages", self.store.description):
@@ -326,15 +310,15 @@ class ConversationStore:
 
     async def atruncate(self, conv_id: str, keep_last_n: int) -> int:
         """Async twin of :meth:`truncate`."""
-        keys = list(self.keys_for(conv_id))
-        keep = _check_count("keep_last_n", keep_last_n)
+        keys = self._all_keys(conv_id)
+        keep = check_count("keep_last_n", keep_last_n)
         with translate_errors("truncate", self.store.description):
-            script = self._ascript("truncate", _TRUNCATE)
+            script = self._ascript("truncate", TRUNCATE)
             return int(await script(keys=keys, args=[self.ttl_seconds, keep]))
 
     async def adelete(self, conv_id: str) -> bool:
         """Async twin of :meth:`delete`."""
-        keys = self.keys_for(conv_id)
+        keys = self._all_keys(conv_id)
         with translate_errors("delete", self.store.description):
             return bool(await self.store.async_client.delete(*keys))
 

@@ -9,7 +9,7 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 
 from rotating_llm.config import Settings
-from rotating_llm.conversation import ConversationStore
+from rotating_llm.conversation import ConversationStore, make_message
 from rotating_llm.errors import ConversationError
 
 __all__ = ["RedisChatMessageHistory"]
@@ -45,6 +45,12 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     as one atomic turn, which also records the tokens, model and key of any AI message.
     Works with ``RunnableWithMessageHistory``.
 
+    Under contention, Redis decides: ``system_message`` is stored ahead of the first turn
+    that lands in an empty conversation, once however many processes open it together
+    (instead of ``if not history.messages: history.add_message(system)``, which stores
+    it once per process that read the conversation empty); and ``add_messages(...,
+    idempotency_key=...)`` resent after a lost acknowledgement stores the turn once.
+
     Args:
         session_id: The conversation id (no ``{``/``}``).
         redis_url: Redis URL (default: ``REDIS_URL``; unset: the embedded store).
@@ -54,6 +60,8 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         ttl_seconds: The same, under this library's earlier name.
         store: A :class:`ConversationStore` to use instead of building one.
         settings: Settings for a store built here.
+        system_message: A system prompt (a string or a ``SystemMessage``) for a new
+            conversation, stored with its first turn (see above).
 
     Raises:
         ConversationError: ``session_id`` is not a usable id (also a ``ValueError``, as
@@ -70,8 +78,19 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         ttl_seconds: int | None = None,
         store: ConversationStore | None = None,
         settings: Settings | None = None,
+        system_message: str | BaseMessage | None = None,
     ) -> None:
         _check_session_id(session_id)
+        if isinstance(system_message, BaseMessage):
+            self._system: dict[str, Any] | None = message_to_dict(system_message)
+        elif isinstance(system_message, str) or system_message is None:
+            self._system = (
+                None if system_message is None else make_message("system", system_message)
+            )
+        else:
+            raise ConversationError(
+                f"system_message must be a string or a message, got {type(system_message).__name__}"
+            )
         if ttl is not None and ttl_seconds is not None and ttl != ttl_seconds:
             raise ConversationError("give ttl or ttl_seconds, not both")
         ttl_seconds = ttl if ttl is not None else ttl_seconds
@@ -109,19 +128,35 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         """Async read of every message."""
         return messages_from_dict(await self.store.aget_messages(self.session_id))
 
-    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Append ``messages`` as one atomic turn."""
+    def _turn(self, messages: Sequence[BaseMessage], idempotency_key: str | None) -> dict[str, Any]:
+        info = _turn_info(messages)
+        info.update(system_message=self._system, idempotency_key=idempotency_key)
+        return info
+
+    def add_messages(
+        self, messages: Sequence[BaseMessage], *, idempotency_key: str | None = None
+    ) -> None:
+        """Append ``messages`` as one atomic turn.
+
+        Args:
+            messages: The turn's messages.
+            idempotency_key: The turn's id: a turn resent with a key already stored
+                (its acknowledgement was lost) is not stored again. Default: a new one.
+        """
         if not messages:
             return
         dicts = [message_to_dict(m) for m in messages]
-        self.store.append_turn(self.session_id, dicts, **_turn_info(messages))
+        self.store.append_turn(self.session_id, dicts, **self._turn(messages, idempotency_key))
 
-    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+    async def aadd_messages(
+        self, messages: Sequence[BaseMessage], *, idempotency_key: str | None = None
+    ) -> None:
         """Async twin of :meth:`add_messages`."""
         if not messages:
             return
         dicts = [message_to_dict(m) for m in messages]
-        await self.store.aappend_turn(self.session_id, dicts, **_turn_info(messages))
+        info = self._turn(messages, idempotency_key)
+        await self.store.aappend_turn(self.session_id, dicts, **info)
 
     def clear(self) -> None:
         """Delete the conversation."""

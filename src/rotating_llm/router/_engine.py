@@ -72,15 +72,10 @@ def build_messages(
     return [*past, HumanMessage(content=prompt)]
 
 
-def turn_dicts(
-    prompt: str, reply: BaseMessage, system_prompt: str | None, new_conversation: bool
-) -> list[dict[str, Any]]:
-    """The turn to store: (system prompt, for a new conversation), prompt, reply."""
-    out: list[BaseMessage] = []
-    if system_prompt is not None and new_conversation:
-        out.append(SystemMessage(content=system_prompt))
-    out += [HumanMessage(content=prompt), reply]
-    return [message_to_dict(m) for m in out]
+def turn_dicts(prompt: str, reply: BaseMessage) -> list[dict[str, Any]]:
+    """The turn to store: prompt and reply (the store adds the system prompt to a
+    conversation that is still empty when the turn lands)."""
+    return [message_to_dict(HumanMessage(content=prompt)), message_to_dict(reply)]
 
 
 def reply_parts(reply: BaseMessage) -> tuple[str, dict[str, int] | None, str | None, int]:

@@ -232,8 +232,9 @@ class RequestRouter:
         if conv_id is None:
             return result
         try:
-            turn = turn_dicts(prompt, reply, system_prompt, new_conversation=not history)
-            yield ("append", (conv_id, turn, total, outcome.model, result["key_id"]))
+            info: dict[str, Any] = {"tokens": total, "model": outcome.model}
+            info.update(key_id=result["key_id"], system_message=system_prompt)
+            yield ("append", (conv_id, turn_dicts(prompt, reply), info))
         except Exception as exc:
             return self._failed(outcome, exc, content=result["content"])
         return result
@@ -251,10 +252,7 @@ class RequestRouter:
                     elif name == "invoke":
                         value = invoke(self.chat_model, *args)
                     else:
-                        conv_id, turn, total, model, key_id = args
-                        value = store.append_turn(
-                            conv_id, turn, tokens=total, model=model, key_id=key_id
-                        )
+                        value = store.append_turn(args[0], args[1], **args[2])
                 except BaseException as exc:  # the flow decides; KeyboardInterrupt passes
                     step = flow.throw(exc)
                 else:
@@ -276,10 +274,7 @@ class RequestRouter:
                     elif name == "invoke":
                         value = await ainvoke(self.chat_model, *args)
                     else:
-                        conv_id, turn, total, model, key_id = args
-                        value = await store.aappend_turn(
-                            conv_id, turn, tokens=total, model=model, key_id=key_id
-                        )
+                        value = await store.aappend_turn(args[0], args[1], **args[2])
                 except BaseException as exc:  # cancellation passes through the flow
                     step = flow.throw(exc)
                 else:
@@ -322,8 +317,9 @@ class RequestRouter:
         """Send ``prompt`` with conversation ``conv_id``'s history; on success append the
         turn (prompt and reply, one atomic write). A failed send writes nothing.
 
-        A ``system_prompt`` is stored with the first turn of a new conversation; given
-        later, it replaces the stored one for that call.
+        A ``system_prompt`` is stored with the first turn of a new conversation (once,
+        however many processes start it together: Redis decides); given later, it
+        replaces the stored one for that call.
         """
         prepare = (model_preference, fallback_models, expected_completion_tokens,
                    temperature, max_wait, kw)  # fmt: skip
