@@ -156,3 +156,34 @@ def manager_factory(
     yield build
     for km in made:
         km.close()
+
+
+@pytest.fixture(params=["redis", "cluster", "embedded"])
+def make(request: pytest.FixtureRequest, prefix: str) -> Iterator[Callable[..., KeyManager]]:
+    """``make(keys, quota_groups=..., **settings)``: a manager on a Redis server, a Redis
+    Cluster, then the embedded store (window 60 s, no waiting); closed after the test."""
+    if request.param == "cluster":
+        target: dict[str, Any] = {
+            "redis_url": request.getfixturevalue("cluster_url"),
+            "redis_cluster": True,
+        }
+    elif request.param == "redis":
+        target = {"redis_url": request.getfixturevalue("redis_url")}
+    else:
+        target = {"redis_url": None}
+    made: list[KeyManager] = []
+
+    def build(keys: list[Any], quota_groups: Any = None, **settings: Any) -> KeyManager:
+        opts = {**target, "key_prefix": prefix, "max_wait": 0, "window_seconds": 60, **settings}
+        km = KeyManager(
+            keys,
+            quota_groups=quota_groups,
+            settings=Settings(**opts),
+            secret_store=EnvSecretStore(environ=secrets_for(keys)),
+        )
+        made.append(km)
+        return km
+
+    yield build
+    for km in made:
+        km.close()

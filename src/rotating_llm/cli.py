@@ -192,9 +192,12 @@ def _print_statuses(statuses: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="keys")
-    for col in ("key_id", "model", "active", "state", "rpm", "tpm", "rpd"):
+    for col in ("key_id", "model", "active", "state", "rpm", "tpm", "rpd", "tpd", "group"):
         table.add_column(col)
+    groups: dict[str, dict[str, Any]] = {}
     for st in statuses:
+        if st.get("group"):
+            groups[st["group"]["group_id"]] = st["group"]
         if st["disabled"]:
             state = f"disabled: {st['disabled_reason']}"
         elif st["in_cooldown"]:
@@ -210,8 +213,30 @@ def _print_statuses(statuses: list[dict[str, Any]]) -> None:
             f"{st['rpm_usage']}/{st['rpm_limit']}",
             f"{st['tpm_usage']}/{st['tpm_limit']}",
             rpd,
+            _used(st, "tpd"),
+            st.get("quota_group") or "",
         )
     Console().print(table)
+    if groups:
+        gtable = Table(title="quota groups")
+        for col in ("group_id", "model", "keys", "rpm", "tpm", "rpd", "tpd", "next capacity"):
+            gtable.add_column(col)
+        for gid, g in sorted(groups.items()):
+            nxt = g["next_capacity_in"]
+            gtable.add_row(
+                gid,
+                str(g["model_name"]),
+                ",".join(g["key_ids"]),
+                *(_used(g, m) for m in ("rpm", "tpm", "rpd", "tpd")),
+                "now" if not nxt else f"{nxt:.0f}s",
+            )
+        Console().print(gtable)
+
+
+def _used(st: dict[str, Any], metric: str) -> str:
+    """``used/limit`` of one limit (``used`` alone when there is no such limit)."""
+    used, limit = st[f"{metric}_usage"], st[f"{metric}_limit"]
+    return f"{used}/{limit}" if limit else str(used)
 
 
 def build_parser() -> argparse.ArgumentParser:

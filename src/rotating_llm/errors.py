@@ -58,8 +58,9 @@ class KeyFileError(ConfigError):
 
     Attributes:
         path: The file.
-        entry: Index of the offending entry in ``keys``, if any.
+        entry: Index of the offending entry in ``keys`` (or ``quota_groups``), if any.
         field: The offending field, if any.
+        section: The list the entry is in: ``keys`` or ``quota_groups``.
     """
 
     def __init__(
@@ -70,14 +71,16 @@ class KeyFileError(ConfigError):
         entry: int | None = None,
         key_id: str | None = None,
         field: str | None = None,
+        section: str = "keys",
     ) -> None:
         self.path = path
         self.entry = entry
         self.key_id = key_id
         self.field = field
+        self.section = section
         where = path
         if entry is not None:
-            where += f": keys[{entry}]"
+            where += f": {section}[{entry}]"
             if key_id:
                 where += f" ({key_id!r})"
         if field:

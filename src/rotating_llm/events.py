@@ -2,10 +2,13 @@
 
 Events (``name``: fields):
 
-- ``lease.acquired``: model, key_id, estimated_tokens, waited (seconds)
+- ``lease.acquired``: model, key_id, estimated_tokens, waited (seconds), and
+  quota_group for a key of a quota group
 - ``lease.waiting``: model, seconds (about to sleep until capacity returns)
 - ``lease.refused``: model, reason (``exhausted`` or ``too_large``), retry_after
-- ``lease.settled``: model, key_id, outcome (``complete``, ``release``, ``fail:<kind>``), tokens
+- ``lease.settled``: model, key_id, outcome (``complete``, ``release``, ``fail:<kind>``),
+  tokens, quota_group (for a key of a quota group)
+- ``group.cooldown``: model, quota_group, seconds, reason (every key of the group)
 - ``key.cooldown``: model, key_id, seconds, reason
 - ``key.disabled``: model, key_id, reason
 - ``key.reenabled``: model, key_id, reason (the prober saw the provider accept it again)

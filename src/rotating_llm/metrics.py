@@ -15,6 +15,9 @@ Metrics (labels):
   (model, histogram), ``rotating_llm_disabled_total`` (model, key_id)
 - ``rotating_llm_tokens_total`` (model, key_id): tokens of served requests (as settled)
 - ``rotating_llm_estimated_tokens`` (model, histogram): tokens reserved per lease
+- ``rotating_llm_group_leases_total``, ``rotating_llm_group_tokens_total`` and
+  ``rotating_llm_group_cooldowns_total`` (model, quota_group): the same for the keys of
+  each quota group together (a group cooldown cools all its keys at once)
 
 Usage::
 
@@ -61,12 +64,17 @@ class PoolMetrics:
     disabled: Counter
     tokens: Counter
     estimated_tokens: Histogram
+    group_leases: Counter
+    group_tokens: Counter
+    group_cooldowns: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> PoolMetrics:
         """Register every metric on ``registry``."""
         ns = "rotating_llm"
         mk = ["model", "key_id"]
+        gk = ["model", "quota_group"]
+        common: dict[str, Any] = {"namespace": ns, "registry": registry}
         return cls(
             registry=registry,
             leases=Counter("leases", "Leases granted", mk, namespace=ns, registry=registry),
@@ -116,14 +124,26 @@ class PoolMetrics:
                 registry=registry,
                 buckets=_TOKEN_BUCKETS,
             ),
+            group_leases=Counter(
+                "group_leases", "Leases granted on a quota group's keys", gk, **common
+            ),
+            group_tokens=Counter(
+                "group_tokens", "Tokens charged to a quota group's keys", gk, **common
+            ),
+            group_cooldowns=Counter(
+                "group_cooldowns", "Cooldowns of a whole quota group", gk, **common
+            ),
         )
 
     def __call__(self, name: str, fields: dict[str, Any]) -> None:
         """The event listener (see :mod:`rotating_llm.events` for the fields)."""
         model = str(fields.get("model", ""))
         key_id = str(fields.get("key_id", ""))
+        group = fields.get("quota_group")
         if name == "lease.acquired":
             self.leases.labels(model, key_id).inc()
+            if group:
+                self.group_leases.labels(model, str(group)).inc()
             self.wait_seconds.labels(model).observe(float(fields.get("waited") or 0.0))
             self.estimated_tokens.labels(model).observe(float(fields.get("estimated_tokens") or 0))
         elif name == "lease.settled":
@@ -135,6 +155,8 @@ class PoolMetrics:
             tokens = fields.get("tokens")
             if label == "served" and isinstance(tokens, (int, float)) and tokens > 0:
                 self.tokens.labels(model, key_id).inc(tokens)
+                if group:
+                    self.group_tokens.labels(model, str(group)).inc(tokens)
         elif name == "lease.waiting":
             self.waits.labels(model).inc()
         elif name == "lease.refused":
@@ -146,6 +168,8 @@ class PoolMetrics:
                 self.cooldown_seconds.labels(model).observe(float(seconds))
         elif name == "key.disabled":
             self.disabled.labels(model, key_id).inc()
+        elif name == "group.cooldown":
+            self.group_cooldowns.labels(model, str(group or "")).inc()
 
 
 _lock = threading.Lock()
@@ -191,6 +215,9 @@ def disable_metrics(registry: CollectorRegistry | None = None) -> None:
         found.disabled,
         found.tokens,
         found.estimated_tokens,
+        found.group_leases,
+        found.group_tokens,
+        found.group_cooldowns,
     ):
         reg.unregister(metric)
 

@@ -3,44 +3,14 @@ reset with RPD at the day boundary; a Gemini per-day 429 cools the key until the
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from _days import set_day, store_now_us
 
-from conftest import make_keys, secrets_for
-from rotating_llm import AllKeysExhaustedError, KeyManager, Settings
+from conftest import make_keys
+from rotating_llm import AllKeysExhaustedError
 from rotating_llm.failures import FailureKind, classify_http
-from rotating_llm.secrets import EnvSecretStore
 
 _H = 3_600_000_000
-
-
-@pytest.fixture(params=["redis", "cluster", "embedded"])
-def make(request: pytest.FixtureRequest, prefix: str) -> Any:
-    """Managers on a Redis server, a Redis Cluster and the embedded store."""
-    if request.param == "cluster":
-        target: dict[str, Any] = {
-            "redis_url": request.getfixturevalue("cluster_url"),
-            "redis_cluster": True,
-        }
-    elif request.param == "redis":
-        target = {"redis_url": request.getfixturevalue("redis_url")}
-    else:
-        target = {"redis_url": None}
-    made: list[KeyManager] = []
-
-    def build(keys: list[Any], **settings: Any) -> KeyManager:
-        opts = {**target, "key_prefix": prefix, "max_wait": 0, "window_seconds": 60, **settings}
-        km = KeyManager(
-            keys, settings=Settings(**opts), secret_store=EnvSecretStore(environ=secrets_for(keys))
-        )
-        made.append(km)
-        return km
-
-    yield build
-    for km in made:
-        km.close()
 
 
 def test_tpd_counts_settled_tokens_and_refuses_until_the_reset(make) -> None:

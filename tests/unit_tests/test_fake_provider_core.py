@@ -58,7 +58,12 @@ def test_tpm_counts_tokens_and_says_when_enough_have_left() -> None:
     too_big = w.admit("k", 2.0, 101, limits)
     assert too_big is not None
     assert too_big.retry_after == pytest.approx(10.0)
-    assert w.usage("k", 2.0) == {"minute_requests": 2, "minute_tokens": 90, "day_requests": 2}
+    assert w.usage("k", 2.0) == {
+        "minute_requests": 2,
+        "minute_tokens": 90,
+        "day_requests": 2,
+        "day_tokens": 90,
+    }
 
 
 def test_rpd_is_reported_before_rpm_and_refusals_consume_nothing() -> None:
@@ -313,3 +318,70 @@ def test_bad_per_key_limits_name_the_argument(name: str) -> None:
         state.set_limits("k", **{name: 0})
     with pytest.raises(ValueError, match="key"):
         state.set_limits("", rpm=1)
+
+
+# -- tokens per day, projects, OpenAI durations -------------------------------------
+
+
+def test_tpd_is_a_sliding_day_of_tokens_checked_before_the_minute() -> None:
+    w = Windows(window=1.0, day_window=100.0)
+    limits = Limits(tpm=50, tpd=60)
+    assert w.admit("k", 0.0, 40, limits) is None
+    refused = w.admit("k", 2.0, 30, limits)  # the minute is empty again, the day is not
+    assert refused is not None
+    assert (refused.kind, refused.limit, refused.used, refused.requested) == ("tpd", 60, 40, 30)
+    assert refused.per_day
+    assert refused.retry_after == pytest.approx(98.0)
+    assert w.admit("k", 100.0, 30, limits) is None
+
+
+def test_projects_share_windows_and_true_limits_are_per_key() -> None:
+    clock = Clock()
+    state = State(
+        Limits(rpm=1),
+        projects={"p": ["a", "b"]},
+        project_limits=Limits(rpm=2),
+        true_limits={"a": {"tpm": 5}},
+        clock=clock,
+    )
+    assert state.limits_for("a") == Limits(rpm=2)
+    assert state.limits_for("alone") == Limits(rpm=1)
+    key_refusal = state.admit("a", 6, 0).rejection
+    assert key_refusal is not None
+    assert (key_refusal.scope, key_refusal.kind) == ("key", "tpm")
+    assert state.admit("a", 1, 0).rejection is None
+    assert state.admit("b", 1, 0).rejection is None
+    shared = state.admit("b", 1, 0)
+    assert shared.rejection is not None
+    assert (shared.rejection.scope, shared.rejection.kind) == ("project", "rpm")
+    assert (shared.requests.limit, shared.requests.remaining) == (2, 0)
+    assert shared.tokens.limit is None  # b has no token limit
+    requests, tokens = state.quota_view("a")
+    assert (requests.limit, requests.remaining) == (2, 0)  # the project's, shared with b
+    assert (tokens.limit, tokens.remaining) == (5, 4)  # a's own, after its 1 token
+    assert state.project_usage("p")["minute_requests"] == 2
+    with pytest.raises(ValueError, match="in project 'p'"):
+        state.set_limits("a", rpm=5)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0, "0s"),
+        (-1.0, "0s"),
+        (0.0004, "1ms"),
+        (0.02, "20ms"),
+        (0.999, "999ms"),
+        (1.0, "1s"),
+        (1.5, "1.5s"),
+        (59.9985, "59.999s"),
+        (59.9994, "1m0s"),  # rounded up to the millisecond
+        (360.0, "6m0s"),
+        (61.25, "1m1.25s"),
+        (3723.25, "1h2m3.25s"),
+    ],
+)
+def test_openai_reset_durations_are_go_durations(seconds: float, text: str) -> None:
+    from rotating_llm.testing._openai import format_duration
+
+    assert format_duration(seconds) == text

@@ -141,3 +141,82 @@ def test_api_key_is_frozen_and_strict() -> None:
     assert key.provider == "gemini"
     with pytest.raises(ValueError, match="frozen"):
         key.rpm = 5  # type: ignore[misc]
+
+
+def group(**overrides: Any) -> dict[str, Any]:
+    base = {"group_id": "proj-a", "rpm": 4}
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    ("doc", "expect"),
+    [
+        (
+            {"keys": [entry(quota_group="proj-b")], "quota_groups": [group()]},
+            "keys[0] ('a'), field 'quota_group': unknown quota group 'proj-b'; "
+            "quota_groups: ['proj-a']",
+        ),
+        (
+            {"keys": [entry(quota_group="proj-a")]},
+            "keys[0] ('a'), field 'quota_group': unknown quota group 'proj-a'",
+        ),
+        (
+            {"keys": [entry()], "quota_groups": [group(rpm=...)]},
+            "quota_groups[0] ('proj-a'): Value error, a quota group needs at least one of "
+            "rpm, tpm, rpd, tpd",
+        ),
+        (
+            {"keys": [entry()], "quota_groups": [group(), group(tpm=5)]},
+            "quota_groups[1] ('proj-a'), field 'group_id': duplicate group_id "
+            "(first at quota_groups[0])",
+        ),
+        (
+            {
+                "keys": [entry(quota_group="proj-a"), entry(key_id="b", model_name="other",
+                                                            quota_group="proj-a")],
+                "quota_groups": [group()],
+            },
+            "keys[1] ('b'), field 'quota_group': quota group 'proj-a' already has keys of "
+            "model 'm' (keys[0])",
+        ),
+        ({"keys": [entry()], "quota_groups": [group(rpm=0)]}, "quota_groups[0] ('proj-a'), "
+         "field 'rpm': Input should be greater than 0"),
+        ({"keys": [entry()], "quota_groups": [group(tpd=10**13)]}, "field 'tpd'"),
+        ({"keys": [entry()], "quota_groups": [group(rpn=3)]},
+         "quota_groups[0] ('proj-a'), field 'rpn': unknown field 'rpn'; did you mean 'rpm'?"),
+        ({"keys": [entry()], "quota_groups": [group(group_id="a:b")]}, "field 'group_id'"),
+        ({"keys": [entry()], "quota_groups": {}}, "field 'quota_groups': 'quota_groups' must"),
+        ({"keys": [entry(quota_group="x y")]}, "keys[0] ('a'), field 'quota_group'"),
+    ],
+)  # fmt: skip
+def test_bad_quota_groups_name_file_entry_and_field(tmp_path: Path, doc: Any, expect: str) -> None:
+    path = write(tmp_path, doc)
+    with pytest.raises(KeyFileError) as info:
+        load_keys_file(path)
+    assert str(path) in str(info.value)
+    assert expect in str(info.value)
+
+
+def test_quota_groups_load_round_trip_and_reach_the_manager(tmp_path: Path) -> None:
+    from rotating_llm import QuotaGroup
+    from rotating_llm.keys.loader import load_keys_document
+
+    doc = {
+        "quota_groups": [{"group_id": "proj-a", "rpm": 10, "tpm": 250000, "rpd": 250,
+                          "tpd": 1000000}],
+        "keys": [entry(quota_group="proj-a", tpd=500), entry(key_id="b", quota_group="proj-a")],
+    }  # fmt: skip
+    path = write(tmp_path, doc)
+    loaded = load_keys_document(path)
+    assert loaded.quota_groups == [
+        QuotaGroup(group_id="proj-a", rpm=10, tpm=250000, rpd=250, tpd=1000000)
+    ]
+    assert [k.quota_group for k in loaded.keys] == ["proj-a", "proj-a"]
+    save_keys_file(path, loaded.keys, loaded.quota_groups)
+    assert load_keys_document(path) == loaded
+    km = KeyManager(key_store_path=path, settings=Settings(), secret_store=EnvSecretStore({}))
+    assert km.quota_groups == loaded.quota_groups
+    km.remove_key("b", persist=True)  # persisting keeps the groups
+    assert load_keys_document(path).quota_groups == loaded.quota_groups
+    km.close()

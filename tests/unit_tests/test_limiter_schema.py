@@ -61,6 +61,7 @@ def test_header_positions_match_the_declaration() -> None:
         assert env[f"STATUS_{field.upper()}"] == i
     assert env["STATUS_WIDTH"] == len(schema.STATUS)
     assert env["HEAD_LEN"] == len(schema.HEAD)
+    assert env["GROUP_MARK"] == schema.GROUP_MARK
     for name, code in schema.RATES.items():
         assert env[f"RATE_{name.upper()}"] == code
     assert env["RATE_BUCKET_US"] == schema.RATE_BUCKET_S * 1_000_000

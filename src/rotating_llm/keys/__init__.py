@@ -16,13 +16,14 @@ if TYPE_CHECKING:
     from rotating_llm.keys.lease import Lease
     from rotating_llm.keys.loader import load_keys_file, parse_keys, save_keys_file
     from rotating_llm.keys.manager import KeyManager
-    from rotating_llm.keys.models import APIKey
+    from rotating_llm.keys.models import APIKey, QuotaGroup
 
 _WHERE = {
     "APIKey": "rotating_llm.keys.models",
     "FailureKind": "rotating_llm.failures",
     "KeyManager": "rotating_llm.keys.manager",
     "Lease": "rotating_llm.keys.lease",
+    "QuotaGroup": "rotating_llm.keys.models",
     "get_key_manager": "rotating_llm.keys._default",
     "get_redis_limiter": "rotating_llm.keys._default",
     "load_keys_file": "rotating_llm.keys.loader",
@@ -39,6 +40,7 @@ __all__ = [
     "FailureKind",
     "KeyManager",
     "Lease",
+    "QuotaGroup",
     "get_key_manager",
     "get_redis_limiter",
     "load_keys_file",

@@ -32,7 +32,7 @@ from rotating_llm.keys.lease import FailureKind, Lease
 from rotating_llm.limiter import RedisLimiter, Refusal, Reservation
 
 if TYPE_CHECKING:
-    from rotating_llm.keys.models import APIKey
+    from rotating_llm.keys.models import APIKey, QuotaGroup
     from rotating_llm.secrets import SecretStore
     from rotating_llm.storage import FailoverStore
 
@@ -53,6 +53,7 @@ class Leasing:
     limiter: RedisLimiter
     secret_store: SecretStore
     _keys: dict[str, APIKey]
+    _groups: dict[str, QuotaGroup]
     _max_tpm: dict[str, int]
     _excluded: dict[str, float]
     _rr: itertools.count[int]
@@ -121,20 +122,31 @@ class Leasing:
     def _exhausted(
         self, model: str, refusal: Refusal, exclude: Sequence[str]
     ) -> AllKeysExhaustedError:
+        keys = [k for k in self._keys.values() if k.active and k.model_name == model]
+        names = [k.key_id for k in keys]
+        names += sorted({f"@{k.quota_group}" for k in keys if k.quota_group in self._groups})
         try:
             self.limiter.count_refusal(model)
-            usage = self.limiter.usage(model)
+            usage = self.limiter.usage(model, names)
         except StoreError:
             usage = {}
-        keys = [k for k in self._keys.values() if k.active and k.model_name == model]
-        reasons = exhausted_reasons(keys, usage, refusal.reasons, exclude)
+        reasons = exhausted_reasons(keys, usage, refusal.reasons, exclude, self._groups)
         emit("lease.refused", model=model, reason="exhausted", retry_after=refusal.retry_after)
         return AllKeysExhaustedError(model, refusal.retry_after, reasons)
 
     def _granted(self, model: str, res: Reservation, secret: Any, est: int, start: float) -> Lease:
         waited = time.monotonic() - start
-        emit("lease.acquired", model=model, key_id=res.key_id, estimated_tokens=est, waited=waited)
-        return Lease(self, self._keys[res.key_id], secret, res, est, waited)
+        key = self._keys[res.key_id]
+        group = {"quota_group": key.quota_group} if key.quota_group else {}
+        emit(
+            "lease.acquired",
+            model=model,
+            key_id=res.key_id,
+            estimated_tokens=est,
+            waited=waited,
+            **group,
+        )
+        return Lease(self, key, secret, res, est, waited)
 
     def _acquire_flow(
         self,

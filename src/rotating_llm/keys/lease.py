@@ -102,12 +102,14 @@ class Lease:
             )
             return False
         self.outcome = outcome
+        group = {"quota_group": self.key.quota_group} if self.key.quota_group else {}
         emit(
             "lease.settled",
             model=self.model_name,
             key_id=self.key_id,
             outcome=outcome,
             tokens=self.estimated_tokens if tokens is None else tokens,
+            **group,
         )
         return True
 

@@ -8,14 +8,31 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rotating_llm.errors import KeyFileError
-from rotating_llm.keys.models import APIKey
+from rotating_llm.keys._groups import group_problem, group_table
+from rotating_llm.keys.models import APIKey, QuotaGroup
 
-__all__ = ["load_keys_file", "parse_keys", "save_keys_file"]
+__all__ = [
+    "KeysDocument",
+    "load_keys_document",
+    "load_keys_file",
+    "parse_keys",
+    "parse_keys_document",
+    "save_keys_file",
+]
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class KeysDocument(NamedTuple):
+    """A keys file's content: its keys and its quota groups."""
+
+    keys: list[APIKey]
+    quota_groups: list[QuotaGroup]
 
 
 def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
@@ -24,14 +41,25 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
     Raises:
         KeyFileError: naming the file, the entry and the field at fault.
     """
+    return parse_keys_document(data, path).keys
+
+
+def parse_keys_document(data: Any, path: str = "<keys>") -> KeysDocument:
+    """Validate a decoded keys document ``{"keys": [...], "quota_groups": [...]}``.
+
+    Raises:
+        KeyFileError: naming the file, the entry (of ``keys`` or ``quota_groups``) and the
+            field at fault.
+    """
     if not isinstance(data, dict):
         raise KeyFileError(
             f"top level must be an object with a 'keys' list, not {type(data).__name__}", path=path
         )
-    unknown = sorted(set(data) - {"keys"})
+    unknown = sorted(set(data) - {"keys", "quota_groups"})
     if unknown:
         raise KeyFileError(
-            f"unknown top-level field(s) {unknown}; only 'keys' is allowed", path=path
+            f"unknown top-level field(s) {unknown}; only 'keys' and 'quota_groups' are allowed",
+            path=path,
         )
     if "keys" not in data:
         raise KeyFileError("missing the 'keys' list", path=path, field="keys")
@@ -44,27 +72,11 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
         raise KeyFileError(
             "the 'keys' list is empty; a pool needs at least one key", path=path, field="keys"
         )
+    groups = _parse_groups(data.get("quota_groups", []), path)
     keys: list[APIKey] = []
     first_seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
-        key_id = entry.get("key_id") if isinstance(entry, dict) else None
-        label = key_id if isinstance(key_id, str) else None
-        if not isinstance(entry, dict):
-            raise KeyFileError(
-                f"entry must be an object, not {type(entry).__name__}", path=path, entry=i
-            )
-        _refuse_unknown_fields(entry, path, i, label)
-        try:
-            key = APIKey.model_validate(entry)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or None
-            msg = err["msg"]
-            if err["type"] == "missing":
-                msg = "required field is missing"
-            elif err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            raise KeyFileError(msg, path=path, entry=i, key_id=label, field=field) from None
+        key = _parse_entry(APIKey, entry, path, i, "key_id", "keys")
         if key.key_id in first_seen:
             raise KeyFileError(
                 f"duplicate key_id (first at keys[{first_seen[key.key_id]}])",
@@ -75,24 +87,105 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
             )
         first_seen[key.key_id] = i
         keys.append(key)
-    return keys
+    table, _ = group_table(groups)
+    problem = group_problem(keys, table)
+    if problem is not None:
+        i, msg = problem
+        raise KeyFileError(msg, path=path, entry=i, key_id=keys[i].key_id, field="quota_group")
+    return KeysDocument(keys, groups)
 
 
-def _refuse_unknown_fields(entry: dict[str, Any], path: str, index: int, label: str | None) -> None:
+def _parse_groups(entries: Any, path: str) -> list[QuotaGroup]:
+    """The ``quota_groups`` list, validated (each entry, and no ``group_id`` twice)."""
+    if not isinstance(entries, list):
+        raise KeyFileError(
+            f"'quota_groups' must be a list, not {type(entries).__name__}",
+            path=path,
+            field="quota_groups",
+        )
+    groups: list[QuotaGroup] = []
+    first_seen: dict[str, int] = {}
+    for j, entry in enumerate(entries):
+        group = _parse_entry(QuotaGroup, entry, path, j, "group_id", "quota_groups")
+        if group.group_id in first_seen:
+            raise KeyFileError(
+                f"duplicate group_id (first at quota_groups[{first_seen[group.group_id]}])",
+                path=path,
+                entry=j,
+                key_id=group.group_id,
+                field="group_id",
+                section="quota_groups",
+            )
+        first_seen[group.group_id] = j
+        groups.append(group)
+    return groups
+
+
+def _parse_entry(
+    model: type[_M], entry: Any, path: str, index: int, id_field: str, section: str
+) -> _M:
+    """One entry of ``section`` as ``model``, or a ``KeyFileError`` naming its field."""
+    ident = entry.get(id_field) if isinstance(entry, dict) else None
+    label = ident if isinstance(ident, str) else None
+    if not isinstance(entry, dict):
+        raise KeyFileError(
+            f"entry must be an object, not {type(entry).__name__}",
+            path=path,
+            entry=index,
+            section=section,
+        )
+    _refuse_unknown_fields(model, entry, path, index, label, section)
+    try:
+        return model.model_validate(entry)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        raise KeyFileError(
+            msg, path=path, entry=index, key_id=label, field=field, section=section
+        ) from None
+
+
+def _refuse_unknown_fields(
+    model: type[BaseModel],
+    entry: dict[str, Any],
+    path: str,
+    index: int,
+    label: str | None,
+    section: str,
+) -> None:
     """Name a misspelt field as the unknown field it is (before "missing ..." of its twin)."""
-    known = list(APIKey.model_fields)
+    known = list(model.model_fields)
     for name in entry:
         if name in known:
             continue
         close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise KeyFileError(
-            f"unknown field {name!r}{hint}", path=path, entry=index, key_id=label, field=str(name)
+            f"unknown field {name!r}{hint}",
+            path=path,
+            entry=index,
+            key_id=label,
+            field=str(name),
+            section=section,
         )
 
 
 def load_keys_file(path: str | os.PathLike[str]) -> list[APIKey]:
     """Read and validate a keys file. Nothing is returned unless every entry is valid.
+
+    Raises:
+        KeyFileError: the file is missing, unreadable, not JSON, or has an invalid entry.
+    """
+    return load_keys_document(path).keys
+
+
+def load_keys_document(path: str | os.PathLike[str]) -> KeysDocument:
+    """Read and validate a keys file: its keys and quota groups, all valid or an error.
 
     Raises:
         KeyFileError: the file is missing, unreadable, not JSON, or has an invalid entry.
@@ -113,15 +206,22 @@ def load_keys_file(path: str | os.PathLike[str]) -> list[APIKey]:
         raise KeyFileError(
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=name
         ) from None
-    return parse_keys(data, name)
+    return parse_keys_document(data, name)
 
 
-def save_keys_file(path: str | os.PathLike[str], keys: Sequence[APIKey]) -> None:
-    """Write ``keys`` to ``path`` atomically (a temporary file renamed over it)."""
+def save_keys_file(
+    path: str | os.PathLike[str],
+    keys: Sequence[APIKey],
+    quota_groups: Sequence[QuotaGroup] = (),
+) -> None:
+    """Write ``keys`` (and ``quota_groups``) to ``path`` atomically (a temporary file
+    renamed over it)."""
     p = Path(path)
-    doc = {
+    doc: dict[str, list[dict[str, Any]]] = {
         "keys": [k.model_dump(mode="json", exclude_defaults=True, exclude_none=True) for k in keys]
     }
+    if quota_groups:
+        doc["quota_groups"] = [g.model_dump(mode="json", exclude_none=True) for g in quota_groups]
     for entry, key in zip(doc["keys"], keys, strict=True):
         entry.setdefault("key_id", key.key_id)
         entry["active"] = key.active

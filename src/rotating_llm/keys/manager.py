@@ -22,15 +22,17 @@ from rotating_llm.keys._default import (  # the default manager, in a light modu
     get_key_manager,
     get_redis_limiter,
 )
+from rotating_llm.keys._groups import group_problem, group_table
 from rotating_llm.keys._leasing import Leasing
-from rotating_llm.keys._status import key_status
-from rotating_llm.keys.loader import load_keys_file, save_keys_file
-from rotating_llm.keys.models import APIKey
+from rotating_llm.keys._status import group_status, key_status
+from rotating_llm.keys.loader import load_keys_document, save_keys_file
+from rotating_llm.keys.models import APIKey, QuotaGroup
 
 if TYPE_CHECKING:
     from rotating_llm.keys._heartbeat import Heartbeat
     from rotating_llm.keys._prober import Prober
-from rotating_llm.limiter import RedisLimiter
+from rotating_llm.limiter import KeyUsage, RedisLimiter
+from rotating_llm.limiter._group_ops import group_name
 from rotating_llm.secrets import SecretStore, get_secret_store
 from rotating_llm.storage import FailoverStore, open_store
 
@@ -44,6 +46,8 @@ class KeyManager(Leasing):
 
     Args:
         keys: The keys; default: read ``key_store_path``.
+        quota_groups: Limits that several keys share (keys name them in
+            ``quota_group``); default: those of ``key_store_path`` when it is read.
         key_store_path: A keys file in the original design's format.
         settings: Default: :meth:`Settings.from_env`.
         secret_store: Default: the store ``settings.secret_store_type`` names.
@@ -56,6 +60,7 @@ class KeyManager(Leasing):
         self,
         keys: Iterable[APIKey] | None = None,
         *,
+        quota_groups: Iterable[QuotaGroup] | None = None,
         key_store_path: str | Path | None = None,
         settings: Settings | None = None,
         secret_store: SecretStore | None = None,
@@ -67,13 +72,13 @@ class KeyManager(Leasing):
 
             install_redaction()
         self.key_store_path = Path(key_store_path) if key_store_path is not None else None
-        if keys is None:
-            keys = load_keys_file(self.key_store_path) if self.key_store_path else []
-        self._keys: dict[str, APIKey] = {}
-        for key in keys:
-            if key.key_id in self._keys:
-                raise ConfigError(f"duplicate key_id {key.key_id!r}")
-            self._keys[key.key_id] = key
+        if keys is None and self.key_store_path:
+            doc = load_keys_document(self.key_store_path)
+            keys = doc.keys
+            if quota_groups is None:
+                quota_groups = doc.quota_groups
+        self._keys: dict[str, APIKey] = _key_table(keys or [])
+        self._groups: dict[str, QuotaGroup] = _checked_groups(self._keys, quota_groups or ())
         self._max_tpm = _max_tpm_by_model(self._keys.values())
         _report_window_mismatch(self._keys.values(), self.settings.window_seconds)
         self.secret_store = secret_store or get_secret_store(self.settings)
@@ -83,7 +88,7 @@ class KeyManager(Leasing):
             self.settings.store_retry_interval,
         )
         self.limiter = RedisLimiter(self.store, self.settings)
-        self.limiter.set_keys(self._keys.values())
+        self.limiter.set_keys(self._keys.values(), self._groups.values())
         self._excluded: dict[str, float] = {}
         self._rr = itertools.count()
         self._lock = threading.Lock()
@@ -114,32 +119,47 @@ class KeyManager(Leasing):
         """Models (pools) with at least one active key."""
         return sorted({k.model_name for k in self._keys.values() if k.active})
 
-    def _apply(self, keys: dict[str, APIKey], persist: bool) -> None:
+    @property
+    def quota_groups(self) -> list[QuotaGroup]:
+        """Every quota group."""
+        return list(self._groups.values())
+
+    def _apply(
+        self,
+        keys: dict[str, APIKey],
+        persist: bool,
+        groups: Iterable[QuotaGroup] | None = None,
+    ) -> None:
+        table = _checked_groups(keys, self._groups.values() if groups is None else groups)
         if persist:
             if self.key_store_path is None:
                 raise ConfigError("persist=True needs a key_store_path")
-            save_keys_file(self.key_store_path, list(keys.values()))
+            save_keys_file(self.key_store_path, list(keys.values()), list(table.values()))
         with self._lock:
             self._keys = keys
+            self._groups = table
             self._max_tpm = _max_tpm_by_model(keys.values())
-            self.limiter.set_keys(keys.values())
+            self.limiter.set_keys(keys.values(), table.values())
         try:
             self.limiter.register_all()
         except StoreError as exc:
             logger.warning("keys not registered in the store yet: %s", exc)
 
-    def set_keys(self, keys: Iterable[APIKey], *, persist: bool = False) -> None:
-        """Replace every key at once (one registration per pool, however many keys change).
+    def set_keys(
+        self,
+        keys: Iterable[APIKey],
+        *,
+        quota_groups: Iterable[QuotaGroup] | None = None,
+        persist: bool = False,
+    ) -> None:
+        """Replace every key (and, if given, every quota group) at once: one registration
+        per pool, however many keys change.
 
         Raises:
-            ConfigError: two keys share a ``key_id``; nothing is changed then.
+            ConfigError: two keys share a ``key_id``, or a group is unknown, duplicate or
+                spans models; nothing is changed then.
         """
-        table: dict[str, APIKey] = {}
-        for key in keys:
-            if key.key_id in table:
-                raise ConfigError(f"duplicate key_id {key.key_id!r}")
-            table[key.key_id] = key
-        self._apply(table, persist)
+        self._apply(_key_table(keys), persist, quota_groups)
 
     def add_key(self, key: APIKey, *, persist: bool = False) -> None:
         """Add ``key`` to the pool; with ``persist`` also to the keys file (atomically)."""
@@ -156,27 +176,79 @@ class KeyManager(Leasing):
         """Re-read the keys file. On any error the current keys stay in force."""
         if self.key_store_path is None:
             raise ConfigError("reload_keys needs a key_store_path")
-        keys = load_keys_file(self.key_store_path)
-        self._apply({k.key_id: k for k in keys}, persist=False)
+        doc = load_keys_document(self.key_store_path)
+        self._apply({k.key_id: k for k in doc.keys}, False, doc.quota_groups)
         self.secret_store.invalidate()
 
     # -- status and health ------------------------------------------------------------
 
     def get_key_status(self, key_id: str) -> dict[str, Any]:
-        """Usage, limits and health of ``key_id`` (the original design's fields and more)."""
-        key = self.get_key(key_id)
-        usage = self.limiter.usage(key.model_name, [key_id]).get(key_id)
-        return key_status(key, usage)
+        """Usage, limits and health of ``key_id`` (the original design's fields and more;
+        ``group``: its quota group's status)."""
+        return self._statuses([self.get_key(key_id)])[0]
 
     def get_all_key_statuses(self, model: str | None = None) -> list[dict[str, Any]]:
-        """Status of every key (of ``model`` if given), one store call per pool."""
-        keys = [k for k in self._keys.values() if model is None or k.model_name == model]
+        """Status of every key (of ``model`` if given), one store call per pool; a key of
+        a quota group carries the group's status as ``group``."""
+        return self._statuses(
+            [k for k in self._keys.values() if model is None or k.model_name == model]
+        )
+
+    def _statuses(self, keys: list[APIKey]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for pool in sorted({k.model_name for k in keys}):
             members = [k for k in keys if k.model_name == pool]
-            usage = self.limiter.usage(pool, [k.key_id for k in members])
-            out += [key_status(k, usage.get(k.key_id)) for k in members]
+            gids = sorted({k.quota_group for k in members if k.quota_group in self._groups})
+            names = [k.key_id for k in members] + [group_name(g) for g in gids]
+            usage = self.limiter.usage(pool, names)
+            groups = {g: self._group_status(g, usage.get(group_name(g))) for g in gids}
+            out += [
+                key_status(k, usage.get(k.key_id), groups.get(k.quota_group or "")) for k in members
+            ]
         return out
+
+    def _group_status(self, group_id: str, usage: KeyUsage | None) -> dict[str, Any]:
+        members = [k for k in self._keys.values() if k.quota_group == group_id]
+        model = members[0].model_name if members else None
+        return group_status(self._groups[group_id], model, [k.key_id for k in members], usage)
+
+    def get_group_status(self, group_id: str) -> dict[str, Any]:
+        """Usage and limits of quota group ``group_id``: all its keys together."""
+        if group_id not in self._groups:
+            raise ConfigError(f"unknown quota group {group_id!r}; groups: {sorted(self._groups)}")
+        has_keys = any(k.quota_group == group_id for k in self._keys.values())
+        usage = self.limiter.group_usage(group_id) if has_keys else None
+        return self._group_status(group_id, usage)
+
+    def get_all_group_statuses(self) -> list[dict[str, Any]]:
+        """Status of every quota group."""
+        return [self.get_group_status(g) for g in sorted(self._groups)]
+
+    def mark_group_unhealthy(
+        self,
+        group_id: str,
+        cooldown_seconds: float | None = None,
+        reason: str = "quota group exhausted",
+        *,
+        until_daily_reset: bool = False,
+    ) -> float:
+        """Cool every key of ``group_id`` down at once (a per-project quota of the
+        provider): for ``cooldown_seconds`` (default: the group's growing backoff), or
+        until the next daily reset with ``until_daily_reset``."""
+        if cooldown_seconds is not None and cooldown_seconds <= 0:
+            raise ConfigError(f"cooldown_seconds must be > 0, got {cooldown_seconds}")
+        if group_id not in self._groups:
+            raise ConfigError(f"unknown quota group {group_id!r}; groups: {sorted(self._groups)}")
+        seconds = self.limiter.cool_group(
+            group_id, cooldown_seconds, reason, daily=until_daily_reset
+        )
+        model = self.limiter.group_pool(group_id)
+        emit("group.cooldown", model=model, quota_group=group_id, seconds=seconds, reason=reason)
+        return seconds
+
+    def clear_group_cooldown(self, group_id: str) -> None:
+        """End the cooldown of every key of ``group_id``."""
+        self.limiter.group_health(group_id, "clear")
 
     def mark_key_unhealthy(
         self, key_id: str, cooldown_seconds: float | None = None, reason: str = "marked unhealthy"
@@ -274,6 +346,27 @@ def _report_window_mismatch(keys: Iterable[APIKey], window: float) -> None:
                 other,
                 window,
             )
+
+
+def _key_table(keys: Iterable[APIKey]) -> dict[str, APIKey]:
+    table: dict[str, APIKey] = {}
+    for key in keys:
+        if key.key_id in table:
+            raise ConfigError(f"duplicate key_id {key.key_id!r}")
+        table[key.key_id] = key
+    return table
+
+
+def _checked_groups(keys: dict[str, APIKey], groups: Iterable[QuotaGroup]) -> dict[str, QuotaGroup]:
+    """``{group_id: group}``; ``ConfigError`` for a duplicate, unknown or multi-model group."""
+    table, duplicate = group_table(list(groups))
+    if duplicate is not None:
+        raise ConfigError(f"duplicate quota group_id {duplicate!r}")
+    listed = list(keys.values())
+    problem = group_problem(listed, table)
+    if problem is not None:
+        raise ConfigError(f"key {listed[problem[0]].key_id!r}: {problem[1]}")
+    return table
 
 
 def _max_tpm_by_model(keys: Iterable[APIKey]) -> dict[str, int]:

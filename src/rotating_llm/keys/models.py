@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rotating_llm._bounds import MAX_LIMIT
 
-__all__ = ["APIKey"]
+__all__ = ["APIKey", "QuotaGroup"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+_GROUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_GROUP_ID_RULE = "must be 1-64 letters, digits and . _ - (starting with a letter or digit)"
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 
 #: A limit: an int (never a bool, float or string) from 1 to MAX_LIMIT.
@@ -35,6 +37,8 @@ class APIKey(BaseModel):
         tags: Free-form labels (``{"tier": "free"}``).
         weight: Relative share under the ``weighted`` strategy.
         base_url: Endpoint this key belongs to; every face sends its requests there.
+        quota_group: The :class:`QuotaGroup` whose limits this key shares with others
+            (keys of one provider project), or ``None``.
     """
 
     model_config = ConfigDict(
@@ -52,6 +56,14 @@ class APIKey(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     weight: float = Field(1.0, gt=0, le=MAX_WEIGHT, allow_inf_nan=False)
     base_url: str | None = None
+    quota_group: str | None = None
+
+    @field_validator("quota_group")
+    @classmethod
+    def _valid_group(cls, value: str | None) -> str | None:
+        if value is not None and not _GROUP_ID.match(value):
+            raise ValueError(_GROUP_ID_RULE)
+        return value
 
     @field_validator("key_id")
     @classmethod
@@ -83,3 +95,39 @@ class APIKey(BaseModel):
         if not _URL.match(value):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+
+class QuotaGroup(BaseModel):
+    """Limits that several keys share, as providers count them (one Gemini project, one
+    OpenAI organization): a grant must fit its key's limits and its group's.
+
+    Attributes:
+        group_id: Unique name of the group; keys name it in ``quota_group``.
+        rpm: Requests per sliding minute of all its keys together, or ``None``.
+        tpm: Tokens per sliding minute, or ``None``.
+        rpd: Requests per day (reset with every key's ``rpd``), or ``None``.
+        tpd: Tokens per day, or ``None``. At least one limit is set.
+    """
+
+    model_config = ConfigDict(
+        defer_build=True, extra="forbid", frozen=True, str_strip_whitespace=True
+    )
+
+    group_id: str
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    rpd: PositiveInt | None = None
+    tpd: PositiveInt | None = None
+
+    @field_validator("group_id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not _GROUP_ID.match(value):
+            raise ValueError(_GROUP_ID_RULE)
+        return value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> QuotaGroup:
+        if self.rpm is None and self.tpm is None and self.rpd is None and self.tpd is None:
+            raise ValueError("a quota group needs at least one of rpm, tpm, rpd, tpd")
+        return self

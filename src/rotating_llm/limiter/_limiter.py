@@ -16,12 +16,13 @@ from rotating_llm.errors import ConfigError, KeyNotFoundError
 from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
+from rotating_llm.limiter._group_ops import GroupOps
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, translate_errors
 
 if TYPE_CHECKING:
-    from rotating_llm.keys.models import APIKey
+    from rotating_llm.keys.models import APIKey, QuotaGroup
 
 __all__ = ["KeyUsage", "RedisLimiter", "Refusal", "Reservation"]
 
@@ -92,11 +93,7 @@ def _check_settings(settings: Settings) -> None:
             )
 
 
-def _limits_arg(key: APIKey) -> str:
-    return f"{key.rpm} {key.tpm} {key.rpd or 0} {key.tpd or 0} {key.weight}"
-
-
-class RedisLimiter:
+class RedisLimiter(GroupOps):
     """Atomic select-and-reserve over a pool's keys, and everything that settles it.
 
     The original design's ``get_redis_limiter()`` returns the default manager's limiter; its
@@ -110,6 +107,7 @@ class RedisLimiter:
         self.window_us = int(settings.window_seconds * _US)
         self.days = DayBoundaries(settings.rpd_timezone)
         self._keys: dict[str, APIKey] = {}
+        self._groups: dict[str, QuotaGroup] = {}
         self._pools: dict[str, list[APIKey]] = {}
         self._registered: dict[int, tuple[int, set[str]]] = {}
         self._lock = threading.Lock()
@@ -123,8 +121,11 @@ class RedisLimiter:
 
     # -- membership -------------------------------------------------------------------
 
-    def set_keys(self, keys: Iterable[APIKey]) -> None:
-        """Replace the known keys; pools are registered lazily on each store used."""
+    def set_keys(self, keys: Iterable[APIKey], groups: Iterable[QuotaGroup] = ()) -> None:
+        """Replace the known keys and quota groups (checked by the caller: every group a
+        key names is known, and holds keys of one pool); pools are registered lazily on
+        each store used."""
+        table = {g.group_id: g for g in groups}
         by_pool: dict[str, list[APIKey]] = {}
         known: dict[str, APIKey] = {}
         for key in keys:
@@ -134,6 +135,7 @@ class RedisLimiter:
         with self._lock:
             gone = set(self._pools) - set(by_pool)
             self._keys = known
+            self._groups = table
             self._pools = {p: by_pool.get(p, []) for p in set(by_pool) | gone}
             self._registered.clear()
 
@@ -149,8 +151,10 @@ class RedisLimiter:
 
     def _register_args(self, store: Store, pool: str) -> list[Any]:
         args = [*self._head(store, pool), "replace"]
-        for key in self._pools.get(pool, []):
-            args += [key.key_id, _limits_arg(key)]
+        keys = self._pools.get(pool, [])
+        args += self._group_register_args(keys)
+        for key in keys:
+            args += [key.key_id, self._limits_arg(key)]
         return args
 
     def _needs_register(self, store: Store, pool: str) -> bool:
@@ -312,11 +316,6 @@ class RedisLimiter:
 
     # -- settlement -------------------------------------------------------------------
 
-    def _daily(self, key_id: str) -> str:
-        """The settle script's ``daily`` flags: which day's token counts to correct."""
-        key = self._keys.get(key_id)
-        return "k" if key is not None and key.tpd else ""
-
     def _settle_args(
         self, res: Reservation, action: str, value: int, outcome: str = ""
     ) -> list[Any]:
@@ -328,7 +327,7 @@ class RedisLimiter:
             action,
             value,
             res.day,
-            self._daily(res.key_id),
+            *self._settle_tail(res.key_id),
             schema.RATES[outcome] if outcome else "",
         ]
 

@@ -9,7 +9,7 @@ in front of every script, so a script that uses a name not declared here fails t
 Keys of one pool share its hash tag and carry the layout version::
 
     <prefix>v3:{<pool>}:avail         zset  key_id -> earliest instant it may admit
-    <prefix>v3:{<pool>}:cfg           hash  key_id -> limits "rpm tpm rpd tpd weight"
+    <prefix>v3:{<pool>}:cfg           hash  key_id -> limits "rpm tpm rpd tpd weight group"
     <prefix>v3:{<pool>}:use           hash  key_id -> "cnt day n dt old seq|<limits>",
                                             key_id ":s" -> tokens held (an integer)
     <prefix>v3:{<pool>}:rpm:<key_id>  zset  "<reservation id>:<tokens>" -> instant
@@ -19,6 +19,13 @@ Keys of one pool share its hash tag and carry the layout version::
     <prefix>v3:{<pool>}:procs, proc:<member>  heartbeats (keys/_heartbeat.py; no Lua)
     <prefix>v3:{<pool>}:rates:<minute>  hash  "<code>:<key_id>" / "<code>" -> count of
                                             that minute (Redis's clock, RATES below)
+    <prefix>v3:{<pool>}:groups        hash  @<group> -> its limits "rpm tpm rpd tpd 0 -",
+                                            @<group>:k -> member key ids "k1,k2"
+
+A quota group is counted like a key named ``@<group>`` (:data:`GROUP_MARK`): its summary
+``@<group>`` and token count ``@<group>:s`` in ``use`` (and ``@<group>:b`` while members
+wait because of it), its reservations in ``rpm:@<group>`` as
+``"<reservation id>@<key id>:<tokens>"``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from collections.abc import Sequence
 __all__ = [
     "ARGS",
     "GRANT",
+    "GROUP_MARK",
     "HEAD",
     "LAYOUT_VERSION",
     "LIMITS",
@@ -54,13 +62,7 @@ ARGS: dict[str, tuple[str, ...]] = {
     "acquire": (*HEAD, "est", "strategy", "random", "candidates", "exclude", "request_id"),
     "settle": (
         *HEAD,
-        "key_id",
-        "reservation_id",
-        "reserved",
-        "action",
-        "value",
-        "day",
-        "daily",
+        *("key_id", "reservation_id", "reserved", "action", "value", "day", "daily", "group"),
         "outcome",
     ),
     "count": (*HEAD, "code", "key_id"),
@@ -88,7 +90,9 @@ STATUS = (
     "next_fit_us",
 )
 #: The limits of a key as registered: these, separated by single spaces.
-LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight")
+LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight", "group")
+#: The start of a quota group's name where keys are named (a key id never starts so).
+GROUP_MARK = "@"
 
 #: What a pool counts per minute, and the code its counter field starts with: requests
 #: a key served and its 429s (written by ``settle``, given as its ``outcome``; counted
@@ -119,6 +123,7 @@ def lua_header() -> str:
     out.append(_locals("REFUSAL", REFUSAL))
     out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
+    out.append(f"local GROUP_MARK = '{GROUP_MARK}'\n")
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
     rate_names = ", ".join(f"RATE_{n.upper()}" for n in RATES)
     out.append(f"local {rate_names} = {', '.join(repr(c) for c in RATES.values())}\n")

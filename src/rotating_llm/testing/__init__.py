@@ -39,14 +39,22 @@ echo the request.
 Tokens: ``ceil(characters / 4)`` of each text part (tool calls and results by
 their JSON; images, audio and files 258 each; tool declarations are free).
 
-Limits, per key, exactly: RPM and TPM over a sliding ``window`` (60 s), RPD
+Limits, exactly: RPM and TPM over a sliding ``window`` (60 s), RPD and TPD
 over a sliding ``day_window`` or, with ``day_reset="America/Los_Angeles"``, per
-calendar day. TPM charges the prompt's tokens (``tpm_counts="input"``, Gemini's
+calendar day. TPM/TPD charge the prompt's tokens (``tpm_counts="input"``, Gemini's
 quota) or prompt + reply (``"total"``). Refused or faulted requests consume no
-quota. Over a limit: Gemini ``429 RESOURCE_EXHAUSTED`` with ``QuotaFailure``
-(``quotaId`` from :data:`QUOTA_IDS`) and ``RetryInfo.retryDelay`` (whole seconds,
-rounded up); OpenAI ``429 rate_limit_exceeded`` with ``Retry-After`` and
-``retry-after-ms``.
+quota. Like Gemini, quotas are per project: ``projects={"proj-a": ["k1", "k2"]}``
+with ``project_rpm``/``project_tpm``/``project_rpd``/``project_tpd`` makes keys share
+one quota; a key outside any project is its own project (``rpm``/``tpm``/``rpd``/
+``tpd``). ``true_limits={"k1": {"rpm": 2}}`` adds a limit of one key alone.
+``fp.spend(key, requests=, tokens=)`` counts another app's use of a key. Over a
+limit: Gemini ``429 RESOURCE_EXHAUSTED`` with ``QuotaFailure`` (``quotaMetric``,
+``quotaId`` from :data:`QUOTA_IDS`, or :data:`KEY_QUOTA_IDS` for a true limit,
+``quotaDimensions``, ``quotaValue``), ``Help`` and ``RetryInfo.retryDelay`` (whole
+seconds, rounded up); OpenAI ``429 rate_limit_exceeded`` with ``Retry-After`` and
+``retry-after-ms``. Every OpenAI answer (success and 429) carries
+``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the key's tightest
+per-minute limits (resets as Go durations: ``6m0s``, ``1.5s``, ``20ms``).
 
 Keys: any non-empty key is valid unless ``keys=[...]`` lists the valid ones;
 ``revoke``/``suspend``/``restore`` change a key while running. Keys are never
@@ -64,13 +72,15 @@ from __future__ import annotations
 
 from rotating_llm.testing._config import CHARS_PER_TOKEN, Limits, count_tokens, fingerprint
 from rotating_llm.testing._faults import Fault
-from rotating_llm.testing._gemini import QUOTA_IDS
+from rotating_llm.testing._gemini import KEY_QUOTA_IDS, QUOTA_IDS, QUOTAS
 from rotating_llm.testing._provider import FakeProvider
 from rotating_llm.testing._redis import RedisCluster, RedisServer, free_port
 from rotating_llm.testing._stats import KeyStats
 
 __all__ = [
     "CHARS_PER_TOKEN",
+    "KEY_QUOTA_IDS",
+    "QUOTAS",
     "QUOTA_IDS",
     "FakeProvider",
     "Fault",

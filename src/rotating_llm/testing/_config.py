@@ -11,6 +11,7 @@ from typing import Any, Literal
 __all__ = [
     "CHARS_PER_TOKEN",
     "IMAGE_TOKENS",
+    "LIMIT_NAMES",
     "Limits",
     "TpmCounts",
     "count_tokens",
@@ -25,6 +26,8 @@ CHARS_PER_TOKEN = 4
 IMAGE_TOKENS = 258
 
 TpmCounts = Literal["input", "total"]
+#: The limit names every limit set uses, in the order they are checked within a window.
+LIMIT_NAMES = ("rpm", "tpm", "rpd", "tpd")
 
 
 def validate_limit(name: str, value: object) -> int | None:
@@ -61,20 +64,40 @@ class Limits:
         rpm: Requests per sliding window (``window`` seconds, 60 by default).
         tpm: Tokens per sliding window.
         rpd: Requests per sliding day window (``day_window`` seconds, 86,400 by default).
+        tpd: Tokens per day window.
     """
 
     rpm: int | None = None
     tpm: int | None = None
     rpd: int | None = None
+    tpd: int | None = None
 
     def __post_init__(self) -> None:
-        validate_limit("rpm", self.rpm)
-        validate_limit("tpm", self.tpm)
-        validate_limit("rpd", self.rpd)
+        for name in LIMIT_NAMES:
+            validate_limit(name, getattr(self, name))
 
     def to_dict(self) -> dict[str, int | None]:
         """Return the limits as a JSON-friendly dict."""
-        return {"rpm": self.rpm, "tpm": self.tpm, "rpd": self.rpd}
+        return {name: getattr(self, name) for name in LIMIT_NAMES}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, what: str = "limits") -> Limits:
+        """Build limits from a dict of ``rpm``/``tpm``/``rpd``/``tpd`` (others refused).
+
+        Raises:
+            ValueError: An unknown name or a bad value (the message names ``what``).
+        """
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(LIMIT_NAMES))
+        if unknown:
+            raise ValueError(f"{what}: unknown limit {unknown[0]!r} (use {', '.join(LIMIT_NAMES)})")
+        for name, value in data.items():
+            validate_limit(f"{what}.{name}", value)
+        return cls(**data)
+
+    def is_empty(self) -> bool:
+        """Whether no limit is set."""
+        return all(getattr(self, name) is None for name in LIMIT_NAMES)
 
 
 def fingerprint(key: str) -> str:

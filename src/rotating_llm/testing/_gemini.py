@@ -20,7 +20,17 @@ from rotating_llm.testing._reply import (
 if TYPE_CHECKING:
     from rotating_llm.testing._limits import Rejection
 
-__all__ = ["QUOTA_IDS", "Answer", "count_request_tokens", "error", "plan", "render", "stream"]
+__all__ = [
+    "KEY_QUOTA_IDS",
+    "QUOTAS",
+    "QUOTA_IDS",
+    "Answer",
+    "count_request_tokens",
+    "error",
+    "plan",
+    "render",
+    "stream",
+]
 
 Answer = tuple[int, Any, dict[str, str]]
 """HTTP status, JSON body and extra headers."""
@@ -29,13 +39,31 @@ _RATE_LIMIT_DOCS = "https://ai.google.dev/gemini-api/docs/rate-limits"
 _REQUESTS_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_requests"
 _TOKENS_METRIC = "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count"
 
-#: The ``quotaId`` of each limit, spelled as the real API does.
-QUOTA_IDS = {
-    "rpm": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-    "tpm": "GenerateContentInputTokensPerModelPerMinute-FreeTier",
-    "rpd": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+#: ``(scope, limit) -> (quotaMetric, quotaId)`` of every 429 the simulator answers.
+#: The ``"project"`` rows are Gemini's real ids (its quotas are per project; a key
+#: outside any project is its own project). The ``"key"`` rows name a per-key true
+#: limit, which Gemini does not have: same metrics, ``PerApiKey`` in place of
+#: ``PerProject`` (and no ``PerProject`` anywhere), so a reader can tell them apart.
+QUOTAS: dict[tuple[str, str], tuple[str, str]] = {
+    ("project", "rpm"): (
+        _REQUESTS_METRIC,
+        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+    ),
+    ("project", "tpm"): (_TOKENS_METRIC, "GenerateContentInputTokensPerModelPerMinute-FreeTier"),
+    ("project", "rpd"): (_REQUESTS_METRIC, "GenerateRequestsPerDayPerProjectPerModel-FreeTier"),
+    ("project", "tpd"): (_TOKENS_METRIC, "GenerateContentInputTokensPerModelPerDay-FreeTier"),
+    ("key", "rpm"): (_REQUESTS_METRIC, "GenerateRequestsPerMinutePerApiKeyPerModel-FreeTier"),
+    ("key", "tpm"): (
+        _TOKENS_METRIC,
+        "GenerateContentInputTokensPerApiKeyPerModelPerMinute-FreeTier",
+    ),
+    ("key", "rpd"): (_REQUESTS_METRIC, "GenerateRequestsPerDayPerApiKeyPerModel-FreeTier"),
+    ("key", "tpd"): (_TOKENS_METRIC, "GenerateContentInputTokensPerApiKeyPerModelPerDay-FreeTier"),
 }
-_METRICS = {"rpm": _REQUESTS_METRIC, "tpm": _TOKENS_METRIC, "rpd": _REQUESTS_METRIC}
+#: The ``quotaId`` of each project (real) limit, spelled as the real API does.
+QUOTA_IDS = {kind: qid for (scope, kind), (_, qid) in QUOTAS.items() if scope == "project"}
+#: The ``quotaId`` of each per-key true limit.
+KEY_QUOTA_IDS = {kind: qid for (scope, kind), (_, qid) in QUOTAS.items() if scope == "key"}
 _ids = itertools.count(1)
 
 
@@ -270,7 +298,7 @@ def retry_delay(seconds: float) -> str:
 
 def rate_limited(rejection: Rejection, model: str) -> Answer:
     """``429 RESOURCE_EXHAUSTED`` with ``QuotaFailure``, ``Help`` and ``RetryInfo``."""
-    metric = _METRICS[rejection.kind]
+    metric, quota_id = QUOTAS[(rejection.scope, rejection.kind)]
     delay = retry_delay(rejection.retry_after)
     message = (
         "You exceeded your current quota, please check your plan and billing details. "
@@ -285,7 +313,7 @@ def rate_limited(rejection: Rejection, model: str) -> Answer:
             "violations": [
                 {
                     "quotaMetric": metric,
-                    "quotaId": QUOTA_IDS[rejection.kind],
+                    "quotaId": quota_id,
                     "quotaDimensions": {"location": "global", "model": model},
                     "quotaValue": str(rejection.limit),
                 }

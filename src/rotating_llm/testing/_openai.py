@@ -20,8 +20,17 @@ from rotating_llm.testing._reply import (
 
 if TYPE_CHECKING:
     from rotating_llm.testing._limits import Rejection
+    from rotating_llm.testing._quota import QuotaView
 
-__all__ = ["count_request_tokens", "error", "plan", "render", "stream"]
+__all__ = [
+    "count_request_tokens",
+    "error",
+    "format_duration",
+    "plan",
+    "rate_limit_headers",
+    "render",
+    "stream",
+]
 
 Answer = tuple[int, Any, dict[str, str]]
 _ids = itertools.count(1)
@@ -29,7 +38,46 @@ _LIMIT_NAMES = {
     "rpm": ("requests", "requests per min (RPM)"),
     "tpm": ("tokens", "tokens per min (TPM)"),
     "rpd": ("requests", "requests per day (RPD)"),
+    "tpd": ("tokens", "tokens per day (TPD)"),
 }
+
+
+def format_duration(seconds: float) -> str:
+    """Format a delay as OpenAI's ``x-ratelimit-reset-*`` headers do (Go durations).
+
+    Millisecond precision: ``"20ms"`` below a second, else ``"1s"``, ``"1.5s"``,
+    ``"6m0s"``, ``"1h2m3.25s"``; ``"0s"`` for nothing left to wait.
+    """
+    ms = max(math.ceil(seconds * 1000 - 1e-6), 0)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = f"{whole}.{frac:03d}".rstrip("0").rstrip(".") if frac else str(whole)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def rate_limit_headers(requests: QuotaView, tokens: QuotaView) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` headers for the key's tightest per-minute limits.
+
+    ``requests`` gives ``x-ratelimit-{limit,remaining,reset}-requests`` and ``tokens``
+    the ``-tokens`` ones; a kind with no limit gets no header.
+    """
+    headers: dict[str, str] = {}
+    for name, view in (("requests", requests), ("tokens", tokens)):
+        if view.limit is None:
+            continue
+        headers[f"x-ratelimit-limit-{name}"] = str(view.limit)
+        headers[f"x-ratelimit-remaining-{name}"] = str(view.remaining)
+        headers[f"x-ratelimit-reset-{name}"] = format_duration(view.reset)
+    return headers
 
 
 def _text_of(content: Any) -> tuple[str, int]:
@@ -247,12 +295,15 @@ def bad_request(message: str) -> Answer:
 
 
 def rate_limited(rejection: Rejection, model: str) -> Answer:
-    """``429 rate_limit_exceeded`` with ``Retry-After`` (whole seconds) and ``retry-after-ms``."""
+    """``429 rate_limit_exceeded`` with ``Retry-After`` (whole seconds) and ``retry-after-ms``.
+
+    The caller adds the ``x-ratelimit-*`` headers (:func:`rate_limit_headers`).
+    """
     kind, label = _LIMIT_NAMES[rejection.kind]
     seconds = max(math.ceil(rejection.retry_after), 1)
     message = (
         f"Rate limit reached for {model} in organization org-fake on {label}: "
-        f"Limit {rejection.limit}, Used {rejection.limit}, Requested 1. "
+        f"Limit {rejection.limit}, Used {rejection.used}, Requested {rejection.requested}. "
         f"Please try again in {seconds}s. "
         "Visit https://platform.openai.com/account/rate-limits to learn more."
     )

@@ -9,12 +9,20 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from rotating_llm.testing._config import Limits, TpmCounts, fingerprint, validate_positive
+from rotating_llm.testing._config import (
+    Limits,
+    TpmCounts,
+    fingerprint,
+    validate_limit,
+    validate_positive,
+)
+from rotating_llm.testing._controls import QuotaControls
 from rotating_llm.testing._faults import Fault, parse_fault
+from rotating_llm.testing._quota import check_projects, check_true_limits
 from rotating_llm.testing._stats import KeyStats
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
     from types import TracebackType
@@ -36,25 +44,44 @@ def simulator_window(base_url: str) -> float | None:
     return None
 
 
-class FakeProvider:
+class FakeProvider(QuotaControls):
     """A local HTTP server speaking Gemini's REST API and OpenAI's chat completions.
 
-    Limits are per API key and exact: sliding windows of ``window`` seconds for RPM
-    and TPM, of ``day_window`` seconds for RPD. TPM charges the prompt's tokens
-    (``tpm_counts="input"``, like Gemini) or prompt plus reply (``"total"``); tokens
-    are ``ceil(characters / 4)``. Refused or faulted requests consume no quota.
-    Any non-empty key is valid unless ``keys`` lists the valid ones, or it is revoked.
+    Limits are exact: sliding windows of ``window`` seconds for RPM and TPM, of
+    ``day_window`` seconds (or calendar days, ``day_reset``) for RPD and TPD. TPM and
+    TPD charge the prompt's tokens (``tpm_counts="input"``, like Gemini) or prompt plus
+    reply (``"total"``); tokens are ``ceil(characters / 4)``. Refused or faulted
+    requests consume no quota. Any non-empty key is valid unless ``keys`` lists the
+    valid ones, or it is revoked.
+
+    Who counts against whom, like Gemini (quotas per Google Cloud project): a key
+    outside ``projects`` is its own project, limited by ``rpm``/``tpm``/``rpd``/``tpd``;
+    the keys of one project share the ``project_*`` limits (each project has its own
+    windows). Both answer with Gemini's real quota ids (:data:`QUOTA_IDS`).
+    ``true_limits`` adds limits of one key alone, enforced on top (what a provider
+    really allows when it differs from what the client was told), answered with the
+    per-key ids (:data:`KEY_QUOTA_IDS`). OpenAI answers (success and 429) carry
+    ``x-ratelimit-*`` headers from the tightest per-minute limit of the key.
 
     Args:
-        rpm: Requests per window per key (``None``: unlimited).
-        tpm: Tokens per window per key.
-        rpd: Requests per day window per key.
+        rpm: Requests per window of each key outside a project (``None``: unlimited).
+        tpm: Tokens per window of each such key.
+        rpd: Requests per day of each such key.
+        tpd: Tokens per day of each such key.
         window: RPM/TPM window in seconds (60 by default; shorter in tests).
         day_window: RPD window in seconds.
         keys: Allow-list of valid keys (``None``: any non-empty key).
         tpm_counts: ``"input"`` or ``"total"``.
-        day_reset: IANA time zone whose midnight resets RPD, e.g.
+        day_reset: IANA time zone whose midnight resets RPD and TPD, e.g.
             ``"America/Los_Angeles"`` like Gemini (``None``: a sliding ``day_window``).
+        projects: Project name -> its keys, e.g. ``{"proj-a": ["k1", "k2"]}``; a key
+            may be in one project only.
+        project_rpm: Requests per window of each project, shared by its keys.
+        project_tpm: Tokens per window of each project.
+        project_rpd: Requests per day of each project.
+        project_tpd: Tokens per day of each project.
+        true_limits: Key -> its own limits, e.g. ``{"k1": {"rpm": 2}}`` (names
+            ``rpm``, ``tpm``, ``rpd``, ``tpd``).
         host: Interface to listen on.
         port: Port (0: a free one).
         process: Serve from a child process (own GIL) instead of a thread.
@@ -63,9 +90,8 @@ class FakeProvider:
     Raises:
         ValueError: An argument is invalid (the message names it).
 
-    Example:
-        >>> with FakeProvider(rpm=2, window=1.0) as fp:  # doctest: +SKIP
-        ...     ChatGoogleGenerativeAI(model="gemini-2.5-flash", api_key="k", base_url=fp.url)
+    Quota controls (:class:`QuotaControls`): ``set_limits``, ``set_true_limits``,
+    ``spend``, ``usage``, ``project_usage``.
     """
 
     def __init__(
@@ -74,17 +100,32 @@ class FakeProvider:
         rpm: int | None = None,
         tpm: int | None = None,
         rpd: int | None = None,
+        tpd: int | None = None,
         window: float = 60.0,
         day_window: float = 86_400.0,
         keys: Iterable[str] | None = None,
         tpm_counts: TpmCounts = "input",
         day_reset: str | None = None,
+        projects: Mapping[str, Iterable[str]] | None = None,
+        project_rpm: int | None = None,
+        project_tpm: int | None = None,
+        project_rpd: int | None = None,
+        project_tpd: int | None = None,
+        true_limits: Mapping[str, Mapping[str, int]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         process: bool = False,
         startup_timeout: float = 30.0,
     ) -> None:
-        limits = Limits(rpm=rpm, tpm=tpm, rpd=rpd)
+        limits = Limits(rpm=rpm, tpm=tpm, rpd=rpd, tpd=tpd)
+        project_limits = Limits(
+            rpm=validate_limit("project_rpm", project_rpm),
+            tpm=validate_limit("project_tpm", project_tpm),
+            rpd=validate_limit("project_rpd", project_rpd),
+            tpd=validate_limit("project_tpd", project_tpd),
+        )
+        project_map = check_projects(projects, project_limits)
+        true_map = check_true_limits(true_limits)
         key_list: list[str] | None = None
         if keys is not None:
             if isinstance(keys, str):
@@ -105,6 +146,9 @@ class FakeProvider:
             "keys": key_list,
             "tpm_counts": tpm_counts,
             "day_reset": day_reset,
+            "projects": project_map,
+            "project_limits": project_limits.to_dict(),
+            "true_limits": true_map,
             "host": host,
             "port": port,
         }
@@ -238,16 +282,6 @@ class FakeProvider:
             message = json.loads(exc.read()).get("error", str(exc))
             raise ValueError(message) from None
 
-    def set_limits(
-        self, key: str, *, rpm: int | None = None, tpm: int | None = None, rpd: int | None = None
-    ) -> None:
-        """Override some limits of one key (``None`` keeps the current value)."""
-        self._call("set_limits", key=key, rpm=rpm, tpm=tpm, rpd=rpd)
-
-    def clear_limits(self, key: str) -> None:
-        """Return a key to the default limits."""
-        self._call("clear_limits", key=key)
-
     def revoke(self, key: str) -> None:
         """Revoke a key now: Gemini ``400 API_KEY_INVALID``, OpenAI ``401``."""
         self._call("revoke", key=key)
@@ -321,11 +355,6 @@ class FakeProvider:
     def key_stats(self, key: str) -> KeyStats:
         """Counters of one key, looked up by the full key."""
         return KeyStats.from_dict(_strip(self._call("key_stats", key=key)))
-
-    def usage(self, key: str) -> dict[str, int]:
-        """A key's requests and tokens inside its current windows."""
-        data: dict[str, int] = self._call("key_stats", key=key)["window"]
-        return data
 
     @staticmethod
     def fingerprint(key: str) -> str:

@@ -7,7 +7,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
-from rotating_llm.testing._config import Limits
+from rotating_llm.testing._config import LIMIT_NAMES, Limits
 from rotating_llm.testing._state import State
 
 if TYPE_CHECKING:
@@ -20,12 +20,15 @@ __all__ = ["ServerThread", "build_state", "child_main", "serve_forever"]
 def build_state(config: dict[str, Any]) -> State:
     """Build a :class:`State` from a plain (picklable) config dict."""
     return State(
-        Limits(rpm=config.get("rpm"), tpm=config.get("tpm"), rpd=config.get("rpd")),
+        Limits.from_dict({k: config.get(k) for k in LIMIT_NAMES}),
         window=float(config.get("window", 60.0)),
         day_window=float(config.get("day_window", 86_400.0)),
         keys=config.get("keys"),
         tpm_counts=config.get("tpm_counts", "input"),
         day_reset=config.get("day_reset"),
+        projects=config.get("projects"),
+        project_limits=Limits.from_dict(config.get("project_limits"), "project limits"),
+        true_limits=config.get("true_limits"),
     )
 
 

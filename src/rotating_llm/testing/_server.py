@@ -231,19 +231,28 @@ class Simulator:
         except ValueError as exc:
             return _json((_gemini if gem else _openai).bad_request(str(exc)))
         admission = self.state.admit(key, plan.input_tokens, plan.output_tokens)
+        # OpenAI tells every caller its live limits; Gemini's answers carry none.
+        limits = {} if gem else _openai.rate_limit_headers(admission.requests, admission.tokens)
         if admission.rejection is not None:
             mod = _gemini if gem else _openai
-            return _json(mod.rate_limited(admission.rejection, plan.model))
+            status, error, headers = mod.rate_limited(admission.rejection, plan.model)
+            return _json((status, error, {**limits, **headers}))
         cut = rule.after_chunks if rule is not None and rule.fault is Fault.STREAM_CUT else None
         if not plan.stream:
             if cut is not None:
                 _reset_connection(request)
                 return web.Response(status=500)
-            return _json((200, _gemini.render(plan) if gem else _openai.render(plan), {}))
-        return await self._stream(request, dialect, plan, body, cut)
+            return _json((200, _gemini.render(plan) if gem else _openai.render(plan), limits))
+        return await self._stream(request, dialect, plan, body, cut, limits)
 
     async def _stream(
-        self, request: web.Request, dialect: str, plan: Plan, body: dict[str, Any], cut: int | None
+        self,
+        request: web.Request,
+        dialect: str,
+        plan: Plan,
+        body: dict[str, Any],
+        cut: int | None,
+        limits: dict[str, str],
     ) -> web.StreamResponse:
         if dialect == "gemini":
             events = _gemini.stream(plan)
@@ -257,7 +266,8 @@ class Simulator:
             lines = [f"data: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events]
             lines.append("data: [DONE]\n\n")
         resp = web.StreamResponse(
-            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **limits},
         )
         await resp.prepare(request)
         for i, line in enumerate(lines):

@@ -6,18 +6,18 @@ import datetime as dt
 import threading
 import time
 import zoneinfo
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from rotating_llm.testing._config import Limits, TpmCounts, fingerprint, validate_limit
+from rotating_llm.testing._config import Limits, TpmCounts, fingerprint
 from rotating_llm.testing._faults import FaultBook, FaultRule
-from rotating_llm.testing._limits import Rejection, Windows
+from rotating_llm.testing._limits import Windows
+from rotating_llm.testing._quota import Admission, Quotas, QuotaView, given_limits
 from rotating_llm.testing._stats import KeyStats
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["KeyProblem", "State"]
+__all__ = ["Admission", "KeyProblem", "State"]
 
 KeyProblem = Literal["missing", "invalid", "suspended"]
 
@@ -26,6 +26,10 @@ CONTROL_OPS = frozenset(
     {
         "set_limits",
         "clear_limits",
+        "set_true_limits",
+        "clear_true_limits",
+        "spend",
+        "project_usage",
         "revoke",
         "suspend",
         "restore",
@@ -42,14 +46,6 @@ CONTROL_OPS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Admission:
-    """The limiter's answer for one request: ``rejection`` is ``None`` when admitted."""
-
-    rejection: Rejection | None
-    limits: Limits
-
-
 class State:
     """Everything a running simulator knows; every method is thread-safe.
 
@@ -59,7 +55,10 @@ class State:
         day_window: RPD window in seconds.
         keys: Allow-list of keys (``None``: any non-empty key is valid).
         tpm_counts: ``"input"`` (prompt tokens, like Gemini) or ``"total"``.
-        day_reset: IANA time zone whose midnight resets RPD (``None``: sliding window).
+        day_reset: IANA time zone whose midnight resets RPD and TPD (``None``: sliding).
+        projects: Project name -> its keys; a project's keys share its quota.
+        project_limits: The limits of every project.
+        true_limits: Key -> that key's own limits, e.g. ``{"k1": {"rpm": 2}}``.
         clock: Monotonic clock, replaceable in tests.
         wall: Wall clock for ``day_reset``, replaceable in tests.
     """
@@ -73,6 +72,9 @@ class State:
         keys: Iterable[str] | None = None,
         tpm_counts: TpmCounts = "input",
         day_reset: str | None = None,
+        projects: Mapping[str, Iterable[str]] | None = None,
+        project_limits: Limits | None = None,
+        true_limits: Mapping[str, Mapping[str, int]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -81,10 +83,10 @@ class State:
         self.tpm_counts = tpm_counts
         self.clock = clock
         self._allowed: set[str] | None = None if keys is None else set(keys)
-        self._overrides: dict[str, dict[str, int | None]] = {}
         self._revoked: set[str] = set()
         self._suspended: set[str] = set()
-        self._windows = Windows(window, day_window, _zone(day_reset), wall)
+        windows = Windows(window, day_window, _zone(day_reset), wall)
+        self._quotas = Quotas(limits, windows, projects, project_limits, true_limits)
         self._faults = FaultBook()
         self._stats: dict[str, KeyStats] = {}
         self._in_flight = 0
@@ -147,19 +149,20 @@ class State:
             return rule
 
     def limits_for(self, key: str) -> Limits:
-        """Return a key's effective limits (its overrides over the defaults)."""
-        over = self._overrides.get(key)
-        if not over:
-            return self.defaults
-        merged = {**self.defaults.to_dict(), **over}
-        return Limits(rpm=merged["rpm"], tpm=merged["tpm"], rpd=merged["rpd"])
+        """Return a key's quota: its project's, else its overrides over the defaults."""
+        with self._lock:
+            return self._quotas.limits_for(key)
+
+    def project_of(self, key: str) -> str | None:
+        """The project ``key`` belongs to, if any."""
+        return self._quotas.project_of(key)
 
     def admit(self, key: str, input_tokens: int, output_tokens: int) -> Admission:
         """Charge a request to the key's windows, or refuse it (counting the 429)."""
         cost = input_tokens + (output_tokens if self.tpm_counts == "total" else 0)
         with self._lock:
-            limits = self.limits_for(key)
-            rejection = self._windows.admit(key, self.clock(), cost, limits)
+            admission = self._quotas.admit(key, self.clock(), cost)
+            rejection = admission.rejection
             st = self._key_stats(key)
             if rejection is None:
                 st.served += 1
@@ -168,7 +171,12 @@ class State:
             else:
                 st.rate_limited += 1
                 st.rate_limited_daily += int(rejection.per_day)
-        return Admission(rejection, limits)
+        return admission
+
+    def quota_view(self, key: str) -> tuple[QuotaView, QuotaView]:
+        """The key's tightest per-minute requests and tokens views now."""
+        with self._lock:
+            return self._quotas.views(key, self.clock())
 
     # -- control ------------------------------------------------------------
 
@@ -180,22 +188,61 @@ class State:
         return method(**args)
 
     def set_limits(
-        self, key: str, rpm: int | None = None, tpm: int | None = None, rpd: int | None = None
+        self,
+        key: str,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        rpd: int | None = None,
+        tpd: int | None = None,
     ) -> None:
-        """Override some of a key's limits; ``None`` keeps the current value."""
+        """Override some limits of a key outside any project; ``None`` keeps the value."""
         _check_key_arg(key)
-        over = {
-            name: validate_limit(name, value)
-            for name, value in (("rpm", rpm), ("tpm", tpm), ("rpd", rpd))
-            if value is not None
-        }
+        over = given_limits(rpm=rpm, tpm=tpm, rpd=rpd, tpd=tpd)
         with self._lock:
-            self._overrides.setdefault(key, {}).update(over)
+            self._quotas.set_limits(key, over)
 
     def clear_limits(self, key: str) -> None:
         """Return a key to the default limits."""
         with self._lock:
-            self._overrides.pop(key, None)
+            self._quotas.clear_limits(key)
+
+    def set_true_limits(
+        self,
+        key: str,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        rpd: int | None = None,
+        tpd: int | None = None,
+    ) -> None:
+        """Set some of a key's true limits (its own; ``None`` keeps the value)."""
+        _check_key_arg(key)
+        over = given_limits(rpm=rpm, tpm=tpm, rpd=rpd, tpd=tpd)
+        with self._lock:
+            self._quotas.set_true_limits(key, over)
+
+    def clear_true_limits(self, key: str) -> None:
+        """Remove a key's true limits."""
+        with self._lock:
+            self._quotas.clear_true_limits(key)
+
+    def spend(self, key: str, requests: int = 0, tokens: int = 0) -> None:
+        """Count another app's use of ``key`` now, in its window and its project's.
+
+        Limits are not checked: the other app's requests were served.
+        """
+        _check_key_arg(key)
+        for name, value in (("requests", requests), ("tokens", tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"spend: {name} must be a non-negative integer, got {value!r}")
+        if not requests and not tokens:
+            raise ValueError("spend: give requests or tokens (both are 0)")
+        with self._lock:
+            self._quotas.spend(key, self.clock(), requests, tokens)
+
+    def project_usage(self, project: str) -> dict[str, int]:
+        """A project's requests and tokens inside its current windows."""
+        with self._lock:
+            return self._quotas.project_usage(project, self.clock())
 
     def revoke(self, key: str) -> None:
         """Make a key invalid from now on (``API_KEY_INVALID`` / ``401``)."""
@@ -245,7 +292,7 @@ class State:
             out: dict[str, dict[str, Any]] = {}
             for key, st in self._stats.items():
                 data = st.to_dict()
-                data["window"] = self._windows.usage(key, now)
+                data["window"] = self._quotas.key_usage(key, now)
                 out[fingerprint(key)] = data
             return out
 
@@ -253,7 +300,7 @@ class State:
         """Return one key's counters, looked up by the full key."""
         with self._lock:
             data = self._stats.get(key, KeyStats()).to_dict()
-            data["window"] = self._windows.usage(key, self.clock())
+            data["window"] = self._quotas.key_usage(key, self.clock())
             return data
 
     def reset_stats(self) -> None:
@@ -267,9 +314,8 @@ class State:
         """Forget counters, quota windows, fault rules, overrides, revocations."""
         with self._lock:
             self._stats.clear()
-            self._windows.reset()
+            self._quotas.reset()
             self._faults.clear()
-            self._overrides.clear()
             self._revoked.clear()
             self._suspended.clear()
             self._handled = 0

@@ -4,7 +4,7 @@
 -- ...) are argument and reply positions from rotating_llm.limiter._schema, whose
 -- generated header is loaded in front of this file. Every pool script is called as:
 --   KEYS[1] = <prefix>v3:{<pool>}:avail   zset key_id -> earliest instant it may admit
---   KEYS[2] = <prefix>v3:{<pool>}:cfg     hash key_id -> "rpm tpm rpd tpd weight"
+--   KEYS[2] = <prefix>v3:{<pool>}:cfg     hash key_id -> "rpm tpm rpd tpd weight group"
 --   ARGV[HEAD_*]                          window (us), four daily reset instants (us)
 -- Other keys are derived from KEYS[1] by replacing the trailing "avail", so they share
 -- the pool's hash tag and the script stays on one cluster slot:
@@ -12,6 +12,12 @@
 --   rpm:<kid>      zset "<reservation id>:<tokens>" -> instant it counts from
 --   cooldown:<kid>, backoff:<kid>, disabled (hash key_id -> reason)
 --   req:<request id>  string: an acquire's grant, kept REQ_TTL_MS (see acquire.lua)
+--   groups         hash @<group> -> its limits "rpm tpm rpd tpd 0 -" (0: none),
+--                  @<group>:k -> its member key ids "k1,k2"
+-- A quota group is counted like a key under the name @<group> (GROUP_MARK; a key id
+-- never starts with it): its summary and token count in use (and @<group>:b, set while
+-- members wait because of it), its reservations in rpm:@<group> as
+-- "<reservation id>@<key id>:<tokens>". A key's limits name its group ('-': none).
 --
 -- Times are microseconds on Redis's clock (TIME); client clocks never decide. Every
 -- number formatted here is bounded: instants, limits and token counts (validated by
@@ -30,7 +36,7 @@
 
 -- The same code serves as a prelude of EVAL scripts and as a function library (FCALL,
 -- Redis 7+): per-call state lives in the locals below and is set by begin().
-local KEYS, ARGV, AVAIL, CFG, BASE, K_USE, K_DISABLED, WINDOW
+local KEYS, ARGV, AVAIL, CFG, BASE, K_USE, K_DISABLED, K_GROUPS, WINDOW
 local NOW, NOW_S, CUTOFF, CUTOFF_S, STALE
 local DAY_S, NEXT_RESET
 local INF = 1 / 0
@@ -57,6 +63,7 @@ local function begin(keys, args)
   BASE = string.sub(AVAIL, 1, #AVAIL - 5)
   K_USE = BASE .. 'use'
   K_DISABLED = BASE .. 'disabled'
+  K_GROUPS = BASE .. 'groups'
   WINDOW = tonumber(args[HEAD_WINDOW_US])
   local t = redis.call('TIME')
   NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -91,15 +98,19 @@ local function k_rpm(kid) return BASE .. 'rpm:' .. kid end
 local function k_cool(kid) return BASE .. 'cooldown:' .. kid end
 local function k_backoff(kid) return BASE .. 'backoff:' .. kid end
 
--- Limits from a config string "rpm tpm rpd tpd weight" (rpd, tpd 0: none); nil if the
--- key is not in the pool. The returned table is shared: never change it.
+-- Limits from a config string "rpm tpm rpd tpd weight group" (0: no such limit; group
+-- '-': none); nil if the key is not in the pool. The returned table is shared: never
+-- change it.
 local function parse_limits(c)
   if not c then return nil end
   local lim = LIMITS[c]
   if lim then return lim end
-  local a, b, d, t, w = string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local a, b, d, t, w, g = string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   lim = {rpm = tonumber(a), tpm = tonumber(b), rpd = tonumber(d), tpd = tonumber(t),
          weight = tonumber(w)}
+  if lim.rpm <= 0 then lim.rpm = INF end
+  if lim.tpm <= 0 then lim.tpm = INF end
+  if g ~= '-' then lim.group = g end
   if N_LIMITS >= 4096 then LIMITS, N_LIMITS = {}, 0 end
   LIMITS[c], N_LIMITS = lim, N_LIMITS + 1
   return lim
@@ -209,6 +220,44 @@ local function usage(kid)
   return u
 end
 
+-- A group's usage, untrimmed, its limits (nil: the group is not registered, its keys
+-- count as ungrouped) and whether its summary must be written.
+local function group_read(g)
+  local r = redis.call('HMGET', K_USE, g, skey(g))
+  local u = current(g, r[1], r[2])
+  local dirty = not r[1]
+  if not u.lim then
+    u.lim, dirty = redis.call('HGET', K_GROUPS, g) or nil, true
+  end
+  return u, parse_limits(u.lim), dirty
+end
+
+-- A group's usage, trimmed (and written back if that changed it), and its limits.
+local function group_usage(g)
+  local u, glim, dirty = group_read(g)
+  if trim_due(u, g) then dirty = true end
+  if dirty and glim then redis.call('HSET', K_USE, unpack(use_args(g, u))) end
+  return u, glim
+end
+
+-- The member key ids of a group.
+local function group_members(g)
+  local out = {}
+  local s = redis.call('HGET', K_GROUPS, g .. ':k')
+  if s then for m in string.gmatch(s, '[^,]+') do out[#out + 1] = m end end
+  return out
+end
+
+-- Count one more request of `est` tokens in u (a key's or a group's).
+local function add_use(u, est)
+  if u.cnt == 0 then u.old = NOW end
+  u.cnt, u.sum = u.cnt + 1, u.sum + est
+  if u.day ~= DAY_S then u.day, u.n, u.dt = DAY_S, 0, 0 end
+  u.n, u.dt = u.n + 1, u.dt + est
+  if u.dt > DT_MAX then u.dt = DT_MAX end
+  u.today, u.ttoday = u.n, u.dt
+end
+
 -- True if a request of `est` tokens fits the counts of u now (counts that may still
 -- hold members out of the window: then it may fit although this says no).
 local function fits(lim, est, u)
@@ -272,9 +321,39 @@ local function cooldown_until(kid)
   return nil, nil
 end
 
+-- Earliest instant a request of `est` tokens fits key kid and its group, and why not
+-- now; then when its group alone would admit it (NOW: it would, or no group).
+local function key_fit(kid, lim, est, u)
+  local at, why = fit_time(kid, lim, est, u)
+  local gat = NOW
+  if lim.group then
+    local gu, glim = group_usage(lim.group)
+    if glim then
+      local gwhy
+      gat, gwhy = fit_time(lim.group, glim, est, gu)
+      if gat > at then at, why = gat, 'group ' .. gwhy end
+    end
+  end
+  return at, why, gat
+end
+
+-- Members of group g all wait until at least `at` (their scores only rise); its
+-- @<group>:b mark says so until capacity of the group is freed.
+local function group_full(g, at)
+  if at == INF then at = NOW + 86400000000 end
+  local s, ms = score_s(at), group_members(g)
+  for i = 1, #ms, 500 do  -- (a call takes a few thousand arguments at most)
+    local args = {'XX', 'GT'}
+    for j = i, math.min(i + 499, #ms) do args[#args + 1] = s; args[#args + 1] = ms[j] end
+    redis.call('ZADD', AVAIL, unpack(args))
+  end
+  redis.call('HSET', K_USE, g .. ':b', '1')
+end
+
 -- Score of a key in the availability set: the earliest instant it could admit the
--- smallest request (every cooldown raises it, so a score <= now means no cooldown).
--- An available key keeps its place in the least-recently-used order.
+-- smallest request (every cooldown raises it, so a score <= now means no cooldown; so
+-- does its group being full). An available key keeps its place in the
+-- least-recently-used order.
 local function rescore(kid)
   if redis.call('HEXISTS', K_DISABLED, kid) == 1 then
     redis.call('ZREM', AVAIL, kid)
@@ -282,7 +361,8 @@ local function rescore(kid)
   end
   local lim = limits(kid)
   if not lim then redis.call('ZREM', AVAIL, kid); return end
-  local at = fit_time(kid, lim, 1, usage(kid))
+  local at, _, gat = key_fit(kid, lim, 1, usage(kid))
+  if gat > NOW then redis.call('HSET', K_USE, lim.group .. ':b', '1') end
   local cu = cooldown_until(kid)
   if cu and cu > at then at = cu end
   if at == INF then at = NOW + 86400000000 end
@@ -291,6 +371,15 @@ local function rescore(kid)
     if cur == nil or cur > NOW then redis.call('ZADD', AVAIL, NOW_S, kid) end
   else
     redis.call('ZADD', AVAIL, score_s(at), kid)
+  end
+end
+
+-- After capacity of group g was freed: its members that wait because of it are rescored.
+local function group_freed(g)
+  if redis.call('HDEL', K_USE, g .. ':b') == 0 then return end
+  for _, m in ipairs(group_members(g)) do
+    local sc = tonumber(redis.call('ZSCORE', AVAIL, m))
+    if sc and sc > NOW then rescore(m) end
   end
 end
 

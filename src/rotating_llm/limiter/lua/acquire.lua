@@ -5,7 +5,8 @@
 -- ARGV[ACQUIRE_REQUEST_ID] names this acquire attempt: a resent acquire (same id, e.g.
 -- after a socket timeout while the first copy ran) gets the first one's grant back
 -- instead of a second reservation. The grant is kept under req:<id> for REQ_TTL_MS.
--- Candidates are the eligible keys (score <= now) in least-recently-used order.
+-- Candidates are the eligible keys (score <= now) in least-recently-used order. A key of
+-- a quota group fits only if the group fits too; both are reserved in this call.
 -- Returns the GRANT fields as one string (the cheapest reply to send and to parse), or
 -- the REFUSAL array followed by key id / reason pairs; code -1 when the pool's config is
 -- missing (store flushed): register and call again.
@@ -26,6 +27,7 @@ if ex ~= '' then
 end
 
 local nfit = 0  -- candidates that fit: F_KID, F_LIM, F_U [1..nfit]
+local GS = nil  -- groups read by this call: @<group> -> {usage, limits, fits est}
 local retry_at = INF
 local deferred = nil
 local reasons = nil
@@ -67,11 +69,38 @@ while nfit < want do
           if not ok then ok = fits(lim, est, u) end
         end
         if dirty then nw = put_use(WRITES, nw, kid, u) end
-        if ok then
-          nfit = nfit + 1
-          F_KID[nfit], F_LIM[nfit], F_U[nfit] = kid, lim, u
-          if nfit >= want then break end
-        else
+        local g = lim.group
+        if ok and g then
+          local gs = GS and GS[g]
+          if not gs then
+            local gu, glim, gdirty = group_read(g)
+            local gok = true
+            if glim then
+              gok = fits(glim, est, gu)
+              if gu.cnt > 0 and gu.old <= (gok and STALE or CUTOFF) then
+                trim(gu, g)
+                gdirty = true
+                if not gok then gok = fits(glim, est, gu) end
+              end
+              if gdirty then nw = put_use(WRITES, nw, g, gu) end
+            end
+            gs = {gu, glim, gok}
+            GS = GS or {}
+            GS[g] = gs
+          end
+          if not gs[3] then
+            ok = false
+            local at, why = fit_time(g, gs[2], est, gs[1])
+            if at < retry_at then retry_at = at end
+            reasons = reasons or {}
+            reasons[#reasons + 1] = kid
+            reasons[#reasons + 1] = 'group ' .. why
+            if fit_time(g, gs[2], 1, gs[1]) > NOW then
+              deferred = deferred or {}
+              deferred[#deferred + 1] = kid
+            end
+          end
+        elseif not ok then
           local at, why = fit_time(kid, lim, est, u)
           if at < retry_at then retry_at = at end
           reasons = reasons or {}
@@ -83,14 +112,19 @@ while nfit < want do
             deferred[#deferred + 1] = kid
           end
         end
+        if ok then
+          nfit = nfit + 1
+          F_KID[nfit], F_LIM[nfit], F_U[nfit] = kid, lim, u
+          if nfit >= want then break end
+        end
       end
     end
   end
 end
 
--- headroom: the smallest share left of the key's RPM, TPM, RPD and TPD after this request
-local function headroom(i)
-  local lim, u = F_LIM[i], F_U[i]
+-- headroom: the smallest share left of the RPM, TPM, RPD and TPD of the key (and of its
+-- group) after this request
+local function headroom_of(lim, u)
   local head = 1 - u.cnt / lim.rpm
   local h2 = 1 - (u.sum + est) / lim.tpm
   if h2 < head then head = h2 end
@@ -101,6 +135,16 @@ local function headroom(i)
   if lim.tpd > 0 then
     local h4 = 1 - (u.ttoday + est) / lim.tpd
     if h4 < head then head = h4 end
+  end
+  return head
+end
+
+local function headroom(i)
+  local head = headroom_of(F_LIM[i], F_U[i])
+  local g = F_LIM[i].group
+  if g and GS[g][2] then
+    local h = headroom_of(GS[g][2], GS[g][1])
+    if h < head then head = h end
   end
   return head
 end
@@ -126,18 +170,25 @@ if nfit > 1 then
 end
 
 local rs, kid, u, renew
+local g, gu, glim, grenew = nil, nil, nil, false
 if pick then
   kid, u = F_KID[pick], F_U[pick]
   renew = u.cnt == 0 or u.day ~= DAY_S
   u.seq = u.seq + 1
   rs = int_s(u.seq)
-  if u.cnt == 0 then u.old = NOW end
-  u.cnt, u.sum = u.cnt + 1, u.sum + est
-  if u.day ~= DAY_S then u.day, u.n, u.dt = DAY_S, 0, 0 end
-  u.n, u.dt = u.n + 1, u.dt + est
-  if u.dt > DT_MAX then u.dt = DT_MAX end
-  u.today, u.ttoday = u.n, u.dt
+  add_use(u, est)
   nw = put_use(WRITES, nw, kid, u)  -- the last write of a key wins
+  g = F_LIM[pick].group
+  if g then
+    gu, glim = GS[g][1], GS[g][2]
+    if glim then
+      grenew = gu.cnt == 0 or gu.day ~= DAY_S
+      add_use(gu, est)
+      nw = put_use(WRITES, nw, g, gu)
+    else
+      g = nil
+    end
+  end
 end
 
 -- write every changed summary before any rescore reads one
@@ -162,8 +213,17 @@ redis.call('ZADD', zk, NOW_S, rs .. ':' .. est_s)
 if renew then redis.call('EXPIRE', zk, KEY_TTL_S) end
 -- the key was eligible (no cooldown, not disabled): its new score follows from its usage
 local at = fit_time(kid, F_LIM[pick], 1, u)
+local gat = NOW
+if g then
+  local gz = BASE .. 'rpm:' .. g
+  redis.call('ZADD', gz, NOW_S, rs .. '@' .. kid .. ':' .. est_s)
+  if grenew then redis.call('EXPIRE', gz, KEY_TTL_S) end
+  gat = fit_time(g, glim, 1, gu)
+  if gat > at then at = gat end
+end
 if at == INF then at = NOW + 86400000000 end
 redis.call('ZADD', AVAIL, score_s(at), kid)
+if gat > NOW then group_full(g, gat) end  -- the group is full: so are its other keys
 local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid
 redis.call('SET', req_key, grant, 'PX', REQ_TTL_MS)
 return grant

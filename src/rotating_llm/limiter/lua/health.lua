@@ -4,9 +4,19 @@
 --   'daily'     cooldown until the next daily reset, ARGV[HEALTH_REASON];
 --   'clear'     end the cooldown and reset the backoff;
 --   'disable'   ARGV[HEALTH_REASON];  'enable'.
+-- A key id '@<group>' (GROUP_MARK) names a quota group: 'cooldown', 'daily' and 'clear'
+-- then apply to every member key at once (the backoff is the group's).
 -- Every number passed is bounded by the client (seconds at most a day and a margin).
 -- Returns the cooldown length in milliseconds (cooldown, daily) or 0.
 local kid, action = ARGV[HEALTH_KEY_ID], ARGV[HEALTH_ACTION]
+local targets = {kid}
+local is_group = string.sub(kid, 1, #GROUP_MARK) == GROUP_MARK
+if is_group then
+  if action == 'disable' or action == 'enable' then
+    return redis.error_reply('a quota group cannot be disabled; disable its keys')
+  end
+  targets = group_members(kid)
+end
 if action == 'cooldown' or action == 'daily' then
   local ms
   if action == 'daily' then
@@ -24,14 +34,17 @@ if action == 'cooldown' or action == 'daily' then
     end
   end
   if ms < 1 then ms = 1 end
-  local cur = redis.call('PTTL', k_cool(kid))
-  if cur == nil or cur < ms then
-    redis.call('SET', k_cool(kid), ARGV[HEALTH_REASON], 'PX', ms)
+  for _, t in ipairs(targets) do
+    local cur = redis.call('PTTL', k_cool(t))
+    if cur == nil or cur < ms then
+      redis.call('SET', k_cool(t), ARGV[HEALTH_REASON], 'PX', ms)
+    end
+    if redis.call('ZSCORE', AVAIL, t) then rescore(t) end
   end
-  if redis.call('ZSCORE', AVAIL, kid) then rescore(kid) end
   return ms
 elseif action == 'clear' then
-  redis.call('DEL', k_cool(kid), k_backoff(kid))
+  redis.call('DEL', k_backoff(kid))
+  for _, t in ipairs(targets) do redis.call('DEL', k_cool(t), k_backoff(t)) end
 elseif action == 'disable' then
   redis.call('HSET', K_DISABLED, kid, ARGV[HEALTH_REASON])
   redis.call('ZREM', AVAIL, kid)
@@ -41,7 +54,7 @@ elseif action == 'enable' then
 else
   return redis.error_reply('unknown health action ' .. tostring(action))
 end
-if redis.call('HEXISTS', CFG, kid) == 1 then
-  rescore(kid)
+for _, t in ipairs(targets) do
+  if redis.call('HEXISTS', CFG, t) == 1 then rescore(t) end
 end
 return 0

@@ -1,10 +1,11 @@
 -- Register keys of the pool. ARGV[REGISTER_MODE]: 'replace' (these are all the pool's
--- active keys), 'add' or 'remove'; then pairs key_id, "rpm tpm rpd tpd weight" (LIMITS of
--- the schema; for 'remove': key ids). Counters and reservations are kept; only the
--- pool's membership and limits change.
+-- active keys and groups), 'add' or 'remove'; then pairs key_id, "rpm tpm rpd tpd weight
+-- group" (LIMITS of the schema; for 'remove': key ids), and for each quota group first a
+-- pair '@<group>' (GROUP_MARK), "rpm tpm rpd tpd 0 -|<member,key,ids>". Counters and
+-- reservations are kept; only the pool's membership and limits change.
 local mode = ARGV[REGISTER_MODE]
 local first = REGISTER_MODE + 1
-local seen = {}
+local seen, gseen = {}, {}
 if mode == 'remove' then
   for i = first, #ARGV do
     redis.call('HDEL', CFG, ARGV[i])
@@ -13,10 +14,18 @@ if mode == 'remove' then
   end
   return #ARGV - first + 1
 end
+local nkeys = 0
 for i = first, #ARGV, 2 do
-  local kid = ARGV[i]
-  seen[kid] = true
-  redis.call('HSET', CFG, kid, ARGV[i + 1])
+  local id = ARGV[i]
+  if string.sub(id, 1, #GROUP_MARK) == GROUP_MARK then
+    local lim, members = string.match(ARGV[i + 1], '^([^|]*)|(.*)$')
+    gseen[id] = lim
+    redis.call('HSET', K_GROUPS, id, lim, id .. ':k', members)
+  else
+    seen[id] = true
+    nkeys = nkeys + 1
+    redis.call('HSET', CFG, id, ARGV[i + 1])
+  end
 end
 if mode == 'replace' then
   for _, kid in ipairs(redis.call('HKEYS', CFG)) do
@@ -25,14 +34,26 @@ if mode == 'replace' then
       redis.call('ZREM', AVAIL, kid)
     end
   end
+  for _, f in ipairs(redis.call('HKEYS', K_GROUPS)) do
+    local g = string.match(f, '^(.-):k$') or f
+    if not gseen[g] then redis.call('HDEL', K_GROUPS, f) end
+  end
+end
+for g, lim in pairs(gseen) do  -- a group's summary carries a copy of its limits
+  local u = usage(g)
+  u.lim = lim
+  redis.call('HSET', K_USE, unpack(use_args(g, u)))
+  redis.call('HDEL', K_USE, g .. ':b')
 end
 for i = first, #ARGV, 2 do  -- the summaries carry a copy of the limits
   local kid = ARGV[i]
-  local u = usage(kid)
-  u.lim = ARGV[i + 1]
-  redis.call('HSET', K_USE, unpack(use_args(kid, u)))
+  if seen[kid] then
+    local u = usage(kid)
+    u.lim = ARGV[i + 1]
+    redis.call('HSET', K_USE, unpack(use_args(kid, u)))
+  end
 end
 for kid, _ in pairs(seen) do
   rescore(kid)
 end
-return (#ARGV - first + 1) / 2
+return nkeys
