@@ -49,7 +49,10 @@ def test_header_positions_match_the_declaration() -> None:
     assert "ACQUIRE_EST" in header
     env: dict[str, int | str] = {}
     for line in header.splitlines():
-        if line.startswith("local "):
+        if line.startswith("local LEARN_KINDS = "):
+            table = line.split("=", 1)[1].strip().strip("{}")
+            assert tuple(v.strip().strip("'") for v in table.split(",")) == schema.LEARN_KINDS
+        elif line.startswith("local "):
             left, right = line[6:].split("=")
             for n, v in zip(left.split(","), right.split(","), strict=True):
                 v = v.strip()

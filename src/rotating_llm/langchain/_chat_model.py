@@ -35,6 +35,7 @@ from rotating_llm.langchain._rotation import (
     achunks,
     annotate,
     annotate_result,
+    answer_facts,
     chunks,
     estimate_tokens,
     usage_tokens,
@@ -345,7 +346,7 @@ class RotatingChatModel(BaseChatModel):
                 if delay:
                     time.sleep(delay)
                 continue
-            lease.complete(usage_tokens(result.generations))
+            lease.complete(usage_tokens(result.generations), facts=answer_facts(result.generations))
             annotate_result(result, lease, att.count)
             return result
 
@@ -373,7 +374,9 @@ class RotatingChatModel(BaseChatModel):
                 continue
             finally:
                 await self._providers.aafter_call(inner)
-            await lease.acomplete(usage_tokens(result.generations))
+            await lease.acomplete(
+                usage_tokens(result.generations), facts=answer_facts(result.generations)
+            )
             annotate_result(result, lease, att.count)
             return result
 
@@ -398,7 +401,9 @@ class RotatingChatModel(BaseChatModel):
             except Exception as exc:
                 found = classify(exc)
                 if seen:  # the caller has chunks of this key's answer: never switch
-                    lease.fail(found.kind or "server", found.retry_after, found.reason)
+                    lease.fail(
+                        found.kind or "server", found.retry_after, found.reason, facts=found.facts
+                    )
                     raise att.error(lease, exc, found) from exc
                 delay = att.decide(lease, exc, found)
                 if delay:
@@ -406,7 +411,7 @@ class RotatingChatModel(BaseChatModel):
                 continue
             finally:
                 if not lease.settled:  # completed normally, or the caller stopped early
-                    lease.complete(usage_tokens(seen))
+                    lease.complete(usage_tokens(seen), facts=answer_facts(seen))
             return
 
     async def _astream(
@@ -430,7 +435,9 @@ class RotatingChatModel(BaseChatModel):
             except Exception as exc:
                 found = classify(exc)
                 if seen:
-                    await lease.afail(found.kind or "server", found.retry_after, found.reason)
+                    await lease.afail(
+                        found.kind or "server", found.retry_after, found.reason, facts=found.facts
+                    )
                     raise att.error(lease, exc, found) from exc
                 delay = await att.adecide(lease, exc, found)
                 if delay:
@@ -438,7 +445,7 @@ class RotatingChatModel(BaseChatModel):
                 continue
             finally:
                 if not lease.settled:
-                    await lease.acomplete(usage_tokens(seen))
+                    await lease.acomplete(usage_tokens(seen), facts=answer_facts(seen))
                 await self._providers.aafter_call(inner)
             return
 

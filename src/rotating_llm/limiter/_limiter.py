@@ -17,6 +17,7 @@ from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._group_ops import GroupOps
+from rotating_llm.limiter._learn_ops import LearnOps
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, translate_errors
@@ -93,7 +94,7 @@ def _check_settings(settings: Settings) -> None:
             )
 
 
-class RedisLimiter(GroupOps):
+class RedisLimiter(GroupOps, LearnOps):
     """Atomic select-and-reserve over a pool's keys, and everything that settles it.
 
     The original design's ``get_redis_limiter()`` returns the default manager's limiter; its
@@ -158,6 +159,7 @@ class RedisLimiter(GroupOps):
         return args
 
     def _needs_register(self, store: Store, pool: str) -> bool:
+        self._expire_due()
         gen = self.store.generation
         entry = self._registered.get(id(store))
         if entry is not None and entry[0] == gen and pool in entry[1]:
@@ -176,12 +178,14 @@ class RedisLimiter(GroupOps):
 
     def _ensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
-            store.call("register", store.pool_keys(pool), self._register_args(store, pool))
+            raw = store.call("register", store.pool_keys(pool), self._register_args(store, pool))
+            self._register_reply(raw)
             self._mark_registered(store, pool)
 
     async def _aensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
-            await store.acall("register", store.pool_keys(pool), self._register_args(store, pool))
+            args = self._register_args(store, pool)
+            self._register_reply(await store.acall("register", store.pool_keys(pool), args))
             self._mark_registered(store, pool)
 
     def register_all(self) -> None:

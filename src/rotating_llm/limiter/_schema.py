@@ -21,6 +21,9 @@ Keys of one pool share its hash tag and carry the layout version::
                                             that minute (Redis's clock, RATES below)
     <prefix>v3:{<pool>}:groups        hash  @<group> -> its limits "rpm tpm rpd tpd 0 -",
                                             @<group>:k -> member key ids "k1,k2"
+    <prefix>v3:{<pool>}:learned       hash  "<kind>:<id>" -> a limit learned from the
+                                            provider: "<value> <at_us> <expires_us>
+                                            <flag> <source>" (LEARNED below)
 
 A quota group is counted like a key named ``@<group>`` (:data:`GROUP_MARK`): its summary
 ``@<group>`` and token count ``@<group>:s`` in ``use`` (and ``@<group>:b`` while members
@@ -38,6 +41,8 @@ __all__ = [
     "GROUP_MARK",
     "HEAD",
     "LAYOUT_VERSION",
+    "LEARNED",
+    "LEARN_KINDS",
     "LIMITS",
     "RATES",
     "RATE_BUCKET_S",
@@ -69,6 +74,7 @@ ARGS: dict[str, tuple[str, ...]] = {
     "health": (*HEAD, "key_id", "action", "seconds", "reason", "backoff_base_s", "backoff_max_s"),
     "register": (*HEAD, "mode"),
     "status": HEAD,
+    "learn": (*HEAD, "action", "target", "file", "ttl_us"),
 }
 
 #: A grant: one string, these fields separated by single spaces (key id last).
@@ -91,6 +97,11 @@ STATUS = (
 )
 #: The limits of a key as registered: these, separated by single spaces.
 LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight", "group")
+#: A learned limit's record in ``learned`` (the source last: it may hold spaces); flag
+#: ``r``: the value may exceed the file's, ``-``: it only lowers it.
+LEARNED = ("value", "at_us", "expires_us", "flag", "source")
+#: The limit kinds a provider's answer may teach (a record's field is ``<kind>:<id>``).
+LEARN_KINDS = ("rpm", "tpm", "rpd", "tpd")
 #: The start of a quota group's name where keys are named (a key id never starts so).
 GROUP_MARK = "@"
 
@@ -125,6 +136,8 @@ def lua_header() -> str:
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
     out.append(f"local GROUP_MARK = '{GROUP_MARK}'\n")
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
+    kinds = ", ".join(repr(k) for k in LEARN_KINDS)
+    out.append(f"local LEARN_KINDS = {{{kinds}}}\n")
     rate_names = ", ".join(f"RATE_{n.upper()}" for n in RATES)
     out.append(f"local {rate_names} = {', '.join(repr(c) for c in RATES.values())}\n")
     return "".join(out)
