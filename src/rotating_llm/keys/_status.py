@@ -12,7 +12,7 @@ from rotating_llm.limiter import KeyUsage
 if TYPE_CHECKING:
     from rotating_llm.limiter._learn_ops import LearnedRecord
 
-__all__ = ["exhausted_reasons", "group_status", "key_status", "limits_view"]
+__all__ = ["exhausted_reasons", "group_status", "key_status", "learned_summary", "limits_view"]
 
 _KINDS = ("rpm", "tpm", "rpd", "tpd")
 
@@ -38,6 +38,16 @@ def limits_view(
         else:
             out[kind] = {"configured": configured, "effective": configured, "source": "file"}
     return out
+
+
+def learned_summary(status: Mapping[str, Any]) -> str:
+    """The learned limits of a key's or group's status, short: ``"rpm 4 (file 10)"``
+    (``""`` when every limit is the file's)."""
+    parts = []
+    for kind, view in (status.get("limits") or {}).items():
+        if view["source"] != "file":
+            parts.append(f"{kind} {view['effective']} (file {view['configured'] or '-'})")
+    return ", ".join(parts)
 
 
 def group_status(
