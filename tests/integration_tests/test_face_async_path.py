@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from _lc_fixtures import AIOHTTP_INHERITANCE, FLASH, GPT, Pool, apool, pool
+
 from rotating_llm import tokens
 from rotating_llm.langchain import ProviderSpec, RotatingChatModel
 from rotating_llm.langchain._providers import gemini_model, openai_model
@@ -38,7 +38,9 @@ def recording(
     return build, built
 
 
-def chat(p: Pool, factory: Callable[[ProviderSpec], Any], kind: str = "gemini") -> RotatingChatModel:
+def chat(
+    p: Pool, factory: Callable[[ProviderSpec], Any], kind: str = "gemini"
+) -> RotatingChatModel:
     return RotatingChatModel(
         model=GPT if kind == "openai" else FLASH,
         key_manager=p.manager,
