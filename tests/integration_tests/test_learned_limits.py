@@ -55,7 +55,9 @@ def gemini_429(kind: str, value: int, scope: str = "key") -> ProviderFacts:
 
 
 def header(rpm: int, remaining: int | None = None, reset: float = 30.0) -> ProviderFacts:
-    facts = ProviderFacts((LearnedLimit("rpm", rpm, "project", "x-ratelimit-limit-requests", False),))
+    facts = ProviderFacts(
+        (LearnedLimit("rpm", rpm, "project", "x-ratelimit-limit-requests", False),)
+    )
     if remaining is None:
         return facts
     return ProviderFacts(facts.limits, (Remaining("rpm", rpm, remaining, reset),))
