@@ -58,8 +58,10 @@ def test_header_positions_match_the_declaration() -> None:
                 v = v.strip()
                 env[n.strip()] = v.strip("'") if v.startswith("'") else int(v)
     for script, names in schema.ARGS.items():
+        assert names[: len(schema.HEAD)] == schema.HEAD  # named once, as HEAD_*
         for i, arg in enumerate(names, 1):
-            assert env[f"{script.upper()}_{arg.upper()}"] == i
+            name = "HEAD" if i <= len(schema.HEAD) else script.upper()
+            assert env[f"{name}_{arg.upper()}"] == i
     for i, field in enumerate(schema.STATUS):
         assert env[f"STATUS_{field.upper()}"] == i
     assert env["STATUS_WIDTH"] == len(schema.STATUS)

@@ -128,8 +128,11 @@ def pool_base(prefix: str, pool: str) -> str:
     return f"{prefix}v{LAYOUT_VERSION}:{{{pool}}}:"
 
 
-def _locals(prefix: str, names: Sequence[str], start: int = 1) -> str:
-    pairs = [(f"{prefix}_{n.upper()}", str(i)) for i, n in enumerate(names, start)]
+def _locals(prefix: str, names: Sequence[str], start: int = 1, skip: int = 0) -> str:
+    """Lua locals ``<PREFIX>_<NAME> = <position>`` of ``names`` but the first ``skip``."""
+    pairs = [(f"{prefix}_{n.upper()}", str(i)) for i, n in enumerate(names, start)][skip:]
+    if not pairs:
+        return ""
     return f"local {', '.join(p for p, _ in pairs)} = {', '.join(v for _, v in pairs)}\n"
 
 
@@ -138,7 +141,9 @@ def lua_header() -> str:
     out = [f"-- generated from rotating_llm.limiter._schema (layout v{LAYOUT_VERSION})\n"]
     out.append(_locals("HEAD", HEAD))
     for script, names in ARGS.items():
-        out.append(_locals(script.upper(), names))
+        # (the HEAD a script starts with is named HEAD_* once: Lua 5.1 allows a chunk
+        # 200 locals)
+        out.append(_locals(script.upper(), names, skip=len(HEAD)))
     out.append(_locals("GRANT", GRANT))
     out.append(_locals("REFUSAL", REFUSAL))
     out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
