@@ -94,7 +94,7 @@ else
 end
 -- only freed capacity can make a waiting key available earlier
 if freed then
-  local sc = tonumber(redis.call('ZSCORE', AVAIL, kid))
+  local sc = avail_score(kid)
   if sc and sc > NOW then rescore(kid) end
 end
 if gfreed then group_freed(g) end
