@@ -137,14 +137,17 @@ class Leasing:
     def _granted(self, model: str, res: Reservation, secret: Any, est: int, start: float) -> Lease:
         waited = time.monotonic() - start
         key = self._keys[res.key_id]
-        group = {"quota_group": key.quota_group} if key.quota_group else {}
+        extra: dict[str, Any] = {"quota_group": key.quota_group} if key.quota_group else {}
+        if res.affinity_held is not None:
+            extra["affinity_held"] = res.affinity_held
         emit(
             "lease.acquired",
             model=model,
             key_id=res.key_id,
             estimated_tokens=est,
             waited=waited,
-            **group,
+            tier=key.tier,
+            **extra,
         )
         return Lease(self, key, secret, res, est, waited)
 
@@ -155,6 +158,7 @@ class Leasing:
         max_wait: float | None,
         strategy: Strategy | None,
         exclude: Sequence[str],
+        affinity: str | None = None,
     ) -> Flow[Lease]:
         """Every rule of ``acquire``, without I/O: yields what to do, gets its result."""
         est = self._check_request(model, estimated_tokens)
@@ -164,7 +168,7 @@ class Leasing:
         while True:
             excl = self._exclusions(exclude)
             try:
-                out = yield Step("reserve", model, est, strategy, excl)
+                out = yield Step("reserve", model, est, strategy, excl, None, affinity)
             except StoreUnavailableError:
                 if self.store.mode == "allow":
                     lease: Lease = yield Step("fail_open", model, est, excl)
@@ -194,6 +198,7 @@ class Leasing:
         *,
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
+        affinity: str | None = None,
     ) -> Lease:
         """Reserve one request of ``estimated_tokens`` on a key of ``model``'s pool.
 
@@ -206,8 +211,12 @@ class Leasing:
             ConfigError: ``model`` has no active keys.
             SecretStoreError: the only keys with room have no readable secret.
             StoreUnavailableError: Redis is lost and the failure mode is ``deny``.
+
+        ``affinity`` (a conversation's id, say): the key that last served it is chosen
+        while it has room, else the strategy decides and the affinity moves to the key
+        granted; ``Lease.affinity_held`` tells which.
         """
-        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude)
+        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
         return drive(flow, self._sync_io)
 
     async def aacquire(
@@ -218,9 +227,10 @@ class Leasing:
         *,
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
+        affinity: str | None = None,
     ) -> Lease:
         """Async twin of :meth:`acquire` (the same rules, driven on the event loop)."""
-        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude)
+        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
         return await adrive(flow, self._async_io)
 
     # -- the I/O of the flows: one table per shell ------------------------------------
