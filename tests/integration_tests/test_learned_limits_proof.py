@@ -145,19 +145,12 @@ def test_another_app_spending_the_key_causes_no_429_after_the_first_answer() -> 
         assert len(served(settled)) >= 5
 
 
-def _per_window(instants: list[float], start: float, windows: int) -> list[int]:
-    return [sum(1 for t in instants if start + i * WINDOW <= t < start + (i + 1) * WINDOW)
-            for i in range(windows)]  # fmt: skip
-
-
 def test_a_project_of_three_keys_with_quota_groups_serves_exactly_its_rpm() -> None:
     s = secrets(3)
-    with FakeProvider(
-        projects={"proj-a": s}, project_rpm=4, window=WINDOW, process=True
-    ) as fp:
+    with FakeProvider(projects={"proj-a": s}, project_rpm=4, window=WINDOW, process=True) as fp:
         sp = spec(fp, "gemini", 3, 10, s, quota_group="proj-a")
         sp["quota_groups"] = [{"group_id": "proj-a", "rpm": 4}]
-        start, settled = drive(sp, WINDOW * 3)
+        _, settled = drive(sp, WINDOW * 3)
         assert limited(settled) == []
         assert sum(fp.key_stats(x).rate_limited for x in s) == 0
         instants = served(settled)
@@ -168,9 +161,7 @@ def test_a_project_of_three_keys_with_quota_groups_serves_exactly_its_rpm() -> N
 
 def test_a_project_of_three_keys_without_quota_groups_learns_after_one_429_each() -> None:
     s = secrets(3)
-    with FakeProvider(
-        projects={"proj-a": s}, project_rpm=4, window=WINDOW, process=True
-    ) as fp:
+    with FakeProvider(projects={"proj-a": s}, project_rpm=4, window=WINDOW, process=True) as fp:
         sp = spec(fp, "gemini", 3, 10, s)
         _, settled = drive(sp, WINDOW * 4)
         first = first_contact(settled)
