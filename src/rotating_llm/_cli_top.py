@@ -84,9 +84,10 @@ def snapshot(km: Any) -> dict[str, Any]:
 def _learned(s: dict[str, Any], summary: Any) -> str | None:
     """The key's learned limits, then its group's (``group <id>: ...``); None: none."""
     parts = [summary(s)]
-    if s.get("group"):
-        g = summary(s["group"])
-        parts.append(f"group {s['group']['group_id']}: {g}" if g else "")
+    for field in ("group", "learned_group"):
+        if s.get(field):
+            g = summary(s[field])
+            parts.append(f"group {s[field]['group_id']}: {g}" if g else "")
     text = "; ".join(p for p in parts if p)
     return text or None
 

@@ -145,14 +145,50 @@ def test_a_per_project_429_lowers_the_group_of_a_grouped_key(make: Make) -> None
     assert len(grants(km)) == 4
 
 
-def test_a_per_project_429_on_an_ungrouped_key_keeps_its_share(make: Make) -> None:
-    km = make(make_keys(1, rpm=10))
-    held = [km.acquire("m", 1) for _ in range(3)]
-    for lease in held[:2]:
+def test_a_per_project_429_on_a_key_alone_puts_it_alone_in_the_learned_group(
+    make: Make,
+) -> None:
+    km = make(make_keys(2, rpm=10))
+    held = [km.acquire("m", 1, exclude=["k1"]) for _ in range(5)]
+    for lease in held[:4]:
         lease.complete(1)
-    # the third is refused: the project (4) is full while the key held 2 of it
-    held[2].fail("rate_limit", 1.0, facts=gemini_429("rpm", 4, scope="project"))
-    assert km.get_key_status("k0")["rpm_limit"] == 2
+    # the fifth is refused at the project's 4, which the key filled alone
+    held[4].fail("rate_limit", 0.01, facts=gemini_429("rpm", 4, scope="project"))
+    time.sleep(0.05)
+    st = km.get_key_status("k0")
+    assert st["learned_group"]["key_ids"] == ["k0"]
+    assert st["learned_group"]["rpm_usage"] == 5  # its 4 and the refused one
+    assert km.get_key_status("k1")["learned_group"] is None
+    assert set(grants(km)) == {"k1"}
+
+
+def test_per_project_429s_on_keys_sharing_a_project_put_them_in_a_learned_group(
+    make: Make,
+) -> None:
+    km = make(make_keys(3, rpm=10))
+    for kid in ("k0", "k1"):
+        first = km.acquire("m", 1, exclude=[k for k in ("k0", "k1", "k2") if k != kid])
+        first.complete(1)
+    # k0's second request is refused: the project (4) is full while k0 held only 1
+    refused = km.acquire("m", 1, exclude=["k1", "k2"])
+    refused.fail("rate_limit", 0.01, facts=gemini_429("rpm", 4, scope="project"))
+    st = km.get_key_status("k0")
+    assert st["rpm_limit"] == 10  # the key's own limit is not what the provider named
+    group = st["learned_group"]
+    assert group is not None and group["group_id"] == "@~project"
+    assert group["limits"]["rpm"]["effective"] == 4
+    assert group["rpm_usage"] == 2  # k0's reservations in the window came along
+    time.sleep(0.05)
+    # k1 refused too: it joins; its request in the window counts with the group
+    refused = km.acquire("m", 1, exclude=["k0", "k2"])
+    refused.fail("rate_limit", 0.01, facts=gemini_429("rpm", 4, scope="project"))
+    time.sleep(0.05)
+    assert km.get_key_status("k1")["learned_group"]["rpm_usage"] == 4
+    assert set(grants(km)) == {"k2"}  # the group is full; k2 (no 429 yet) is not in it
+    if km.store.primary.is_embedded:
+        return
+    other = make(make_keys(3, rpm=10))  # registering again keeps the learned group
+    assert other.get_key_status("k0")["learned_group"]["key_ids"] == ["k0", "k1"]
 
 
 def test_learned_limits_expire_and_reload_forgets_them(make: Make, tmp_path: Path) -> None:

@@ -67,6 +67,9 @@ def test_header_positions_match_the_declaration() -> None:
     assert env["STATUS_WIDTH"] == len(schema.STATUS)
     assert env["HEAD_LEN"] == len(schema.HEAD)
     assert env["GROUP_MARK"] == schema.GROUP_MARK
+    assert env["LEARNED_GROUP"] == schema.LEARNED_GROUP
+    assert env["LEARNED_GROUP_KIND"] == schema.LEARNED_GROUP_KIND
+    assert schema.LEARNED_GROUP.startswith(schema.GROUP_MARK)
     for name, code in schema.RATES.items():
         assert env[f"RATE_{name.upper()}"] == code
     assert env["RATE_BUCKET_US"] == schema.RATE_BUCKET_S * 1_000_000

@@ -12,7 +12,14 @@ from rotating_llm.limiter import KeyUsage
 if TYPE_CHECKING:
     from rotating_llm.limiter._learn_ops import LearnedRecord
 
-__all__ = ["exhausted_reasons", "group_status", "key_status", "learned_summary", "limits_view"]
+__all__ = [
+    "exhausted_reasons",
+    "group_status",
+    "key_status",
+    "learned_group",
+    "learned_summary",
+    "limits_view",
+]
 
 _KINDS = ("rpm", "tpm", "rpd", "tpd")
 
@@ -38,6 +45,32 @@ def limits_view(
         else:
             out[kind] = {"configured": configured, "effective": configured, "source": "file"}
     return out
+
+
+def learned_group(
+    learned: Mapping[str, Mapping[str, LearnedRecord]],
+    key_id: str,
+    usage: Mapping[str, KeyUsage],
+) -> dict[str, Any] | None:
+    """The learned group ``key_id`` was put into (its per-project 429s showed others use
+    its project), as a group status without configured limits; None: in none."""
+    rec = learned.get(key_id, {}).get("grp")
+    if rec is None or rec.group is None:
+        return None
+    u = usage.get(rec.group) or KeyUsage(rec.group, False, 0, 0, 0, 0.0, None, None, None)
+    view = limits_view(QuotaGroup.model_construct(group_id=rec.group), learned.get(rec.group))
+    return {
+        "group_id": rec.group,
+        "source": f"learned, from {rec.source}",
+        "key_ids": sorted(k for k, recs in learned.items() if "grp" in recs),
+        "rpm_usage": u.rpm_count,
+        "tpm_usage": u.tpm_used,
+        "rpm_limit": view["rpm"]["effective"],
+        "tpm_limit": view["tpm"]["effective"],
+        "rpd_limit": view["rpd"]["effective"],
+        "tpd_limit": view["tpd"]["effective"],
+        "limits": view,
+    }
 
 
 def learned_summary(status: Mapping[str, Any]) -> str:
@@ -83,6 +116,7 @@ def key_status(
     usage: KeyUsage | None,
     group: dict[str, Any] | None = None,
     learned: Mapping[str, LearnedRecord] | None = None,
+    learned_grp: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The original design's status dict for ``key`` (plus limits, health and next
     capacity, and its quota group's status as ``group``). ``*_limit`` are the effective
@@ -114,6 +148,7 @@ def key_status(
         "next_capacity_in": u.next_capacity_in,
         "quota_group": key.quota_group,
         "group": group,
+        "learned_group": learned_grp,
         "tier": key.tier,
     }
 

@@ -24,7 +24,7 @@ from rotating_llm.keys._default import (  # the default manager, in a light modu
 )
 from rotating_llm.keys._groups import group_problem, group_table
 from rotating_llm.keys._leasing import Leasing
-from rotating_llm.keys._status import group_status, key_status
+from rotating_llm.keys._status import group_status, key_status, learned_group
 from rotating_llm.keys.loader import load_keys_document, save_keys_file
 from rotating_llm.keys.models import APIKey, QuotaGroup
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rotating_llm.limiter._learn_ops import LearnedRecord
 from rotating_llm.limiter import KeyUsage, RedisLimiter
 from rotating_llm.limiter._group_ops import group_name
+from rotating_llm.limiter._schema import LEARNED_GROUP, LEARNED_GROUP_KIND
 from rotating_llm.secrets import SecretStore, get_secret_store
 from rotating_llm.storage import FailoverStore, open_store
 
@@ -213,8 +214,10 @@ class KeyManager(Leasing):
             members = [k for k in keys if k.model_name == pool]
             gids = sorted({k.quota_group for k in members if k.quota_group in self._groups})
             names = [k.key_id for k in members] + [group_name(g) for g in gids]
-            usage = self.limiter.usage(pool, names)
             learned = self.limiter.learned(pool)
+            if any(LEARNED_GROUP_KIND in learned.get(k.key_id, {}) for k in members):
+                names.append(LEARNED_GROUP)
+            usage = self.limiter.usage(pool, names)
             groups = {
                 g: self._group_status(g, usage.get(group_name(g)), learned.get(group_name(g)))
                 for g in gids
@@ -225,6 +228,7 @@ class KeyManager(Leasing):
                     usage.get(k.key_id),
                     groups.get(k.quota_group or ""),
                     learned.get(k.key_id),
+                    learned_group(learned, k.key_id, usage),
                 )
                 for k in members
             ]

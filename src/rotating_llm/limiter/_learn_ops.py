@@ -6,9 +6,13 @@ group's) limits at once, for every process sharing the store; the ``register`` s
 applies the records that have not expired over the file's limits. What a fact changes:
 
 - a 429 naming a per-key quota: that limit of the key, lowered to the quota's value;
-- a 429 naming a per-project quota: the limit of the key's quota group; for a key in no
-  group (whose project the pool does not know), the key's share of it: what the key
-  held in the window the provider called full (at least 1);
+- a 429 naming a per-project quota: the limit of the key's quota group; a key in no
+  group (whose project the pool does not know) joins the pool's learned group
+  (``@~project``), whose limit that is: the keys that met a per-project quota are
+  counted together, so three keys of one project keep its quota after one 429 each
+  (keys of separate projects that each met one are counted together too: safe, but
+  below their capacity, until the learned limits expire; name them in
+  ``quota_groups`` to avoid it);
 - an ``x-ratelimit-limit-*`` header: adopted for the key's group (OpenAI counts per
   project), else the key; never above the file's value unless ``learn_raise``;
 - ``x-ratelimit-remaining-*`` below what the pool holds: the difference held as reserved
@@ -54,6 +58,7 @@ class LearnedRecord:
         expires_in: Seconds until it no longer applies.
         may_raise: Whether it may exceed the file's value.
         source: The answer that said so (a quota id or a header name).
+        group: For a key put into the pool's learned group (kind ``grp``): its name.
     """
 
     value: int
@@ -61,6 +66,7 @@ class LearnedRecord:
     expires_in: float
     may_raise: bool
     source: str
+    group: str | None = None
 
     def applies_over(self, configured: int | None) -> bool:
         """Whether this record, not ``configured`` (the file's; None: none), is in force."""
@@ -216,13 +222,20 @@ class LearnOps:
         for i in range(1, len(raw) - 1, 2):
             kind, _, target = str(raw[i]).partition(":")
             parts = str(raw[i + 1]).split(" ", len(schema.LEARNED) - 1)
-            if kind not in schema.LEARN_KINDS or len(parts) != len(schema.LEARNED):
+            known = kind in schema.LEARN_KINDS or kind == schema.LEARNED_GROUP_KIND
+            if not known or len(parts) != len(schema.LEARNED):
                 continue
             f = dict(zip(schema.LEARNED, parts, strict=True))
             left = (int(f["expires_us"]) - now_us) / _US
             if left <= 0:
                 continue
+            grp = kind == schema.LEARNED_GROUP_KIND
             out.setdefault(target, {})[kind] = LearnedRecord(
-                int(f["value"]), int(f["at_us"]) / _US, left, f["flag"] == "r", f["source"]
+                0 if grp else int(f["value"]),
+                int(f["at_us"]) / _US,
+                left,
+                f["flag"] == "r",
+                f["source"],
+                f["value"] if grp else None,
             )
         return out

@@ -45,6 +45,8 @@ __all__ = [
     "HEAD",
     "LAYOUT_VERSION",
     "LEARNED",
+    "LEARNED_GROUP",
+    "LEARNED_GROUP_KIND",
     "LEARN_KINDS",
     "LIMITS",
     "RATES",
@@ -111,6 +113,11 @@ LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight", "group", "tier")
 LEARNED = ("value", "at_us", "expires_us", "flag", "source")
 #: The limit kinds a provider's answer may teach (a record's field is ``<kind>:<id>``).
 LEARN_KINDS = ("rpm", "tpm", "rpd", "tpd")
+#: The record kind that puts a key of no group into the pool's learned group (its value:
+#: the group's name, :data:`LEARNED_GROUP`), and that group: the keys a provider's
+#: per-project 429s showed to share their quota with others.
+LEARNED_GROUP_KIND = "grp"
+LEARNED_GROUP = "@~project"
 #: The start of a quota group's name where keys are named (a key id never starts so).
 GROUP_MARK = "@"
 
@@ -152,6 +159,7 @@ def lua_header() -> str:
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
     kinds = ", ".join(repr(k) for k in LEARN_KINDS)
     out.append(f"local LEARN_KINDS = {{{kinds}}}\n")
+    out.append(f"local LEARNED_GROUP, LEARNED_GROUP_KIND = '{LEARNED_GROUP}', '{LEARNED_GROUP_KIND}'\n")
     rate_names = ", ".join(f"RATE_{n.upper()}" for n in RATES)
     out.append(f"local {rate_names} = {', '.join(repr(c) for c in RATES.values())}\n")
     return "".join(out)

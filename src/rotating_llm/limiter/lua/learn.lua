@@ -5,10 +5,12 @@
 --             tpd), how, value, extra. how:
 --               'lower'  a 429 named this limit: learned = value (never above a limit
 --                        learned before, extra = source);
---               'share'  a 429 named the provider project's limit, which the key shares
---                        with others we do not know: learned = what the key holds in
---                        the window now (not the refused request; at least 1, at most
---                        value; extra = source);
+--               'share'  (a key of no group) a 429 named the provider project's limit,
+--                        which the key may share with keys the pool does not know to be
+--                        in its project: the key joins the pool's learned group
+--                        LEARNED_GROUP (record LEARNED_GROUP_KIND:<key id>), whose limit
+--                        is the value (never raised by a 429), bringing its reservations
+--                        in the window along (extra = source);
 --               'adopt'  a header stated the limit: learned = value when below the
 --                        file's (else the file's holds); 'raise': also above it;
 --               'used'   (rpm|tpm) the provider counts `value` used now: what the pool
@@ -39,7 +41,7 @@ local fa, fb, fd, ft = string.match(file_s, '^(%S+) (%S+) (%S+) (%S+) ')
 local file = {rpm = tonumber(fa), tpm = tonumber(fb), rpd = tonumber(fd), tpd = tonumber(ft)}
 local exp_s = int_s(NOW + tonumber(ARGV[LEARN_TTL_US]))
 local held = {rpm = u.cnt, tpm = u.sum}
-local changed, holds = false, {}
+local changed, holds, joins = false, {}, nil
 for i = LEARN_TTL_US + 1, #ARGV - 3, 4 do
   local kind, how, v, extra = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   if how == 'used' then
@@ -53,16 +55,14 @@ for i = LEARN_TTL_US + 1, #ARGV - 3, 4 do
       local a, e, f = string.match(old, '^(%d+) %d+ (%d+) (%S)')
       if tonumber(e) > NOW then ov, oflag = tonumber(a), f end
     end
-    if how == 'share' then
-      local own = ({rpm = u.cnt - 1, tpm = u.sum, rpd = u.today - 1, tpd = u.ttoday})[kind]
-      if own < v then v = own end
-      if v < 1 then v = 1 end
-    end
-    if (how == 'lower' or how == 'share') and ov and ov < v then v = ov end
+    if how == 'lower' and ov and ov < v then v = ov end
     local f = file[kind]
     local flag = '-'
     if how == 'raise' then flag = 'r' end
-    if how == 'adopt' and f > 0 and v >= f then  -- the file's limit holds
+    if how == 'share' then  -- the learned group learns it (join, below)
+      joins = joins or {}
+      joins[#joins + 1] = {kind, v, extra}
+    elseif how == 'adopt' and f > 0 and v >= f then  -- the file's limit holds
       if old then redis.call('HDEL', KL, field); changed = true end
     else
       if v ~= ov or flag ~= oflag then changed = true end
@@ -71,6 +71,47 @@ for i = LEARN_TTL_US + 1, #ARGV - 3, 4 do
     end
   end
 end
+
+-- The key joins the learned group: it counts with the group from now on, and so do its
+-- reservations in the window; the group learns each limit (never raised by a 429).
+local function join(g)
+  local rec = redis.call('HGET', KL, LEARNED_GROUP_KIND .. ':' .. id)
+  redis.call('HSET', KL, LEARNED_GROUP_KIND .. ':' .. id, g .. ' ' .. NOW_S .. ' ' .. exp_s .. ' - ' .. joins[1][3])
+  for _, j in ipairs(joins) do
+    local field = j[1] .. ':' .. g
+    local v, old = j[2], redis.call('HGET', KL, field)
+    local ov = old and tonumber(string.match(old, '^(%d+)'))
+    if ov and ov < v then v = ov end
+    redis.call('HSET', KL, field, int_s(v) .. ' ' .. NOW_S .. ' ' .. exp_s .. ' - ' .. j[3])
+  end
+  local gu = group_usage(g)
+  local members = group_members(g)
+  local listed = false
+  for _, m in ipairs(members) do if m == id then listed = true end end
+  if not listed and not rec then
+    members[#members + 1] = id
+    local held = redis.call('ZRANGE', k_rpm(id), 0, -1, 'WITHSCORES')
+    local args = {}
+    for i = 1, #held, 2 do
+      local rid, tok = string.match(held[i], '^(.-):(%d+)$')
+      args[#args + 1] = held[i + 1]
+      args[#args + 1] = rid .. '@' .. id .. ':' .. tok
+      local at = tonumber(held[i + 1])
+      if gu.cnt == 0 or at < gu.old then gu.old = at end
+      gu.cnt, gu.sum = gu.cnt + 1, gu.sum + tonumber(tok)
+    end
+    if #args > 0 then
+      redis.call('ZADD', k_rpm(g), unpack(args))
+      redis.call('EXPIRE', k_rpm(g), KEY_TTL_S)
+    end
+  end
+  local glim = effective(g, '0 0 0 0 0 -')
+  redis.call('HSET', K_GROUPS, g, glim, g .. ':k', table.concat(members, ','))
+  gu.lim = glim
+  redis.call('HSET', K_USE, unpack(use_args(g, gu)))
+  changed = true
+end
+if joins then join(LEARNED_GROUP) end
 
 local lim_s, first = effective(id, file_s)
 if changed then
@@ -122,6 +163,11 @@ if changed or hr or ht then
     end
   else
     rescore(id)
+    if joins then
+      local gu, glim = group_usage(LEARNED_GROUP)
+      local gat = glim and fit_time(LEARNED_GROUP, glim, 1, gu) or NOW
+      if gat > NOW then group_full(LEARNED_GROUP, gat) end
+    end
   end
 end
 if first == INF then return -1 end

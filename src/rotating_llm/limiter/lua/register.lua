@@ -43,6 +43,20 @@ for i = first, #ARGV, 2 do
     redis.call('HSET', CFG, id, lims[id])
   end
 end
+if learned then  -- keys put into the learned group (learn.lua) keep it
+  local members = {}
+  for kid, lim in pairs(lims) do
+    if string.match(lim, '^%S+ %S+ %S+ %S+ %S+ (%S+)') == LEARNED_GROUP then
+      members[#members + 1] = kid
+    end
+  end
+  if #members > 0 then
+    local glim = apply(LEARNED_GROUP, '0 0 0 0 0 -')
+    gseen[LEARNED_GROUP] = glim
+    redis.call('HSET', K_GROUPS, LEARNED_GROUP, glim, LEARNED_GROUP .. ':k',
+               table.concat(members, ','))
+  end
+end
 if mode == 'replace' then
   for _, kid in ipairs(redis.call('HKEYS', CFG)) do
     if not seen[kid] then
