@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "DELAY_MARGIN_S",
     "MAX_LIMIT",
+    "MAX_TIER",
     "MAX_TOKENS",
     "check_count",
     "check_delay",
@@ -23,6 +24,8 @@ __all__ = [
 
 #: The largest limit (rpm, tpm, rpd) a key may have.
 MAX_LIMIT = 10**12
+#: The highest tier of a key (tier 0 is served first; no pool needs more levels).
+MAX_TIER = 1000
 #: The largest token count of one request (estimated or reported).
 MAX_TOKENS = 10**12
 #: A cooldown may last until the next daily reset plus this (seconds).

@@ -40,6 +40,7 @@ class DemoResult:
     wait_seconds: float = 0.0
     provider_429s: int = 0
     per_key: Counter[str] = field(default_factory=Counter)
+    per_tier: Counter[int] = field(default_factory=Counter)
     disabled: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -52,6 +53,7 @@ class DemoResult:
             "wait_seconds": round(self.wait_seconds, 3),
             "provider_429s": self.provider_429s,
             "per_key": dict(sorted(self.per_key.items())),
+            "per_tier": {str(t): n for t, n in sorted(self.per_tier.items())},
             "disabled": self.disabled,
             "seconds": round(self.seconds, 2),
         }
@@ -96,6 +98,7 @@ def _one_request(km: KeyManager, result: DemoResult, lock: threading.Lock, n: in
             with lock:
                 result.served += 1
                 result.per_key[lease.key_id] += 1
+                result.per_tier[lease.key.tier] += 1
             return
         verdict = classify_http(status, body, headers)
         if (
@@ -116,7 +119,7 @@ def _table(km: KeyManager, result: DemoResult) -> Any:
     from rich.table import Table
 
     table = Table(title=f"pool {MODEL} - one 'minute' = {km.settings.window_seconds:g}s")
-    for col in ("key", "state", "rpm window", "tokens", "served"):
+    for col in ("key", "tier", "state", "rpm window", "tokens", "served"):
         table.add_column(col)
     for st in km.get_all_key_statuses(MODEL):
         used, limit = st["rpm_usage"], st["rpm_limit"]
@@ -131,6 +134,7 @@ def _table(km: KeyManager, result: DemoResult) -> Any:
             state = "[green]ready[/green]"
         table.add_row(
             st["key_id"],
+            "paid (1)" if st["tier"] else "free (0)",
             state,
             f"{bar} {used}/{limit}",
             str(st["tpm_usage"]),
@@ -170,6 +174,7 @@ def run_demo(
                 rpm=rpm,
                 tpm=1_000_000,
                 base_url=fp.url,
+                tier=1 if i == 0 and keys >= 3 else 0,  # a paid key: overflow of the free
             )
             for i in range(keys)
         ]

@@ -88,6 +88,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     table.add_row("seconds", f"{result.seconds:.1f}")
     for kid, n in sorted(result.per_key.items()):
         table.add_row(f"share of {kid}", f"{n} ({100 * n / max(1, result.served):.0f}%)")
+    for tier, n in sorted(result.per_tier.items()):
+        table.add_row(f"served by tier {tier}", str(n))
     Console().print(table)
     return 0 if result.failed == 0 else 1
 
@@ -192,7 +194,7 @@ def _print_statuses(statuses: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="keys")
-    for col in ("key_id", "model", "active", "state", "rpm", "tpm", "rpd", "tpd", "group"):
+    for col in ("key_id", "model", "tier", "active", "state", "rpm", "tpm", "rpd", "tpd", "group"):
         table.add_column(col)
     groups: dict[str, dict[str, Any]] = {}
     for st in statuses:
@@ -208,6 +210,7 @@ def _print_statuses(statuses: list[dict[str, Any]]) -> None:
         table.add_row(
             st["key_id"],
             st["model_name"],
+            str(st.get("tier", 0)),
             str(st["active"]),
             state,
             f"{st['rpm_usage']}/{st['rpm_limit']}",

@@ -38,6 +38,8 @@ ENV_VARS: dict[str, str] = {
     "redis_max_connections": "ROTATING_LLM_REDIS_MAX_CONNECTIONS",
     "redis_pool_timeout": "ROTATING_LLM_REDIS_POOL_TIMEOUT",
     "max_wait": "ROTATING_LLM_MAX_WAIT",
+    "sticky_keys": "ROTATING_LLM_STICKY_KEYS",
+    "affinity_ttl_seconds": "ROTATING_LLM_AFFINITY_TTL_SECONDS",
     "probe_seconds": "ROTATING_LLM_PROBE_SECONDS",
     "heartbeat_seconds": "ROTATING_LLM_HEARTBEAT_SECONDS",
     "cooldown_base_seconds": "ROTATING_LLM_COOLDOWN_BASE_SECONDS",
@@ -84,6 +86,10 @@ class Settings(BaseModel):
     redis_max_connections: int = Field(64, gt=0)
     redis_pool_timeout: float = Field(30.0, gt=0)
     max_wait: float = Field(30.0, ge=0)
+    #: The faces pass a conversation's id as the acquire's ``affinity`` (off: never).
+    sticky_keys: bool = True
+    #: How long the pool remembers which key served an affinity (seconds, at most a week).
+    affinity_ttl_seconds: float = Field(3600.0, gt=0, le=7 * 86400)
     probe_seconds: float = Field(300.0, ge=0, le=86400.0)
     #: How often a long-lived manager on a Redis says it is alive (0: never).
     heartbeat_seconds: float = Field(10.0, ge=0, le=3600.0)

@@ -2,8 +2,8 @@
 
 Events (``name``: fields):
 
-- ``lease.acquired``: model, key_id, estimated_tokens, waited (seconds), and
-  quota_group for a key of a quota group
+- ``lease.acquired``: model, key_id, estimated_tokens, waited (seconds), tier, quota_group
+  for a key of a quota group, and affinity_held (True/False) when an affinity was asked
 - ``lease.waiting``: model, seconds (about to sleep until capacity returns)
 - ``lease.refused``: model, reason (``exhausted`` or ``too_large``), retry_after
 - ``lease.settled``: model, key_id, outcome (``complete``, ``release``, ``fail:<kind>``),

@@ -15,6 +15,9 @@ Metrics (labels):
   (model, histogram), ``rotating_llm_disabled_total`` (model, key_id)
 - ``rotating_llm_tokens_total`` (model, key_id): tokens of served requests (as settled)
 - ``rotating_llm_estimated_tokens`` (model, histogram): tokens reserved per lease
+- ``rotating_llm_tier_leases_total`` (model, tier): leases granted on keys of each tier
+- ``rotating_llm_affinity_total`` (model, outcome): leases asked with an affinity;
+  outcome ``held`` (the key that last served it) or ``moved``
 - ``rotating_llm_group_leases_total``, ``rotating_llm_group_tokens_total`` and
   ``rotating_llm_group_cooldowns_total`` (model, quota_group): the same for the keys of
   each quota group together (a group cooldown cools all its keys at once)
@@ -67,6 +70,8 @@ class PoolMetrics:
     group_leases: Counter
     group_tokens: Counter
     group_cooldowns: Counter
+    tier_leases: Counter
+    affinity: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> PoolMetrics:
@@ -133,6 +138,12 @@ class PoolMetrics:
             group_cooldowns=Counter(
                 "group_cooldowns", "Cooldowns of a whole quota group", gk, **common
             ),
+            tier_leases=Counter(
+                "tier_leases", "Leases granted on keys of a tier", ["model", "tier"], **common
+            ),
+            affinity=Counter(
+                "affinity", "Leases asked with an affinity", ["model", "outcome"], **common
+            ),
         )
 
     def __call__(self, name: str, fields: dict[str, Any]) -> None:
@@ -142,6 +153,10 @@ class PoolMetrics:
         group = fields.get("quota_group")
         if name == "lease.acquired":
             self.leases.labels(model, key_id).inc()
+            self.tier_leases.labels(model, str(fields.get("tier", 0))).inc()
+            held = fields.get("affinity_held")
+            if held is not None:
+                self.affinity.labels(model, "held" if held else "moved").inc()
             if group:
                 self.group_leases.labels(model, str(group)).inc()
             self.wait_seconds.labels(model).observe(float(fields.get("waited") or 0.0))

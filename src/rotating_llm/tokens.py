@@ -16,6 +16,7 @@ router): each face converts its messages to :class:`Message` first.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import importlib.util
@@ -26,21 +27,23 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "CHARS_PER_TOKEN",
+    "DEFAULT_MODEL",
     "MEDIA_TOKENS",
     "MESSAGE_OVERHEAD",
     "Message",
+    "aprepare",
     "content_parts",
     "count_actual_tokens",
     "encoding_for",
     "estimate_request",
     "estimate_tokens",
     "extra_text",
+    "prepare",
     "tool_call_text",
 ]
 
@@ -88,6 +91,9 @@ _ENCODINGS: dict[str, tuple[str, str, str, dict[str, int]]] = {
     ),
 }
 
+#: The model whose tokenizer counts requests when a face names none.
+DEFAULT_MODEL = "gemini-2.5-flash"
+
 _O200K_MODELS = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 _lock = threading.Lock()
 
@@ -125,8 +131,23 @@ def _bundled_dir() -> Path | None:
     return None
 
 
-@lru_cache(maxsize=4)
+#: encoding name -> its loaded ``Encoding`` (or ``None``: not available), once loaded.
+_loaded: dict[str, Any | None] = {}
+
+
 def _encoding(name: str) -> Any | None:
+    """The tiktoken ``Encoding`` ``name``, loaded once (the lock is taken only to load)."""
+    try:
+        return _loaded[name]
+    except KeyError:
+        pass
+    with _lock:
+        if name not in _loaded:
+            _loaded[name] = _load_encoding(name)
+        return _loaded[name]
+
+
+def _load_encoding(name: str) -> Any | None:
     """The tiktoken ``Encoding`` ``name`` from a bundled file, or ``None`` (never downloads)."""
     try:
         import tiktoken
@@ -153,7 +174,24 @@ def _encoding(name: str) -> Any | None:
     )
 
 
-def count_actual_tokens(text: str, model: str = "gemini-2.5-flash") -> int:
+def prepare(model: str = DEFAULT_MODEL) -> bool:
+    """Load the vocabulary that counts ``model``'s tokens now; ``True`` if one is available.
+
+    The first load reads and parses a vocabulary file (about 100 ms); later calls are free.
+    """
+    return _encoding(encoding_for(model)) is not None
+
+
+async def aprepare(model: str = DEFAULT_MODEL) -> bool:
+    """:func:`prepare` for async callers: the first load runs in a worker thread, never on
+    the event loop (once loaded, this returns without leaving the loop)."""
+    name = encoding_for(model)
+    if name in _loaded:
+        return _loaded[name] is not None
+    return await asyncio.to_thread(prepare, model)
+
+
+def count_actual_tokens(text: str, model: str = DEFAULT_MODEL) -> int:
     """The number of tokens of ``text`` for ``model``, counted offline.
 
     A real BPE count when ``tiktoken`` and LiteLLM's bundled vocabulary files are
@@ -162,8 +200,7 @@ def count_actual_tokens(text: str, model: str = "gemini-2.5-flash") -> int:
     """
     if not text:
         return 0
-    with _lock:
-        enc = _encoding(encoding_for(model))
+    enc = _encoding(encoding_for(model))
     if enc is None:
         return estimate_tokens(text)
     return len(enc.encode(text, disallowed_special=()))
@@ -241,7 +278,7 @@ def estimate_request(
     max_output_tokens: int = 0,
     *,
     extra: str = "",
-    model: str = "gemini-2.5-flash",
+    model: str = DEFAULT_MODEL,
 ) -> int:
     """The token estimate of one request, the same for every face.
 

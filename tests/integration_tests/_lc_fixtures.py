@@ -144,4 +144,5 @@ async def apool(n: int = 3, **kw: Any) -> AsyncIterator[Pool]:
         try:
             yield p
         finally:
+            await p.manager.limiter.aclose()  # the loop's settlement connection
             await p.manager.store.primary.aclose()

@@ -38,6 +38,8 @@ def test_demo_runs_on_a_fresh_machine_setup(tmp_path: Path) -> None:
     assert result["provider_429s"] == 0  # the pool never sent what the provider would refuse
     assert result["disabled"] == ["demo-key-4"]  # revoked mid-run, told apart by the answer
     assert sum(result["per_key"].values()) == 40
+    assert sum(result["per_tier"].values()) == 40  # demo-key-1 is the paid overflow (tier 1)
+    assert set(result["per_tier"]) <= {"0", "1"} and result["per_tier"]["0"] > 0
     assert "per process" in out.stderr or "within this process" in out.stderr
 
 
@@ -62,6 +64,7 @@ def keys_file(tmp_path: Path) -> Path:
                         "rpm": 5,
                         "tpm": 100,
                         "active": False,
+                        "tier": 2,
                     },
                 ]
             }
@@ -124,6 +127,7 @@ def test_keys_status_and_control(keys_file: Path, redis_url: str, prefix: str) -
     by_id = {s["key_id"]: s for s in status}
     assert by_id["cli-a"]["in_cooldown"] and by_id["cli-a"]["cooldown_reason"] == "maintenance"
     assert by_id["cli-b"]["active"] is False
+    assert (by_id["cli-a"]["tier"], by_id["cli-b"]["tier"]) == (0, 2)
     assert run_cli("--keys", str(keys_file), "keys", "clear", "cli-a", env=env).returncode == 0
     assert run_cli("--keys", str(keys_file), "keys", "disable", "cli-a", env=env).returncode == 0
     status = json.loads(
@@ -133,6 +137,7 @@ def test_keys_status_and_control(keys_file: Path, redis_url: str, prefix: str) -
     assert run_cli("--keys", str(keys_file), "keys", "enable", "cli-a", env=env).returncode == 0
     table = run_cli("--keys", str(keys_file), "keys", "status", env=env)
     assert "cli-a" in table.stdout and "ready" in table.stdout
+    assert "tier" in table.stdout
     unknown = run_cli("--keys", str(keys_file), "keys", "clear", "nope", env=env)
     assert unknown.returncode == 2 and "unknown key_id 'nope'" in unknown.stderr
 

@@ -42,6 +42,7 @@ def test_counters_after_a_workload(redis_url: str, prefix: str) -> None:
         tokens = value(reg, "rotating_llm_tokens_total", **k0)
         assert tokens == sum(int(r["tokens"]["total"]) for r in served)
         assert value(reg, "rotating_llm_estimated_tokens_count", model=FLASH) == 3
+        assert value(reg, "rotating_llm_tier_leases_total", model=FLASH, tier="0") == 3
     finally:
         disable_metrics(reg)
     assert get_metrics(reg) is None

@@ -9,7 +9,7 @@ import pytest
 
 from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._days import DayBoundaries
-from rotating_llm.limiter._limiter import _G_DAY, _G_KEY, _G_NOW, _G_RES, _R_RETRY
+from rotating_llm.limiter._limiter import _G_AFF, _G_DAY, _G_KEY, _G_NOW, _G_RES, _R_RETRY
 from rotating_llm.storage._store import FUNCTION_SCRIPTS, load_library, load_script
 
 _NAME = re.compile(r"\b(?:HEAD|ACQUIRE|SETTLE|HEALTH|REGISTER|STATUS|GRANT|REFUSAL)_[A-Z0-9_]+\b")
@@ -69,14 +69,14 @@ def test_header_positions_match_the_declaration() -> None:
 
 
 def test_python_reads_replies_at_the_schema_positions() -> None:
-    assert tuple(
-        schema.GRANT.index(f) for f in ("reservation_id", "day", "now_us", "key_id")
-    ) == (_G_RES, _G_DAY, _G_NOW, _G_KEY)
+    fields = ("reservation_id", "day", "now_us", "affinity", "key_id")
+    assert tuple(schema.GRANT.index(f) for f in fields) == (_G_RES, _G_DAY, _G_NOW, _G_AFF, _G_KEY)
     assert schema.REFUSAL.index("retry_after_us") == _R_RETRY
     # the grant is built in the GRANT order
-    assert "local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid" in _lua("acquire")
+    built = "local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. aff .. ' ' .. kid"
+    assert built in _lua("acquire")
     assert _lua("acquire").rstrip().splitlines()[-1] == "return grant"
-    assert schema.GRANT == ("reservation_id", "day", "now_us", "key_id")
+    assert fields == schema.GRANT
 
 
 @pytest.mark.parametrize("name", FUNCTION_SCRIPTS)
@@ -98,8 +98,11 @@ def test_acquire_args_follow_the_declared_order() -> None:
     lim = RedisLimiter.__new__(RedisLimiter)
     lim.window_us, lim.days = 60_000_000, DayBoundaries("UTC")
     lim.settings = Settings()
-    args = lim._acquire_args(None, "m", 17, "round_robin", ["a", "b"], "r-1")  # type: ignore[arg-type]
+    lim._tiers, lim._affinity_ttl_ms = {"m": "0,2"}, 5000
+    args = lim._acquire_args(None, "m", 17, "round_robin", ["a", "b"], "r-1", "d")  # type: ignore[arg-type]
     named = dict(zip(schema.ARGS["acquire"], args, strict=True))
     assert named["est"] == 17 and named["strategy"] == "round_robin"
     assert named["request_id"] == "r-1"
+    assert named["tiers"] == "0,2" and named["affinity"] == "d"
+    assert named["affinity_ttl_ms"] == 5000
     assert named["exclude"] == "a,b" and named["window_us"] == 60_000_000

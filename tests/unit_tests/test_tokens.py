@@ -41,14 +41,14 @@ def test_real_counts_from_the_bundled_files() -> None:
 
 
 def test_fallback_without_tiktoken_files(monkeypatch: pytest.MonkeyPatch) -> None:
-    tokens._encoding.cache_clear()
+    tokens._loaded.clear()
     monkeypatch.setattr(tokens, "_bundled_dir", lambda: None)
     try:
         assert count_actual_tokens("hello world, hello tokens", "gpt-4o") == estimate_tokens(
             "hello world, hello tokens"
         )
     finally:
-        tokens._encoding.cache_clear()
+        tokens._loaded.clear()
 
 
 def test_offline_in_a_fresh_process_without_importing_litellm(tmp_path: Path) -> None:

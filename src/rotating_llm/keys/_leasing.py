@@ -143,14 +143,17 @@ class Leasing:
     def _granted(self, model: str, res: Reservation, secret: Any, est: int, start: float) -> Lease:
         waited = time.monotonic() - start
         key = self._keys[res.key_id]
-        group = {"quota_group": key.quota_group} if key.quota_group else {}
+        extra: dict[str, Any] = {"quota_group": key.quota_group} if key.quota_group else {}
+        if res.affinity_held is not None:
+            extra["affinity_held"] = res.affinity_held
         emit(
             "lease.acquired",
             model=model,
             key_id=res.key_id,
             estimated_tokens=est,
             waited=waited,
-            **group,
+            tier=key.tier,
+            **extra,
         )
         return Lease(self, key, secret, res, est, waited)
 
@@ -161,6 +164,7 @@ class Leasing:
         max_wait: float | None,
         strategy: Strategy | None,
         exclude: Sequence[str],
+        affinity: str | None = None,
     ) -> Flow[Lease]:
         """Every rule of ``acquire``, without I/O: yields what to do, gets its result."""
         est = self._check_request(model, estimated_tokens)
@@ -170,7 +174,7 @@ class Leasing:
         while True:
             excl = self._exclusions(exclude)
             try:
-                out = yield Step("reserve", model, est, strategy, excl)
+                out = yield Step("reserve", model, est, strategy, excl, None, affinity)
             except StoreUnavailableError:
                 if self.store.mode == "allow":
                     lease: Lease = yield Step("fail_open", model, est, excl)
@@ -200,6 +204,7 @@ class Leasing:
         *,
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
+        affinity: str | None = None,
     ) -> Lease:
         """Reserve one request of ``estimated_tokens`` on a key of ``model``'s pool.
 
@@ -214,8 +219,12 @@ class Leasing:
             StoreUnavailableError: Redis is lost and the failure mode is ``deny``.
             StoreTimeoutError: Redis is slow (not lost) and did not answer within
                 ``max_wait`` plus ``settings.store_deadline``.
+
+        ``affinity`` (a conversation's id, say): the key that last served it is chosen
+        while it has room, else the strategy decides and the affinity moves to the key
+        granted; ``Lease.affinity_held`` tells which.
         """
-        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude)
+        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
         with call_deadline(self._store_deadline(max_wait)):
             return drive(flow, self._sync_io)
 
@@ -227,9 +236,10 @@ class Leasing:
         *,
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
+        affinity: str | None = None,
     ) -> Lease:
         """Async twin of :meth:`acquire` (the same rules, driven on the event loop)."""
-        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude)
+        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
         with call_deadline(self._store_deadline(max_wait)):
             return await adrive(flow, self._async_io)
 

@@ -62,6 +62,7 @@ def key_status(
         "next_capacity_in": u.next_capacity_in,
         "quota_group": key.quota_group,
         "group": group,
+        "tier": key.tier,
     }
 
 

@@ -57,6 +57,12 @@ class Lease:
         return self.key.key_id
 
     @property
+    def affinity_held(self) -> bool | None:
+        """Whether the key that last served the acquire's ``affinity`` was chosen (``None``:
+        no affinity was asked, or no reservation was made)."""
+        return None if self.reservation is None else self.reservation.affinity_held
+
+    @property
     def model_name(self) -> str:
         """Model (pool) of the leased key."""
         return self.key.model_name

@@ -78,6 +78,7 @@ class KeyManager(Leasing):
             if quota_groups is None:
                 quota_groups = doc.quota_groups
         self._keys: dict[str, APIKey] = _key_table(keys or [])
+        self._keys_version = 0
         self._groups: dict[str, QuotaGroup] = _checked_groups(self._keys, quota_groups or ())
         self._max_tpm = _max_tpm_by_model(self._keys.values())
         _report_window_mismatch(self._keys.values(), self.settings.window_seconds)
@@ -108,6 +109,12 @@ class KeyManager(Leasing):
         """Every key, active or not."""
         return list(self._keys.values())
 
+    @property
+    def keys_version(self) -> int:
+        """A counter bumped by every change of the keys (add, remove, reload, set_keys):
+        what caches per key (provider models) compare to know they must look again."""
+        return self._keys_version
+
     def get_key(self, key_id: str) -> APIKey:
         """The key ``key_id``."""
         try:
@@ -137,6 +144,7 @@ class KeyManager(Leasing):
             save_keys_file(self.key_store_path, list(keys.values()), list(table.values()))
         with self._lock:
             self._keys = keys
+            self._keys_version += 1
             self._groups = table
             self._max_tpm = _max_tpm_by_model(keys.values())
             self.limiter.set_keys(keys.values(), table.values())

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rotating_llm._bounds import MAX_LIMIT
+from rotating_llm._bounds import MAX_LIMIT, MAX_TIER
 
 __all__ = ["APIKey", "QuotaGroup"]
 
@@ -39,6 +39,8 @@ class APIKey(BaseModel):
         base_url: Endpoint this key belongs to; every face sends its requests there.
         quota_group: The :class:`QuotaGroup` whose limits this key shares with others
             (keys of one provider project), or ``None``.
+        tier: 0 (default) to ``MAX_TIER``: a key is granted only when no key of a lower
+            tier of its pool has room (free keys at 0, paid ones above as overflow).
     """
 
     model_config = ConfigDict(
@@ -57,6 +59,7 @@ class APIKey(BaseModel):
     weight: float = Field(1.0, gt=0, le=MAX_WEIGHT, allow_inf_nan=False)
     base_url: str | None = None
     quota_group: str | None = None
+    tier: int = Field(0, ge=0, le=MAX_TIER, strict=True)
 
     @field_validator("quota_group")
     @classmethod

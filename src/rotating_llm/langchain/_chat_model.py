@@ -41,6 +41,7 @@ from rotating_llm.langchain._rotation import (
 )
 from rotating_llm.langchain._structured import STRUCTURED_KWARG, provider_kwargs, structured
 from rotating_llm.secrets import SecretStore
+from rotating_llm.tokens import aprepare
 
 __all__ = ["RotatingChatModel"]
 
@@ -141,7 +142,7 @@ class RotatingChatModel(BaseChatModel):
         else:
             raise ConfigError("RotatingChatModel needs key_manager= or keys= (file or list)")
         self._manager = manager
-        self._providers = ProviderCache(self.provider_factories)
+        self._providers = ProviderCache(self.provider_factories, keys=manager)
         pool = [k for k in manager.keys if k.active and k.model_name == self.model]
         if not pool:
             raise ConfigError(
@@ -150,6 +151,17 @@ class RotatingChatModel(BaseChatModel):
         for key in manager.keys:
             self._providers.check_provider(key.provider, key.key_id)
         return self
+
+    def close(self) -> None:
+        """Drop the provider models built for sync calls (the manager stays open)."""
+        self._providers.clear()
+
+    async def aclose(self) -> None:
+        """Close and drop the provider models of the running loop (and the sync ones).
+
+        The manager stays open: it may serve other models; close it on its own.
+        """
+        await self._providers.aclose()
 
     # -- LangChain plumbing -----------------------------------------------------------
 
@@ -305,7 +317,7 @@ class RotatingChatModel(BaseChatModel):
     async def _alease(
         self, att: Attempts, kwargs: dict[str, Any]
     ) -> tuple[Lease, BaseChatModel, dict[str, Any]]:
-        """Async twin of :meth:`_lease` (the provider model is built for this call)."""
+        """Async twin of :meth:`_lease` (the provider model is the running loop's)."""
         try:
             lease = await self._manager.aacquire(
                 att.pool,
@@ -317,7 +329,7 @@ class RotatingChatModel(BaseChatModel):
             raise att.exhausted(exc) from exc
         att.count += 1
         try:
-            inner = self._providers.get(self._spec(lease), use_async=True)
+            inner = await self._providers.aget(self._spec(lease))
             return lease, inner, self._call_kwargs(inner, kwargs)
         except BaseException:
             await lease.arelease()
@@ -361,6 +373,7 @@ class RotatingChatModel(BaseChatModel):
 
             return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
         stop = stop or self.stop
+        await aprepare()  # the tokenizer's first load runs in a worker thread
         att = self._attempts(messages, kwargs)
         while True:
             lease, inner, call = await self._alease(att, kwargs)
@@ -371,8 +384,6 @@ class RotatingChatModel(BaseChatModel):
                 if delay:
                     await asyncio.sleep(delay)
                 continue
-            finally:
-                await self._providers.aafter_call(inner)
             await lease.acomplete(usage_tokens(result.generations))
             annotate_result(result, lease, att.count)
             return result
@@ -417,6 +428,7 @@ class RotatingChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         stop = stop or self.stop
+        await aprepare()
         att = self._attempts(messages, kwargs)
         while True:
             lease, inner, call = await self._alease(att, kwargs)
@@ -439,7 +451,6 @@ class RotatingChatModel(BaseChatModel):
             finally:
                 if not lease.settled:
                     await lease.acomplete(usage_tokens(seen))
-                await self._providers.aafter_call(inner)
             return
 
 

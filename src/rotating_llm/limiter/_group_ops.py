@@ -59,10 +59,12 @@ class GroupOps:
         return self._groups.get(key.quota_group) if key.quota_group else None
 
     def _limits_arg(self, key: APIKey) -> str:
-        """The schema's LIMITS of ``key``, naming its group (``-``: none)."""
+        """The schema's LIMITS of ``key``, naming its group (``-``: none), and its tier
+        unless it is 0."""
         group = self._group_of(key)
         name = group_name(group.group_id) if group else "-"
-        return f"{key.rpm} {key.tpm} {key.rpd or 0} {key.tpd or 0} {key.weight} {name}"
+        out = f"{key.rpm} {key.tpm} {key.rpd or 0} {key.tpd or 0} {key.weight} {name}"
+        return f"{out} {key.tier}" if key.tier else out
 
     def _group_register_args(self, keys: Sequence[APIKey]) -> list[str]:
         """Register pairs of the groups of ``keys`` (a pool's active keys)."""

@@ -14,6 +14,7 @@ from rotating_llm._bounds import DELAY_MARGIN_S, check_delay
 from rotating_llm.config import Settings, Strategy
 from rotating_llm.errors import ConfigError, KeyNotFoundError, StoreTimeoutError
 from rotating_llm.limiter import _schema as schema
+from rotating_llm.limiter._affinity import affinity_digest
 from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._group_ops import GroupOps
@@ -35,9 +36,10 @@ _CANDIDATES = 2
 _RELEASE_BUDGET_S = 30.0
 # positions in the schema's grant and refusal replies (parsed on every decision)
 _GRANT_SPLIT = len(schema.GRANT) - 1  # the key id is last and may hold no space
-_G_RES, _G_DAY, _G_NOW, _G_KEY = (
-    schema.GRANT.index(f) for f in ("reservation_id", "day", "now_us", "key_id")
+_G_RES, _G_DAY, _G_NOW, _G_AFF, _G_KEY = (
+    schema.GRANT.index(f) for f in ("reservation_id", "day", "now_us", "affinity", "key_id")
 )
+_HELD = {"-": None, "1": True, "0": False}
 _R_CODE, _R_RETRY = (schema.REFUSAL.index(f) for f in ("code", "retry_after_us"))
 
 
@@ -55,6 +57,9 @@ class Reservation(NamedTuple):
     store: Store
     #: When the script granted it, in microseconds on Redis's clock.
     granted_at_us: int = 0
+    #: Whether the key that last served the acquire's affinity was chosen (``None``: no
+    #: affinity was asked).
+    affinity_held: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,16 @@ class KeyUsage:
 _MAX_SETTING_S = 7 * 86400
 
 
+def _tiers_arg(keys: Iterable[APIKey]) -> str:
+    """The acquire script's ``tiers`` of a pool: its keys' tiers ascending, ``""`` if all 0."""
+    tiers = sorted({k.tier for k in keys})
+    return "" if tiers in ([], [0]) else ",".join(map(str, tiers))
+
+
 def _check_settings(settings: Settings) -> None:
     """The settings that reach the scripts are finite and at most a week."""
-    for name in ("window_seconds", "cooldown_base_seconds", "cooldown_max_seconds"):
+    names = ("window_seconds", "cooldown_base_seconds", "cooldown_max_seconds")
+    for name in (*names, "affinity_ttl_seconds"):
         value = getattr(settings, name)
         if not (isinstance(value, (int, float)) and 0 < value <= _MAX_SETTING_S):
             raise ConfigError(
@@ -112,6 +124,9 @@ class RedisLimiter(GroupOps):
         self._keys: dict[str, APIKey] = {}
         self._groups: dict[str, QuotaGroup] = {}
         self._pools: dict[str, list[APIKey]] = {}
+        #: pool -> its tiers for the acquire script ("0,2"; "": every key is of tier 0)
+        self._tiers: dict[str, str] = {}
+        self._affinity_ttl_ms = max(1, int(settings.affinity_ttl_seconds * 1000))
         self._registered: dict[int, tuple[int, set[str]]] = {}
         self._lock = threading.Lock()
         self._settler = Settler()
@@ -140,6 +155,7 @@ class RedisLimiter(GroupOps):
             self._keys = known
             self._groups = table
             self._pools = {p: by_pool.get(p, []) for p in set(by_pool) | gone}
+            self._tiers = {p: _tiers_arg(keys) for p, keys in self._pools.items()}
             self._registered.clear()
 
     def pool_of(self, key_id: str) -> str:
@@ -206,6 +222,7 @@ class RedisLimiter(GroupOps):
         strategy: Strategy,
         exclude: Sequence[str],
         request_id: str,
+        affinity: str = "",
     ) -> list[Any]:
         rnd = 0.0
         if strategy == "weighted":
@@ -213,13 +230,23 @@ class RedisLimiter(GroupOps):
 
             rnd = random.random()
         head = self._head(store, pool)
-        return [*head, est, strategy, rnd, _CANDIDATES, ",".join(exclude), request_id]
+        return [
+            *(*head, est, strategy, rnd, _CANDIDATES, ",".join(exclude), request_id),
+            *(self._tiers.get(pool, ""), affinity, self._affinity_ttl_ms),
+        ]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
         if isinstance(raw, str):  # granted: the schema's GRANT fields
             f = raw.split(" ", _GRANT_SPLIT)
             return Reservation(
-                pool, f[_G_KEY], f[_G_RES], int(f[_G_DAY]), est, store, int(f[_G_NOW])
+                pool,
+                f[_G_KEY],
+                f[_G_RES],
+                int(f[_G_DAY]),
+                est,
+                store,
+                int(f[_G_NOW]),
+                _HELD[f[_G_AFF]],
             )
         code = int(raw[_R_CODE])
         if code == -1:  # the store lost the pool's config (flushed or restarted)
@@ -237,19 +264,23 @@ class RedisLimiter(GroupOps):
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
         request_id: str | None = None,
+        affinity: str | None = None,
     ) -> Reservation | Refusal:
         """One select-and-reserve call for ``pool`` (registering the pool first if needed).
 
         ``request_id`` names this attempt (default: a new id). Every resend of the call
         (after a timeout) carries it, so the store returns the first grant, not a second.
+        ``affinity`` (a conversation's id): the key that last served it is chosen while it
+        has room (and no key of a lower tier has); the grant says whether it was.
         """
         strat = strategy or self.settings.strategy
         rid = new_request_id() if request_id is None else check_request_id(request_id)
+        aff = affinity_digest(affinity)
 
         def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 self._ensure(store, pool)
-                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid)
+                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid, aff)
                 try:
                     raw = store.call("acquire", store.pool_keys(pool), args)
                 except StoreTimeoutError:  # it may still be granted: release it then
@@ -274,17 +305,19 @@ class RedisLimiter(GroupOps):
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
         request_id: str | None = None,
+        affinity: str | None = None,
     ) -> Reservation | Refusal:
         """Async twin of :meth:`reserve`."""
         strat = strategy or self.settings.strategy
         rid = new_request_id() if request_id is None else check_request_id(request_id)
+        aff = affinity_digest(affinity)
 
         sent: list[tuple[Store, list[Any]]] = []
 
         async def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 await self._aensure(store, pool)
-                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid)
+                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid, aff)
                 sent.append((store, args))
                 try:
                     raw = await store.acall("acquire", store.pool_keys(pool), args)

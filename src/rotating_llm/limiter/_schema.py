@@ -9,7 +9,9 @@ in front of every script, so a script that uses a name not declared here fails t
 Keys of one pool share its hash tag and carry the layout version::
 
     <prefix>v3:{<pool>}:avail         zset  key_id -> earliest instant it may admit
-    <prefix>v3:{<pool>}:cfg           hash  key_id -> limits "rpm tpm rpd tpd weight group"
+    <prefix>v3:{<pool>}:avail:<tier>  zset  the same, of the keys of a tier > 0
+    <prefix>v3:{<pool>}:cfg           hash  key_id -> limits "rpm tpm rpd tpd weight group
+                                            [tier]" (no tier: 0)
     <prefix>v3:{<pool>}:use           hash  key_id -> "cnt day n dt old seq|<limits>",
                                             key_id ":s" -> tokens held (an integer)
     <prefix>v3:{<pool>}:rpm:<key_id>  zset  "<reservation id>:<tokens>" -> instant
@@ -21,6 +23,7 @@ Keys of one pool share its hash tag and carry the layout version::
                                             that minute (Redis's clock, RATES below)
     <prefix>v3:{<pool>}:groups        hash  @<group> -> its limits "rpm tpm rpd tpd 0 -",
                                             @<group>:k -> member key ids "k1,k2"
+    <prefix>v3:{<pool>}:aff:<digest>  string  the key id that last served an affinity
 
 A quota group is counted like a key named ``@<group>`` (:data:`GROUP_MARK`): its summary
 ``@<group>`` and token count ``@<group>:s`` in ``use`` (and ``@<group>:b`` while members
@@ -59,7 +62,11 @@ HEAD = ("window_us", "day_0", "day_1", "day_2", "day_3")
 #: variable tail: ``register`` key id / limits pairs (or key ids to remove), ``status``
 #: key ids.
 ARGS: dict[str, tuple[str, ...]] = {
-    "acquire": (*HEAD, "est", "strategy", "random", "candidates", "exclude", "request_id"),
+    "acquire": (
+        *HEAD,
+        *("est", "strategy", "random", "candidates", "exclude", "request_id", "tiers"),
+        *("affinity", "affinity_ttl_ms"),
+    ),
     "settle": (
         *HEAD,
         *("key_id", "reservation_id", "reserved", "action", "value", "day", "daily", "group"),
@@ -72,7 +79,8 @@ ARGS: dict[str, tuple[str, ...]] = {
 }
 
 #: A grant: one string, these fields separated by single spaces (key id last).
-GRANT = ("reservation_id", "day", "now_us", "key_id")
+#: ``affinity``: ``-`` none was asked, ``1`` the affinity's key was chosen, ``0`` not.
+GRANT = ("reservation_id", "day", "now_us", "affinity", "key_id")
 #: A refusal: an array of these, then key id / reason pairs. ``code`` 0 is a refusal,
 #: -1 says the pool's config is missing (register and call again).
 REFUSAL = ("code", "retry_after_us", "now_us")
@@ -89,8 +97,9 @@ STATUS = (
     "disabled_reason",
     "next_fit_us",
 )
-#: The limits of a key as registered: these, separated by single spaces.
-LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight", "group")
+#: The limits of a key as registered: these, separated by single spaces (``tier`` only
+#: when it is not 0).
+LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight", "group", "tier")
 #: The start of a quota group's name where keys are named (a key id never starts so).
 GROUP_MARK = "@"
 

@@ -24,6 +24,7 @@ from rotating_llm.litellm._errors import PoolExhaustedError, PoolRequestTooLarge
 from rotating_llm.litellm._install import keys_from_file, new_manager
 from rotating_llm.litellm._keys import deployment_id, deployment_key, estimate_tokens
 from rotating_llm.litellm._strategy import Estimator
+from rotating_llm.tokens import aprepare
 
 __all__ = ["RotatingFilter"]
 
@@ -120,6 +121,7 @@ class RotatingFilter(LeaseSettler):
         if any(known.get(kid) != key for kid, (key, _) in keys.items()):
             await asyncio.to_thread(self._learn, pool, [key for key, _ in keys.values()])
         exclude = [kid for kid in self._known.get(pool, {}) if kid not in keys]
+        await aprepare()  # the tokenizer's first load runs in a worker thread
         est = int(self.estimator(messages, None, request_kwargs))
         try:
             lease = await self.manager.aacquire(pool, est, self.max_wait, exclude=exclude)

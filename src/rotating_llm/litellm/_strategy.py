@@ -15,6 +15,7 @@ from rotating_llm.keys.models import APIKey
 from rotating_llm.litellm._book import LeaseBook, stamp
 from rotating_llm.litellm._errors import PoolExhaustedError, PoolRequestTooLargeError
 from rotating_llm.litellm._keys import deployment_id, deployment_key, estimate_tokens, key_id_for
+from rotating_llm.tokens import aprepare
 
 __all__ = ["Deployment", "Estimator", "RotatingStrategy", "group_keys", "router_deployments"]
 
@@ -244,6 +245,7 @@ class RotatingStrategy(CustomRoutingStrategyBase):
     ) -> Deployment:
         """Async twin of :meth:`get_available_deployment`."""
         pool, by_key, exclude = self._candidates(model, specific_deployment)
+        await aprepare()  # the tokenizer's first load runs in a worker thread
         est = self._estimate(messages, input, request_kwargs)
         exclude = exclude + await self._acooled(by_key)
         try:

@@ -4,10 +4,12 @@
 -- ...) are argument and reply positions from rotating_llm.limiter._schema, whose
 -- generated header is loaded in front of this file. Every pool script is called as:
 --   KEYS[1] = <prefix>v3:{<pool>}:avail   zset key_id -> earliest instant it may admit
---   KEYS[2] = <prefix>v3:{<pool>}:cfg     hash key_id -> "rpm tpm rpd tpd weight group"
+--   KEYS[2] = <prefix>v3:{<pool>}:cfg     hash key_id -> "rpm tpm rpd tpd weight group[ tier]"
 --   ARGV[HEAD_*]                          window (us), four daily reset instants (us)
 -- Other keys are derived from KEYS[1] by replacing the trailing "avail", so they share
 -- the pool's hash tag and the script stays on one cluster slot:
+--   avail:<tier>   zset like avail, of the keys of that tier (> 0; tier 0 is in avail)
+--   aff:<digest>   string: the key id that last served an affinity (acquire.lua)
 --   use            hash key_id -> "cnt day n dt old seq|<limits>", key_id..':s' -> tokens held
 --   rpm:<kid>      zset "<reservation id>:<tokens>" -> instant it counts from
 --   cooldown:<kid>, backoff:<kid>, disabled (hash key_id -> reason)
@@ -37,6 +39,7 @@
 -- The same code serves as a prelude of EVAL scripts and as a function library (FCALL,
 -- Redis 7+): per-call state lives in the locals below and is set by begin().
 local KEYS, ARGV, AVAIL, CFG, BASE, K_USE, K_DISABLED, K_GROUPS, WINDOW
+local SETS  -- the availability sets of every tier of the pool (set by acquire), or nil
 local NOW, NOW_S, CUTOFF, CUTOFF_S, STALE
 local DAY_S, NEXT_RESET
 local INF = 1 / 0
@@ -70,7 +73,7 @@ local function begin(keys, args)
   NOW_S = t[1] .. string.sub('00000' .. t[2], -6)  -- (string.format costs more)
   CUTOFF = NOW - WINDOW
   STALE = CUTOFF - WINDOW
-  CUTOFF_S, DAY_S = nil, nil
+  CUTOFF_S, DAY_S, SETS = nil, nil, nil
 end
 
 -- Today's start as passed (DAY_S, a string stored as is) and the next reset after now
@@ -98,16 +101,16 @@ local function k_rpm(kid) return BASE .. 'rpm:' .. kid end
 local function k_cool(kid) return BASE .. 'cooldown:' .. kid end
 local function k_backoff(kid) return BASE .. 'backoff:' .. kid end
 
--- Limits from a config string "rpm tpm rpd tpd weight group" (0: no such limit; group
--- '-': none); nil if the key is not in the pool. The returned table is shared: never
--- change it.
+-- Limits from a config string "rpm tpm rpd tpd weight group[ tier]" (0: no such limit;
+-- group '-': none; no tier: 0); nil if the key is not in the pool. The returned table is
+-- shared: never change it.
 local function parse_limits(c)
   if not c then return nil end
   local lim = LIMITS[c]
   if lim then return lim end
-  local a, b, d, t, w, g = string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local a, b, d, t, w, g, r = string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(%d*)$')
   lim = {rpm = tonumber(a), tpm = tonumber(b), rpd = tonumber(d), tpd = tonumber(t),
-         weight = tonumber(w)}
+         weight = tonumber(w), tier = tonumber(r) or 0}
   if lim.rpm <= 0 then lim.rpm = INF end
   if lim.tpm <= 0 then lim.tpm = INF end
   if g ~= '-' then lim.group = g end
@@ -117,6 +120,31 @@ local function parse_limits(c)
 end
 
 local function limits(kid) return parse_limits(redis.call('HGET', CFG, kid)) end
+
+-- The availability set of a key of limits `lim`: AVAIL for tier 0 (or no limits).
+local function k_avail(lim)
+  if lim and lim.tier > 0 then return BASE .. 'avail:' .. int_s(lim.tier) end
+  return AVAIL
+end
+
+-- A key's score in its availability set and that set (nil, nil: in none).
+local function avail_score(kid)
+  local sc = redis.call('ZSCORE', AVAIL, kid)
+  if sc then return tonumber(sc), AVAIL end
+  local lim = limits(kid)
+  if lim and lim.tier > 0 then
+    local set = k_avail(lim)
+    sc = redis.call('ZSCORE', set, kid)
+    if sc then return tonumber(sc), set end
+  end
+  return nil, nil
+end
+
+-- Take a key (of limits `lim`, if known) out of every availability set it may be in.
+local function unlist(kid, lim)
+  redis.call('ZREM', AVAIL, kid)
+  if lim and lim.tier > 0 then redis.call('ZREM', k_avail(lim), kid) end
+end
 
 -- A key's usage from its summary "cnt day n dt old seq|limits" and token count:
 --   cnt, sum  requests and tokens of the members of rpm:<kid>
@@ -342,10 +370,12 @@ end
 local function group_full(g, at)
   if at == INF then at = NOW + 86400000000 end
   local s, ms = score_s(at), group_members(g)
-  for i = 1, #ms, 500 do  -- (a call takes a few thousand arguments at most)
-    local args = {'XX', 'GT'}
-    for j = i, math.min(i + 499, #ms) do args[#args + 1] = s; args[#args + 1] = ms[j] end
-    redis.call('ZADD', AVAIL, unpack(args))
+  for _, set in ipairs(SETS or {AVAIL}) do  -- XX: a key is only in its own tier's set
+    for i = 1, #ms, 500 do  -- (a call takes a few thousand arguments at most)
+      local args = {'XX', 'GT'}
+      for j = i, math.min(i + 499, #ms) do args[#args + 1] = s; args[#args + 1] = ms[j] end
+      redis.call('ZADD', set, unpack(args))
+    end
   end
   redis.call('HSET', K_USE, g .. ':b', '1')
 end
@@ -355,22 +385,22 @@ end
 -- does its group being full). An available key keeps its place in the
 -- least-recently-used order.
 local function rescore(kid)
-  if redis.call('HEXISTS', K_DISABLED, kid) == 1 then
-    redis.call('ZREM', AVAIL, kid)
+  local lim = limits(kid)
+  if not lim or redis.call('HEXISTS', K_DISABLED, kid) == 1 then
+    unlist(kid, lim)
     return
   end
-  local lim = limits(kid)
-  if not lim then redis.call('ZREM', AVAIL, kid); return end
+  local set = k_avail(lim)
   local at, _, gat = key_fit(kid, lim, 1, usage(kid))
   if gat > NOW then redis.call('HSET', K_USE, lim.group .. ':b', '1') end
   local cu = cooldown_until(kid)
   if cu and cu > at then at = cu end
   if at == INF then at = NOW + 86400000000 end
   if at <= NOW then
-    local cur = tonumber(redis.call('ZSCORE', AVAIL, kid))
-    if cur == nil or cur > NOW then redis.call('ZADD', AVAIL, NOW_S, kid) end
+    local cur = tonumber(redis.call('ZSCORE', set, kid))
+    if cur == nil or cur > NOW then redis.call('ZADD', set, NOW_S, kid) end
   else
-    redis.call('ZADD', AVAIL, score_s(at), kid)
+    redis.call('ZADD', set, score_s(at), kid)
   end
 end
 
@@ -378,7 +408,7 @@ end
 local function group_freed(g)
   if redis.call('HDEL', K_USE, g .. ':b') == 0 then return end
   for _, m in ipairs(group_members(g)) do
-    local sc = tonumber(redis.call('ZSCORE', AVAIL, m))
+    local sc = avail_score(m)
     if sc and sc > NOW then rescore(m) end
   end
 end

@@ -7,9 +7,17 @@
 -- instead of a second reservation. The grant is kept under req:<id> for REQ_TTL_MS.
 -- Candidates are the eligible keys (score <= now) in least-recently-used order. A key of
 -- a quota group fits only if the group fits too; both are reserved in this call.
--- Returns the GRANT fields as one string (the cheapest reply to send and to parse), or
--- the REFUSAL array followed by key id / reason pairs; code -1 when the pool's config is
--- missing (store flushed): register and call again.
+-- Tiers: ARGV[ACQUIRE_TIERS] the pool's tiers ascending ("0,1,3"; '': only tier 0). The
+-- eligible keys of one tier are in that tier's availability set; a tier is looked at only
+-- when no key of every lower tier fits, so a decision reads only a few candidates.
+-- Affinity: ARGV[ACQUIRE_AFFINITY] a digest naming a conversation ('' none); the key that
+-- last served it (aff:<digest>) is chosen if it fits and no lower tier has room, else the
+-- strategy decides; either way aff:<digest> names the key granted, for
+-- ARGV[ACQUIRE_AFFINITY_TTL_MS].
+-- Returns the GRANT fields as one string (the cheapest reply to send and to parse;
+-- affinity '-' none asked, '1' held, '0' not), or the REFUSAL array followed by key id /
+-- reason pairs; code -1 when the pool's config is missing (store flushed): register and
+-- call again.
 local req_key = BASE .. 'req:' .. ARGV[ACQUIRE_REQUEST_ID]
 local granted = redis.call('GET', req_key)
 if granted then return granted end
@@ -33,85 +41,119 @@ local deferred = nil
 local reasons = nil
 local nw = 0  -- HSET arguments of summaries changed, in WRITES [1..nw]
 local slot = 0
-local offset, offset_s, size_s = 0, '0', want_s  -- (strings: a number costs a format)
-while nfit < want do
-  local page = redis.call('ZRANGEBYSCORE', AVAIL, '-inf', NOW_S, 'LIMIT', offset_s, size_s)
-  local np = #page
-  if np == 0 then break end
-  offset = offset + np
-  offset_s, size_s = tostring(offset), '16'
-  for i = 1, np do FIELDS[2 * i - 1] = page[i]; FIELDS[2 * i] = skey(page[i]) end
-  local uses = redis.call('HMGET', K_USE, unpack(FIELDS, 1, 2 * np))
-  for i = 1, np do
-    local kid = page[i]
-    if excluded and excluded[kid] then
+local listed = 0  -- eligible keys listed, in every set looked at
+
+-- Candidate kid (summary s, token count tok, listed as eligible): whether it fits now,
+-- its limits and usage (nil if not in the pool). Records why not, and what to write.
+local function consider(kid, s, tok)
+  slot = slot + 1
+  local u = current(kid, s, tok, slot)
+  local dirty = not s
+  if not u.lim then  -- not copied yet: read the pool's config
+    u.lim, dirty = redis.call('HGET', CFG, kid), true
+  end
+  local lim = parse_limits(u.lim)
+  if not lim then
+    deferred = deferred or {}
+    deferred[#deferred + 1] = kid
+    return false
+  end
+  local ok = fits(lim, est, u)
+  if u.cnt > 0 and u.old <= (ok and STALE or CUTOFF) then
+    -- out-of-window members: trimmed when they decide, or when long past due
+    trim(u, kid)
+    dirty = true
+    if not ok then ok = fits(lim, est, u) end
+  end
+  if dirty then nw = put_use(WRITES, nw, kid, u) end
+  local g = lim.group
+  if ok and g then
+    local gs = GS and GS[g]
+    if not gs then
+      local gu, glim, gdirty = group_read(g)
+      local gok = true
+      if glim then
+        gok = fits(glim, est, gu)
+        if gu.cnt > 0 and gu.old <= (gok and STALE or CUTOFF) then
+          trim(gu, g)
+          gdirty = true
+          if not gok then gok = fits(glim, est, gu) end
+        end
+        if gdirty then nw = put_use(WRITES, nw, g, gu) end
+      end
+      gs = {gu, glim, gok}
+      GS = GS or {}
+      GS[g] = gs
+    end
+    if not gs[3] then
+      ok = false
+      local at, why = fit_time(g, gs[2], est, gs[1])
+      if at < retry_at then retry_at = at end
       reasons = reasons or {}
       reasons[#reasons + 1] = kid
-      reasons[#reasons + 1] = 'excluded'
-    else
-      local s = uses[2 * i - 1]
-      slot = slot + 1
-      local u = current(kid, s, uses[2 * i], slot)
-      local dirty = not s
-      if not u.lim then  -- not copied yet: read the pool's config
-        u.lim, dirty = redis.call('HGET', CFG, kid), true
-      end
-      local lim = parse_limits(u.lim)
-      if not lim then
+      reasons[#reasons + 1] = 'group ' .. why
+      if fit_time(g, gs[2], 1, gs[1]) > NOW then
         deferred = deferred or {}
         deferred[#deferred + 1] = kid
-      else
-        local ok = fits(lim, est, u)
-        if u.cnt > 0 and u.old <= (ok and STALE or CUTOFF) then
-          -- out-of-window members: trimmed when they decide, or when long past due
-          trim(u, kid)
-          dirty = true
-          if not ok then ok = fits(lim, est, u) end
-        end
-        if dirty then nw = put_use(WRITES, nw, kid, u) end
-        local g = lim.group
-        if ok and g then
-          local gs = GS and GS[g]
-          if not gs then
-            local gu, glim, gdirty = group_read(g)
-            local gok = true
-            if glim then
-              gok = fits(glim, est, gu)
-              if gu.cnt > 0 and gu.old <= (gok and STALE or CUTOFF) then
-                trim(gu, g)
-                gdirty = true
-                if not gok then gok = fits(glim, est, gu) end
-              end
-              if gdirty then nw = put_use(WRITES, nw, g, gu) end
-            end
-            gs = {gu, glim, gok}
-            GS = GS or {}
-            GS[g] = gs
-          end
-          if not gs[3] then
-            ok = false
-            local at, why = fit_time(g, gs[2], est, gs[1])
-            if at < retry_at then retry_at = at end
-            reasons = reasons or {}
-            reasons[#reasons + 1] = kid
-            reasons[#reasons + 1] = 'group ' .. why
-            if fit_time(g, gs[2], 1, gs[1]) > NOW then
-              deferred = deferred or {}
-              deferred[#deferred + 1] = kid
-            end
-          end
-        elseif not ok then
-          local at, why = fit_time(kid, lim, est, u)
-          if at < retry_at then retry_at = at end
-          reasons = reasons or {}
-          reasons[#reasons + 1] = kid
-          reasons[#reasons + 1] = why
-          -- a key that cannot take even the smallest request leaves the eligible set
-          if fit_time(kid, lim, 1, u) > NOW then
-            deferred = deferred or {}
-            deferred[#deferred + 1] = kid
-          end
-        end
+      end
+    end
+  elseif not ok then
+    local at, why = fit_time(kid, lim, est, u)
+    if at < retry_at then retry_at = at end
+    reasons = reasons or {}
+    reasons[#reasons + 1] = kid
+    reasons[#reasons + 1] = why
+    -- a key that cannot take even the smallest request leaves the eligible set
+    if fit_time(kid, lim, 1, u) > NOW then
+      deferred = deferred or {}
+      deferred[#deferred + 1] = kid
+    end
+  end
+  return ok, lim, u
+end
+
+-- The affinity's key, looked at first (and not again in its set): chosen if it fits.
+local aff_key, aff_kid, aff_lim, aff_u = nil, nil, nil, nil
+local aff_s = ARGV[ACQUIRE_AFFINITY]
+local tiers_s = ARGV[ACQUIRE_TIERS]
+if aff_s ~= '' then
+  aff_key = BASE .. 'aff:' .. aff_s
+  aff_kid = redis.call('GET', aff_key)
+  if aff_kid and excluded and excluded[aff_kid] then aff_kid = nil end
+  if aff_kid then
+    local sc = redis.call('ZSCORE', AVAIL, aff_kid)
+    if not sc and tiers_s ~= '' then sc = redis.call('ZSCORE', k_avail(limits(aff_kid)), aff_kid) end
+    if sc and tonumber(sc) <= NOW then
+      local r = redis.call('HMGET', K_USE, aff_kid, skey(aff_kid))
+      local ok, lim, u = consider(aff_kid, r[1], r[2])
+      if ok then aff_lim, aff_u = lim, u end
+    else
+      aff_kid = nil  -- not eligible: looked at (if at all) like any other key
+    end
+  end
+end
+
+-- Up to `want` keys of availability set `set` that fit, into F_* (least recently used
+-- first, paging past the ones that do not).
+local function scan(set)
+  local offset, offset_s, size_s = 0, '0', want_s  -- (strings: a number costs a format)
+  while nfit < want do
+    local page = redis.call('ZRANGEBYSCORE', set, '-inf', NOW_S, 'LIMIT', offset_s, size_s)
+    local np = #page
+    if np == 0 then break end
+    offset = offset + np
+    listed = listed + np
+    offset_s, size_s = tostring(offset), '16'
+    for i = 1, np do FIELDS[2 * i - 1] = page[i]; FIELDS[2 * i] = skey(page[i]) end
+    local uses = redis.call('HMGET', K_USE, unpack(FIELDS, 1, 2 * np))
+    for i = 1, np do
+      local kid = page[i]
+      if excluded and excluded[kid] then
+        reasons = reasons or {}
+        reasons[#reasons + 1] = kid
+        reasons[#reasons + 1] = 'excluded'
+      elseif kid ~= aff_kid then
+        local ok, lim, u = consider(kid, uses[2 * i - 1], uses[2 * i])
         if ok then
           nfit = nfit + 1
           F_KID[nfit], F_LIM[nfit], F_U[nfit] = kid, lim, u
@@ -120,6 +162,29 @@ while nfit < want do
       end
     end
   end
+end
+
+-- Tier by tier, lowest first: the affinity's key if it is of this tier and fits, else
+-- the tier's candidates; a higher tier only if nothing of this one fits.
+local held = false
+if tiers_s == '' then
+  if aff_lim then held = true else scan(AVAIL) end
+else
+  SETS = {}
+  for t in string.gmatch(tiers_s, '%d+') do
+    SETS[#SETS + 1] = t == '0' and AVAIL or BASE .. 'avail:' .. t
+  end
+  local n = 0
+  for t in string.gmatch(tiers_s, '%d+') do
+    n = n + 1
+    if aff_lim and aff_lim.tier == tonumber(t) then held = true; break end
+    scan(SETS[n])
+    if nfit > 0 then break end
+  end
+end
+if held then
+  nfit = 1
+  F_KID[1], F_LIM[1], F_U[1] = aff_kid, aff_lim, aff_u
 end
 
 -- headroom: the smallest share left of the RPM, TPM, RPD and TPD of the key (and of its
@@ -196,10 +261,15 @@ if nw > 0 then redis.call('HSET', K_USE, unpack(WRITES, 1, nw)) end
 if deferred then for _, d in ipairs(deferred) do rescore(d) end end
 
 if not pick then
-  local nxt = redis.call('ZRANGEBYSCORE', AVAIL, '(' .. NOW_S, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  if #nxt > 0 then
-    if tonumber(nxt[2]) < retry_at then retry_at = tonumber(nxt[2]) end
-  elseif offset == 0 and redis.call('EXISTS', CFG) == 0 then
+  local waiting = false
+  for _, set in ipairs(SETS or {AVAIL}) do
+    local nxt = redis.call('ZRANGEBYSCORE', set, '(' .. NOW_S, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #nxt > 0 then
+      waiting = true
+      if tonumber(nxt[2]) < retry_at then retry_at = tonumber(nxt[2]) end
+    end
+  end
+  if not waiting and listed == 0 and redis.call('EXISTS', CFG) == 0 then
     return {-1}
   end
   local out = {0, -1, NOW}
@@ -222,8 +292,18 @@ if g then
   if gat > at then at = gat end
 end
 if at == INF then at = NOW + 86400000000 end
-redis.call('ZADD', AVAIL, score_s(at), kid)
+redis.call('ZADD', k_avail(F_LIM[pick]), score_s(at), kid)
 if gat > NOW then group_full(g, gat) end  -- the group is full: so are its other keys
-local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. kid
+local aff = '-'
+if aff_key then
+  if held then
+    aff = '1'
+    redis.call('PEXPIRE', aff_key, ARGV[ACQUIRE_AFFINITY_TTL_MS])
+  else
+    aff = '0'
+    redis.call('SET', aff_key, kid, 'PX', ARGV[ACQUIRE_AFFINITY_TTL_MS])
+  end
+end
+local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. aff .. ' ' .. kid
 redis.call('SET', req_key, grant, 'PX', REQ_TTL_MS)
 return grant

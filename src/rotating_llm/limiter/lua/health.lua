@@ -39,7 +39,7 @@ if action == 'cooldown' or action == 'daily' then
     if cur == nil or cur < ms then
       redis.call('SET', k_cool(t), ARGV[HEALTH_REASON], 'PX', ms)
     end
-    if redis.call('ZSCORE', AVAIL, t) then rescore(t) end
+    if avail_score(t) then rescore(t) end
   end
   return ms
 elseif action == 'clear' then
@@ -47,7 +47,7 @@ elseif action == 'clear' then
   for _, t in ipairs(targets) do redis.call('DEL', k_cool(t), k_backoff(t)) end
 elseif action == 'disable' then
   redis.call('HSET', K_DISABLED, kid, ARGV[HEALTH_REASON])
-  redis.call('ZREM', AVAIL, kid)
+  unlist(kid, limits(kid))
   return 0
 elseif action == 'enable' then
   redis.call('HDEL', K_DISABLED, kid)

@@ -1,15 +1,16 @@
 -- Register keys of the pool. ARGV[REGISTER_MODE]: 'replace' (these are all the pool's
 -- active keys and groups), 'add' or 'remove'; then pairs key_id, "rpm tpm rpd tpd weight
--- group" (LIMITS of the schema; for 'remove': key ids), and for each quota group first a
--- pair '@<group>' (GROUP_MARK), "rpm tpm rpd tpd 0 -|<member,key,ids>". Counters and
--- reservations are kept; only the pool's membership and limits change.
+-- group[ tier]" (LIMITS of the schema; for 'remove': key ids), and for each quota group
+-- first a pair '@<group>' (GROUP_MARK), "rpm tpm rpd tpd 0 -|<member,key,ids>". Counters
+-- and reservations are kept; only the pool's membership and limits change (a key whose
+-- tier changed leaves its old tier's availability set).
 local mode = ARGV[REGISTER_MODE]
 local first = REGISTER_MODE + 1
 local seen, gseen = {}, {}
 if mode == 'remove' then
   for i = first, #ARGV do
+    unlist(ARGV[i], limits(ARGV[i]))
     redis.call('HDEL', CFG, ARGV[i])
-    redis.call('ZREM', AVAIL, ARGV[i])
     redis.call('HDEL', K_DISABLED, ARGV[i])
   end
   return #ARGV - first + 1
@@ -24,14 +25,16 @@ for i = first, #ARGV, 2 do
   else
     seen[id] = true
     nkeys = nkeys + 1
+    local old = limits(id)
+    if old and old.tier ~= parse_limits(ARGV[i + 1]).tier then unlist(id, old) end
     redis.call('HSET', CFG, id, ARGV[i + 1])
   end
 end
 if mode == 'replace' then
   for _, kid in ipairs(redis.call('HKEYS', CFG)) do
     if not seen[kid] then
+      unlist(kid, limits(kid))
       redis.call('HDEL', CFG, kid)
-      redis.call('ZREM', AVAIL, kid)
     end
   end
   for _, f in ipairs(redis.call('HKEYS', K_GROUPS)) do

@@ -41,6 +41,13 @@ local function correct(id, m, actual, delta, fix_day)
   return true
 end
 
+-- True if the reservation `m` of `id` is still in the window: one that left it (trimmed
+-- or not yet) is never re-dated into it; the trim takes it out as reserved.
+local function in_window(id, m)
+  local sc = redis.call('ZSCORE', k_rpm(id), m .. ':' .. reserved)
+  return sc ~= false and tonumber(sc) > CUTOFF
+end
+
 -- Release the reservation `m` of `id`: true if it was held.
 local function release(id, m)
   if redis.call('ZREM', k_rpm(id), m .. ':' .. reserved) == 0 then return false end
@@ -62,18 +69,23 @@ local delta, freed, gfreed = 0, false, false
 local outcome = ARGV[SETTLE_OUTCOME]
 if action == 'complete' then
   local actual = ARGV[SETTLE_VALUE]
+  local kheld, gheld = in_window(kid, resid), g and in_window(g, gm)
   if actual == reserved then
-    local held = redis.call('ZADD', k_rpm(kid), 'XX', 'GT', 'CH', NOW_S, resid .. ':' .. reserved)
-    if g then redis.call('ZADD', k_rpm(g), 'XX', 'GT', NOW_S, gm .. ':' .. reserved) end
-    if held == 1 and outcome ~= '' then count_rate(outcome, kid) end
+    if kheld then
+      redis.call('ZADD', k_rpm(kid), 'XX', 'GT', NOW_S, resid .. ':' .. reserved)
+      if outcome ~= '' then count_rate(outcome, kid) end
+    end
+    if gheld then redis.call('ZADD', k_rpm(g), 'XX', 'GT', NOW_S, gm .. ':' .. reserved) end
     return 0
   end
   local d = tonumber(actual) - tonumber(reserved)
-  if correct(kid, resid, actual, d, string.find(daily, 'k', 1, true)) then
+  if kheld and correct(kid, resid, actual, d, string.find(daily, 'k', 1, true)) then
     delta, freed = d, d < 0
     if outcome ~= '' then count_rate(outcome, kid) end
   end
-  if g and correct(g, gm, actual, d, string.find(daily, 'g', 1, true)) then gfreed = d < 0 end
+  if gheld and correct(g, gm, actual, d, string.find(daily, 'g', 1, true)) then
+    gfreed = d < 0
+  end
 elseif action == 'release' then
   if release(kid, resid) then delta, freed = -tonumber(reserved), true end
   if g and release(g, gm) then gfreed = true end
@@ -82,7 +94,7 @@ else
 end
 -- only freed capacity can make a waiting key available earlier
 if freed then
-  local sc = tonumber(redis.call('ZSCORE', AVAIL, kid))
+  local sc = avail_score(kid)
   if sc and sc > NOW then rescore(kid) end
 end
 if gfreed then group_freed(g) end
