@@ -4,6 +4,10 @@ Everything runs locally: the embedded store (or ``--redis-url``), the provider
 simulator on loopback, and worker threads that lease a key, call the simulator's
 Gemini REST API with it, and settle the lease from the answer. One "minute" lasts
 ``window`` seconds so the demo ends in well under 30 seconds.
+
+With three keys or more, two of them share one provider project (:data:`GROUP`): the
+simulator counts them together, as Gemini counts per project, and the pool declares the
+same quota group, so the pair never gets more than one key's requests between them.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from typing import Any
 from rotating_llm.config import Settings
 from rotating_llm.errors import RotatingLLMError
 from rotating_llm.failures import classify_http
-from rotating_llm.keys import APIKey, FailureKind, KeyManager
+from rotating_llm.keys import APIKey, FailureKind, KeyManager, QuotaGroup
 from rotating_llm.secrets import EnvSecretStore
 
 __all__ = ["DemoResult", "run_demo"]
 
 MODEL = "gemini-2.5-flash"
+#: The provider project that demo-key-2 and demo-key-3 share (with three keys or more).
+GROUP = "demo-project"
 
 
 @dataclass
@@ -41,6 +47,7 @@ class DemoResult:
     provider_429s: int = 0
     per_key: Counter[str] = field(default_factory=Counter)
     per_tier: Counter[int] = field(default_factory=Counter)
+    per_group: Counter[str] = field(default_factory=Counter)
     disabled: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -54,6 +61,7 @@ class DemoResult:
             "provider_429s": self.provider_429s,
             "per_key": dict(sorted(self.per_key.items())),
             "per_tier": {str(t): n for t, n in sorted(self.per_tier.items())},
+            "per_group": dict(sorted(self.per_group.items())),
             "disabled": self.disabled,
             "seconds": round(self.seconds, 2),
         }
@@ -99,6 +107,8 @@ def _one_request(km: KeyManager, result: DemoResult, lock: threading.Lock, n: in
                 result.served += 1
                 result.per_key[lease.key_id] += 1
                 result.per_tier[lease.key.tier] += 1
+                if lease.key.quota_group:
+                    result.per_group[lease.key.quota_group] += 1
             return
         verdict = classify_http(status, body, headers)
         if (
@@ -119,7 +129,7 @@ def _table(km: KeyManager, result: DemoResult) -> Any:
     from rich.table import Table
 
     table = Table(title=f"pool {MODEL} - one 'minute' = {km.settings.window_seconds:g}s")
-    for col in ("key", "tier", "state", "rpm window", "tokens", "served"):
+    for col in ("key", "tier", "group", "state", "rpm window", "tokens", "served"):
         table.add_column(col)
     for st in km.get_all_key_statuses(MODEL):
         used, limit = st["rpm_usage"], st["rpm_limit"]
@@ -135,12 +145,19 @@ def _table(km: KeyManager, result: DemoResult) -> Any:
         table.add_row(
             st["key_id"],
             "paid (1)" if st["tier"] else "free (0)",
+            st["quota_group"] or "-",
             state,
             f"{bar} {used}/{limit}",
             str(st["tpm_usage"]),
             str(result.per_key[st["key_id"]]),
         )
-    table.caption = f"waits {result.waits} ({result.wait_seconds:.1f}s in all)"
+    captions = [f"waits {result.waits} ({result.wait_seconds:.1f}s in all)"]
+    for g in km.get_all_group_statuses():
+        captions.append(
+            f"group {g['group_id']} ({', '.join(g['key_ids'])}): "
+            f"{g['rpm_usage']}/{g['rpm_limit']} in the window, one project's quota"
+        )
+    table.caption = "\n".join(captions)
     return table
 
 
@@ -165,7 +182,16 @@ def run_demo(
     console = Console(stderr=to_stderr)
     result = DemoResult(requests=requests)
     lock = threading.Lock()
-    with FakeProvider(rpm=rpm, tpm=1_000_000, window=window) as fp:
+    env = {f"API_KEY_DEMO_KEY_{i + 1}": "demo-" + secrets.token_urlsafe(24) for i in range(keys)}
+    grouped = [f"demo-key-{i}" for i in (2, 3)] if keys >= 3 else []
+    projects = {GROUP: [env[f"API_KEY_{k.upper().replace('-', '_')}"] for k in grouped]}
+    with FakeProvider(
+        rpm=rpm,
+        tpm=1_000_000,
+        window=window,
+        projects=projects if grouped else None,
+        project_rpm=rpm if grouped else None,
+    ) as fp:
         pool = [
             APIKey(
                 key_id=f"demo-key-{i + 1}",
@@ -175,14 +201,15 @@ def run_demo(
                 tpm=1_000_000,
                 base_url=fp.url,
                 tier=1 if i == 0 and keys >= 3 else 0,  # a paid key: overflow of the free
+                quota_group=GROUP if f"demo-key-{i + 1}" in grouped else None,
             )
             for i in range(keys)
         ]
-        env = {
-            f"API_KEY_DEMO_KEY_{i + 1}": "demo-" + secrets.token_urlsafe(24) for i in range(keys)
-        }
+        groups = [QuotaGroup(group_id=GROUP, rpm=rpm)] if grouped else []
         settings = Settings(redis_url=redis_url, window_seconds=window, key_prefix="demo:")
-        km = KeyManager(pool, settings=settings, secret_store=EnvSecretStore(env))
+        km = KeyManager(
+            pool, settings=settings, secret_store=EnvSecretStore(env), quota_groups=groups
+        )
         revoke_at = requests // 3 if keys > 1 else -1
         progress = Progress()
         task = progress.add_task("requests", total=requests)
