@@ -30,7 +30,22 @@ from rotating_llm.errors import StoreTimeoutError
 from rotating_llm.storage._direct import LostError, direct_kwargs
 from rotating_llm.storage._timing import Liveness, deadline_of
 
-__all__ = ["LoopConnection"]
+__all__ = ["LoopConnection", "connect_within"]
+
+
+async def connect_within(conn: Any, seconds: float) -> None:
+    """Connect ``conn`` and read its handshake within ``seconds``.
+
+    The library's asyncio connections have no socket timeout (so that writes stay
+    synchronous): a server that accepts but does not answer (``DEBUG SLEEP``, a stall)
+    would otherwise hold the handshake without bound.
+    """
+    try:
+        await asyncio.wait_for(conn.connect(), seconds)
+    except asyncio.TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise rex.TimeoutError(f"Timeout connecting to Redis within {seconds:g}s") from None
+
 
 _BROKEN = (rex.ConnectionError, rex.TimeoutError, OSError)
 _ATTEMPTS = 4
@@ -100,10 +115,9 @@ class LoopConnection:
                     0.01, min(self._liveness.timing.connect_timeout, left)
                 )
                 try:
-                    await asyncio.wait_for(conn.connect(), left)
+                    await connect_within(conn, left)
                     self._ready = True
-                except (asyncio.TimeoutError, rex.TimeoutError):
-                    await conn.disconnect(nowait=True)
+                except rex.TimeoutError:
                     budget = deadline - time.monotonic()
                     if await asyncio.to_thread(self._liveness.is_lost, budget):
                         raise LostError(f"Redis lost: {self._liveness.lost_reason()}") from None
