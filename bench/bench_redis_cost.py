@@ -12,6 +12,10 @@ of ``INFO commandstats``, summed over every command, divided by the operations r
   ``KeyManager.acquire`` then reads to name each key's reason in its error (a status
   read of every key: it grows with the pool, and only a refusal that is raised pays it);
 
+``grouped``: the same grant and refusal on a pool whose keys share quota groups of three
+(one provider project each, limits as far away as the keys'), against the ungrouped pool
+of the same size (issue target: at most 1.3x);
+
 and, on the same server in the same run, one hit of the ``limits`` library's moving
 window and fixed window (its Redis storage) and a trivial ``EVAL "return 1"``.
 JSON on stdout (and in --out). Redis time is the ceiling of one Redis: it bounds the
@@ -29,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 POOLS = (3, 100, 1000, 10000)
+GROUPED_POOLS = (3, 1000)
 TARGET_GRANT_US = 25.0
+TARGET_GROUPED_RATIO = 1.3
 
 
 def _stats(client: Any) -> dict[str, tuple[int, int]]:
@@ -72,10 +78,10 @@ def _script_us(delta: dict[str, tuple[int, int]]) -> float:
     return round(usec / calls, 2) if calls else 0.0
 
 
-def measure_pool(redis_url: str, size: int, n: int) -> dict[str, Any]:
+def measure_pool(redis_url: str, size: int, n: int, grouped: bool = False) -> dict[str, Any]:
     import redis
 
-    from rotating_llm import APIKey, KeyManager, Settings
+    from rotating_llm import APIKey, KeyManager, QuotaGroup, Settings
     from rotating_llm.errors import AllKeysExhaustedError
     from rotating_llm.limiter import Refusal
     from rotating_llm.secrets import EnvSecretStore
@@ -85,14 +91,30 @@ def measure_pool(redis_url: str, size: int, n: int) -> dict[str, Any]:
 
     def manager(model: str, rpm: int) -> Any:
         keys = [
-            APIKey(key_id=f"{model}{i}", model_name=model, provider="x", rpm=rpm, tpm=10**12)
+            APIKey(
+                key_id=f"{model}{i}",
+                model_name=model,
+                provider="x",
+                rpm=rpm,
+                tpm=10**12,
+                quota_group=f"{model}-p{i // 3}" if grouped else None,
+            )
             for i in range(size)
         ]
+        groups = (
+            [
+                QuotaGroup(group_id=f"{model}-p{j}", rpm=rpm * 3, tpm=10**12)
+                for j in range((size + 2) // 3)
+            ]
+            if grouped
+            else []
+        )
         env = {f"API_KEY_{model.upper()}{i}": "s" for i in range(size)}
         return KeyManager(
             keys,
             settings=Settings(redis_url=redis_url, key_prefix=prefix, redact_logs=False),
             secret_store=EnvSecretStore(env),
+            quota_groups=groups,
         )
 
     # grant path: limits far away, every call granted
@@ -130,6 +152,7 @@ def measure_pool(redis_url: str, size: int, n: int) -> dict[str, Any]:
     acquire = {k: v for k, v in grant.items() if k in _SCRIPTS}
     return {
         "keys": size,
+        "grouped": grouped,
         "grant_acquire_complete_us": _per_op(grant, n),
         "grant_script_us_per_call": _script_us(acquire),
         "refusal_acquire_us": _per_op(refusal, n),
@@ -178,10 +201,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1/0"))
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--pools", default=",".join(map(str, POOLS)))
+    parser.add_argument("--grouped-pools", default=",".join(map(str, GROUPED_POOLS)))
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     baselines = measure_limits(args.redis_url, args.n)
     pools = [measure_pool(args.redis_url, int(s), args.n) for s in args.pools.split(",")]
+    grouped = [
+        measure_pool(args.redis_url, int(s), args.n, grouped=True)
+        for s in args.grouped_pools.split(",")
+        if s
+    ]
+    plain = {p["keys"]: p for p in pools}
+    grouped_ratio = {
+        str(g["keys"]): {
+            what: round(g[what] / plain[g["keys"]][what], 2)
+            for what in ("grant_acquire_complete_us", "refusal_acquire_us")
+        }
+        for g in grouped
+        if g["keys"] in plain
+    }
     worst = max(p["grant_acquire_complete_us"] for p in pools)
     result = {
         "what": "Redis usec per operation (INFO commandstats deltas, all commands)",
@@ -194,6 +232,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "refusal_le_grant": all(
             p["refusal_acquire_us"] <= p["grant_acquire_complete_us"] for p in pools
         ),
+        "grouped_pools": grouped,
+        "grouped_vs_ungrouped": grouped_ratio,
+        "target_grouped_ratio": TARGET_GROUPED_RATIO,
     }
     text = json.dumps(result, indent=2)
     print(text)

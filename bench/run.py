@@ -8,7 +8,9 @@ Sections (``--only`` names): ``latency`` (decision latency vs a bare PING, pools
 100 / 1,000 keys), ``admission`` (over-admission with 1/4/8 processes vs LiteLLM's
 usage-based-routing-v2), ``goodput`` (served vs capacity and provider 429s under 3x
 demand vs LiteLLM's router and round robin), ``overhead`` (``RotatingChatModel`` vs
-``ChatGoogleGenerativeAI`` directly) and ``throughput`` (decisions/s from 1/4/8
+``ChatGoogleGenerativeAI`` directly), ``faces`` (the async and sync faces against what
+they wrap: ``ainvoke``/``invoke``, LiteLLM's ``Router``; a 1 ms ticker's lag beside each;
+also ``bench/results/faces.json``) and ``throughput`` (decisions/s from 1/4/8
 processes, one Redis vs a local Redis Cluster). Writes ``bench/results/results.json``
 and ``bench/results/benchmarks.png``; see ``bench/README.md``. Needs a Redis
 (``--redis-url``, default ``REDIS_URL`` else ``redis://127.0.0.1:6379/0``), and
@@ -34,7 +36,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:  # the scripts next to this one, as top-level modules
     sys.path.insert(0, str(BENCH_DIR))
 
-SECTIONS = ("latency", "admission", "goodput", "overhead", "throughput")
+SECTIONS = ("latency", "admission", "goodput", "overhead", "faces", "throughput")
 ADMISSION_SCENARIOS = (
     "rotating_llm",
     "usage-based-routing-v2",
@@ -50,6 +52,13 @@ TARGETS = {
     "import redis, pydantic; no framework loaded",
     "keys_1000_vs_3": "acquire+complete p50 at 1,000 keys <= 2x at 3 keys",
     "wrapper_overhead": "RotatingChatModel overhead p50 < 1 ms per call",
+    "ainvoke_p50_within_1ms": "RotatingChatModel.ainvoke p50 within 1 ms of "
+    "ChatGoogleGenerativeAI.ainvoke",
+    "ainvoke_ticker_lag_no_worse": "1 ms ticker p99 lag beside ainvoke no worse than beside "
+    "the direct model (1 ms allowance)",
+    "invoke_p50_within_1ms": "RotatingChatModel.invoke p50 within 1 ms of "
+    "ChatGoogleGenerativeAI.invoke",
+    "litellm_p50_within_1ms": "installed Router acompletion p50 within 1 ms of a plain Router",
 }
 
 
@@ -195,6 +204,21 @@ def section_overhead(redis_url: str, quick: bool) -> dict[str, Any]:
     return out
 
 
+def section_faces(redis_url: str, quick: bool) -> dict[str, Any]:
+    """The faces against what they wrap (``bench_faces``); also written to faces.json."""
+    import bench_faces
+
+    calls = 100 if quick else 400
+    log(f"faces: {calls} calls each, LangChain async and sync, LiteLLM")
+    out = bench_faces.run_faces(redis_url, calls=calls)
+    (BENCH_DIR / "results").mkdir(parents=True, exist_ok=True)
+    (BENCH_DIR / "results" / "faces.json").write_text(json.dumps(out, indent=2) + "\n")
+    out["targets"] = {
+        name: target(name, t["value"], t["met"]) for name, t in out["face_targets"].items()
+    }
+    return out
+
+
 def section_throughput(redis_url: str, quick: bool) -> dict[str, Any]:
     """Decisions/s against PINGs/s at the same process counts; a 3-master cluster with
     3 pools against one node with the same 3 pools."""
@@ -245,6 +269,7 @@ RUNNERS = {
     "admission": section_admission,
     "goodput": section_goodput,
     "overhead": section_overhead,
+    "faces": section_faces,
     "throughput": section_throughput,
 }
 

@@ -69,7 +69,9 @@ local delta, freed, gfreed = 0, false, false
 local outcome = ARGV[SETTLE_OUTCOME]
 if action == 'complete' then
   local actual = ARGV[SETTLE_VALUE]
-  local kheld, gheld = in_window(kid, resid), g and in_window(g, gm)
+  -- the group's member was made and re-dated with the key's: it is in the window iff that is
+  local kheld = in_window(kid, resid)
+  local gheld = g and kheld
   if actual == reserved then
     if kheld then
       redis.call('ZADD', k_rpm(kid), 'XX', 'GT', NOW_S, resid .. ':' .. reserved)
