@@ -159,7 +159,9 @@ def lua_header() -> str:
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
     kinds = ", ".join(repr(k) for k in LEARN_KINDS)
     out.append(f"local LEARN_KINDS = {{{kinds}}}\n")
-    out.append(f"local LEARNED_GROUP, LEARNED_GROUP_KIND = '{LEARNED_GROUP}', '{LEARNED_GROUP_KIND}'\n")
+    out.append(
+        f"local LEARNED_GROUP, LEARNED_GROUP_KIND = '{LEARNED_GROUP}', '{LEARNED_GROUP_KIND}'\n"
+    )
     rate_names = ", ".join(f"RATE_{n.upper()}" for n in RATES)
     out.append(f"local {rate_names} = {', '.join(repr(c) for c in RATES.values())}\n")
     return "".join(out)
