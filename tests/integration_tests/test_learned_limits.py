@@ -236,3 +236,23 @@ def test_a_second_process_sees_what_the_first_learned(redis_url: str, prefix: st
 
 def test_quota_ids_of_the_simulator_are_what_the_tests_use() -> None:
     assert "PerProject" in QUOTA_IDS["rpm"]
+
+
+def test_top_and_keys_status_show_learned_limits(
+    make: Make, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # rich would wrap the table's cells
+    from rotating_llm._cli_top import snapshot
+    from rotating_llm.cli import _print_statuses
+
+    keys = make_keys(2, rpm=10, quota_group="proj-a")
+    km = make(keys, quota_groups=[QuotaGroup(group_id="proj-a", rpm=9)])
+    km.learn("k0", gemini_429("rpm", 3))
+    km.learn("k0", gemini_429("tpm", 500, scope="project"))
+    rows = {r["key_id"]: r for r in snapshot(km)["pools"]["m"]}
+    assert rows["k0"]["learned_limits"] == "rpm 3 (file 10); group proj-a: tpm 500 (file -)"
+    assert rows["k1"]["learned_limits"] == "group proj-a: tpm 500 (file -)"
+    _print_statuses(km.get_all_key_statuses())
+    out = capsys.readouterr().out
+    assert "rpm 3 (file 10)" in out
+    assert "tpm 500 (file -)" in out
