@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -129,7 +129,7 @@ class RedisLimiter(GroupOps):
         self._settler = Settler()
         self._asettler = AsyncSettler()
         #: releases of grants whose caller was cancelled (kept so they are not collected)
-        self._abandoned: set[asyncio.Task[None]] = set()
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"
@@ -322,11 +322,7 @@ class RedisLimiter(GroupOps):
             out = await self.store.arun("acquire", op)
         except asyncio.CancelledError:
             if sent:  # the script may have granted it: take the grant back and release it
-                task = asyncio.ensure_future(
-                    self._release_abandoned(pool, estimated_tokens, *sent[-1])
-                )
-                self._abandoned.add(task)
-                task.add_done_callback(self._abandoned.discard)
+                self.in_background(self._release_abandoned(pool, estimated_tokens, *sent[-1]))
             raise
         if isinstance(out, Refusal) and (self._asettler.pending or self._settler.pending):
             # this process's own completions may free room: apply them, then look again
@@ -335,6 +331,13 @@ class RedisLimiter(GroupOps):
                 await asyncio.to_thread(self._settler.flush)
             out = await self.store.arun("acquire", op)
         return out
+
+    def in_background(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` (a release for a caller that gave up) on the running loop without
+        waiting for it; :meth:`aflush` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
 
     async def _release_abandoned(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
         """Release what an acquire whose caller was cancelled was granted: the same call
