@@ -174,3 +174,58 @@ async def test_a_killed_decision_connection_is_replaced(redis_url, prefix) -> No
             await lease.arelease()
     finally:
         await km.aclose()
+
+
+async def test_writes_reach_the_socket_without_a_task_per_command(redis_url, prefix) -> None:
+    """A decision's and a completion's write is made by the caller itself, in order: no
+    task per write (redis-py wraps a write in ``wait_for`` when its connection has a socket
+    timeout, which redis-py 8 gives every connection by default)."""
+    km = _manager(redis_url, prefix)
+    loop = asyncio.get_running_loop()
+    writes: list[str] = []
+    default = loop.get_task_factory()
+
+    def factory(lp: asyncio.AbstractEventLoop, coro: object, **kw: object) -> asyncio.Task[object]:
+        name = getattr(coro, "__qualname__", "")
+        if "send_packed_command" in name:
+            writes.append(name)
+        if default is not None:
+            return default(lp, coro, **kw)  # type: ignore[arg-type]
+        return asyncio.Task(coro, loop=lp, **kw)  # type: ignore[arg-type]
+
+    try:
+        await (await km.aacquire("m", 10)).acomplete(5)  # connections made
+        await km.limiter.aflush()
+        loop.set_task_factory(factory)
+        for _ in range(20):
+            await (await km.aacquire("m", 10)).acomplete(5)
+        await km.limiter.aflush()
+    finally:
+        loop.set_task_factory(default)
+        await km.aclose()
+    assert writes == []
+
+
+async def test_a_server_that_accepts_but_never_answers_times_the_handshake_out() -> None:
+    import redis.asyncio as aredis
+    import redis.exceptions as rex
+
+    from rotating_llm.storage._adirect import connect_within
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = aredis.Connection(host="127.0.0.1", port=port, socket_timeout=None)
+    try:
+        with pytest.raises(rex.TimeoutError, match=r"within 0\.3s"):
+            await connect_within(conn, 0.3)
+        assert accepted  # the TCP connection was made: it is the handshake that waited
+    finally:
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()

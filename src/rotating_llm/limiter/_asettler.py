@@ -31,6 +31,7 @@ import redis.exceptions as rex
 from hiredis import pack_command
 
 from rotating_llm.limiter._settler import _MAX_UNREAD, _Sent
+from rotating_llm.storage._adirect import connect_within
 from rotating_llm.storage._store import is_missing
 
 if TYPE_CHECKING:
@@ -55,7 +56,11 @@ class _Channel:
         kwargs = dict(pool.connection_kwargs)
         # writes must reach the transport in the order of ``sent``, synchronously: with a
         # socket timeout redis-py writes from a task of its own, so it is applied on reads
-        self.read_timeout: float = kwargs.pop("socket_timeout", None) or 5.0
+        # (``None`` explicitly: redis-py 8 gives a connection a 5 s socket timeout by
+        # default, and the connect timeout would follow it)
+        self.read_timeout: float = kwargs.get("socket_timeout") or 5.0
+        kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or self.read_timeout
+        kwargs["socket_timeout"] = None
         kwargs["client_name"] = CLIENT_NAME  # so an operator can tell it in CLIENT LIST
         self._kwargs, self._conn_class = kwargs, pool.connection_class
         self.conn: Any = self._new_connection()
@@ -75,7 +80,7 @@ class _Channel:
         if not self.ready:
             async with self.connecting:
                 if not self.ready:
-                    await self.conn.connect()
+                    await connect_within(self.conn, self.read_timeout)
                     self.ready = True
 
     async def write(self, item: _Sent) -> None:

@@ -21,7 +21,21 @@ from typing import Any
 import redis.exceptions as rex
 from hiredis import pack_command
 
-__all__ = ["LoopConnection"]
+__all__ = ["LoopConnection", "connect_within"]
+
+
+async def connect_within(conn: Any, seconds: float) -> None:
+    """Connect ``conn`` and read its handshake within ``seconds``.
+
+    The library's asyncio connections have no socket timeout (so that writes stay
+    synchronous): a server that accepts but does not answer (``DEBUG SLEEP``, a stall)
+    would otherwise hold the handshake without bound.
+    """
+    try:
+        await asyncio.wait_for(conn.connect(), seconds)
+    except asyncio.TimeoutError:
+        await conn.disconnect(nowait=True)
+        raise rex.TimeoutError(f"Timeout connecting to Redis within {seconds:g}s") from None
 
 
 class LoopConnection:
@@ -32,7 +46,11 @@ class LoopConnection:
         kwargs = dict(client.connection_pool.connection_kwargs)
         # writes must reach the transport synchronously, in order: with a socket timeout
         # redis-py writes from a task of its own, so the timeout applies to reads only
-        self._timeout: float = kwargs.pop("socket_timeout", None) or 5.0
+        # (``None`` explicitly: redis-py 8 gives a connection a 5 s socket timeout by
+        # default, and the connect timeout would follow it)
+        self._timeout: float = kwargs.get("socket_timeout") or 5.0
+        kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or self._timeout
+        kwargs["socket_timeout"] = None
         self._kwargs = kwargs
         self._conn: Any = self._new_connection()
         self._ready = False
@@ -49,7 +67,7 @@ class LoopConnection:
         if not self._ready:
             async with self._connecting:  # its handshake is read before anyone else reads
                 if not self._ready:
-                    await self._conn.connect()
+                    await connect_within(self._conn, self._timeout)
                     self._ready = True
         conn = self._conn
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
