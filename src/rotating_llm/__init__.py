@@ -22,6 +22,7 @@ from rotating_llm.errors import (
     RotatingLLMError,
     SecretStoreError,
     StoreError,
+    StoreTimeoutError,
     StoreUnavailableError,
 )
 
@@ -106,6 +107,7 @@ __all__ = [
     "SecretStoreError",
     "Settings",
     "StoreError",
+    "StoreTimeoutError",
     "StoreUnavailableError",
     "UserRateLimiter",
     "count_actual_tokens",

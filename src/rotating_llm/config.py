@@ -33,6 +33,8 @@ ENV_VARS: dict[str, str] = {
     "strategy": "ROTATING_LLM_STRATEGY",
     "on_store_failure": "ROTATING_LLM_ON_REDIS_FAILURE",
     "store_retry_interval": "ROTATING_LLM_REDIS_RETRY_SECONDS",
+    "store_deadline": "ROTATING_LLM_REDIS_DEADLINE_SECONDS",
+    "store_lost_after": "ROTATING_LLM_REDIS_LOST_SECONDS",
     "redis_max_connections": "ROTATING_LLM_REDIS_MAX_CONNECTIONS",
     "redis_pool_timeout": "ROTATING_LLM_REDIS_POOL_TIMEOUT",
     "max_wait": "ROTATING_LLM_MAX_WAIT",
@@ -77,6 +79,10 @@ class Settings(BaseModel):
     strategy: Strategy = "most_headroom"
     on_store_failure: FailureMode = "local"
     store_retry_interval: float = Field(1.0, gt=0)
+    #: What a store call may take past the caller's ``max_wait`` (seconds).
+    store_deadline: float = Field(1.0, gt=0, le=3600.0)
+    #: Redis is lost (failover) after this long without answering a probe (seconds).
+    store_lost_after: float = Field(3.0, gt=0, le=3600.0)
     redis_max_connections: int = Field(64, gt=0)
     redis_pool_timeout: float = Field(30.0, gt=0)
     max_wait: float = Field(30.0, ge=0)

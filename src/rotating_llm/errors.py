@@ -122,6 +122,14 @@ class StoreUnavailableError(StoreError):
     """The Redis store cannot be reached (connection refused, timeout, cluster down)."""
 
 
+class StoreTimeoutError(StoreUnavailableError):
+    """Redis did not answer within the call's deadline but is not lost (slow, stalled).
+
+    No failover follows: Redis still holds the limits. In ``allow`` mode the caller
+    proceeds without a reservation, as for any unavailable store.
+    """
+
+
 class CapacityError(RotatingLLMError):
     """The pool cannot serve a request."""
 

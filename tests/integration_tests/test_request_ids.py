@@ -56,21 +56,22 @@ def test_release_then_settle_again_stays_idempotent(
     assert _held(km) == 0
 
 
-def _timeout_after_reply(real: Callable[..., Any], error: type[Exception]) -> Callable[..., Any]:
-    """``read_response`` that reads the script's reply, then fails once as a stall would."""
+def _fail_after_reply(real: Callable[..., Any], error: type[Exception]) -> Callable[..., Any]:
+    """``read_response`` that reads the script's reply, then fails once as a connection
+    reset after the script ran would (the store opens it again and sends once more)."""
     state = {"failed": False}
 
     def read(*args: Any, **kwargs: Any) -> Any:
         reply = real(*args, **kwargs)
         if not state["failed"]:
             state["failed"] = True
-            raise error("Timeout reading from socket")
+            raise error("Connection reset by peer")
         return reply
 
     return read
 
 
-def test_sync_resend_after_a_timeout_reserves_once(
+def test_sync_resend_after_a_reset_reserves_once(
     manager_factory: Callable[..., KeyManager], store_target: dict[str, Any]
 ) -> None:
     if store_target.get("redis_cluster"):
@@ -80,7 +81,7 @@ def test_sync_resend_after_a_timeout_reserves_once(
     assert isinstance(km.limiter.reserve("m", 1), Reservation)  # opens this thread's conn
     assert store._direct is not None
     conn = store._direct._local.conn
-    conn.read_response = _timeout_after_reply(conn.read_response, redis.TimeoutError)
+    conn.read_response = _fail_after_reply(conn.read_response, redis.ConnectionError)
     res = km.limiter.reserve("m", 7)
     assert isinstance(res, Reservation)
     assert _held(km) == 2  # the warm-up and this one: the resend reserved nothing more

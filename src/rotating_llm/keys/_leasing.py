@@ -30,6 +30,7 @@ from rotating_llm.keys._flow import Flow, Step, adrive, drive
 from rotating_llm.keys._status import exhausted_reasons
 from rotating_llm.keys.lease import FailureKind, Lease
 from rotating_llm.limiter import RedisLimiter, Refusal, Reservation
+from rotating_llm.storage import call_deadline
 
 if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey, QuotaGroup
@@ -92,6 +93,11 @@ class Leasing:
         if math.isnan(max_wait) or max_wait < 0:
             raise ConfigError(f"max_wait must be >= 0 seconds, got {max_wait}")
         return start + max_wait
+
+    def _store_deadline(self, max_wait: float | None) -> float:
+        """When every store call of an acquire must have ended: ``max_wait`` plus one
+        ``store_deadline`` from now."""
+        return self._deadline(time.monotonic(), max_wait) + self.settings.store_deadline
 
     def _exclusions(self, extra: Sequence[str]) -> Sequence[str]:
         if not self._excluded:
@@ -212,13 +218,16 @@ class Leasing:
             ConfigError: ``model`` has no active keys.
             SecretStoreError: the only keys with room have no readable secret.
             StoreUnavailableError: Redis is lost and the failure mode is ``deny``.
+            StoreTimeoutError: Redis is slow (not lost) and did not answer within
+                ``max_wait`` plus ``settings.store_deadline``.
 
         ``affinity`` (a conversation's id, say): the key that last served it is chosen
         while it has room, else the strategy decides and the affinity moves to the key
         granted; ``Lease.affinity_held`` tells which.
         """
         flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
-        return drive(flow, self._sync_io)
+        with call_deadline(self._store_deadline(max_wait)):
+            return drive(flow, self._sync_io)
 
     async def aacquire(
         self,
@@ -232,7 +241,8 @@ class Leasing:
     ) -> Lease:
         """Async twin of :meth:`acquire` (the same rules, driven on the event loop)."""
         flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
-        return await adrive(flow, self._async_io, self.limiter.in_background)
+        with call_deadline(self._store_deadline(max_wait)):
+            return await adrive(flow, self._async_io, self.limiter.in_background)
 
     # -- the I/O of the flows: one table per shell ------------------------------------
 

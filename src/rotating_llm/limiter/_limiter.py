@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rotating_llm._bounds import DELAY_MARGIN_S, check_delay
 from rotating_llm.config import Settings, Strategy
-from rotating_llm.errors import ConfigError, KeyNotFoundError
+from rotating_llm.errors import ConfigError, KeyNotFoundError, StoreTimeoutError
 from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._affinity import affinity_digest
 from rotating_llm.limiter._asettler import AsyncSettler
@@ -20,7 +20,7 @@ from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._group_ops import GroupOps
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._settler import Settler
-from rotating_llm.storage import FailoverStore, Store, translate_errors
+from rotating_llm.storage import FailoverStore, Store, call_deadline, translate_errors
 
 if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey, QuotaGroup
@@ -31,6 +31,9 @@ logger = logging.getLogger("rotating_llm.limiter")
 
 _US = 1_000_000
 _CANDIDATES = 2
+#: How long the release of an abandoned grant may wait for Redis: as long as the script
+#: keeps the grant of a request id (REQ_TTL_MS), after which nothing is left to release.
+_RELEASE_BUDGET_S = 30.0
 # positions in the schema's grant and refusal replies (parsed on every decision)
 _GRANT_SPLIT = len(schema.GRANT) - 1  # the key id is last and may hold no space
 _G_RES, _G_DAY, _G_NOW, _G_AFF, _G_KEY = (
@@ -278,7 +281,11 @@ class RedisLimiter(GroupOps):
             for _ in range(2):
                 self._ensure(store, pool)
                 args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid, aff)
-                raw = store.call("acquire", store.pool_keys(pool), args)
+                try:
+                    raw = store.call("acquire", store.pool_keys(pool), args)
+                except StoreTimeoutError:  # it may still be granted: release it then
+                    self._abandon(pool, estimated_tokens, store, args)
+                    raise
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
                     return out
@@ -312,7 +319,11 @@ class RedisLimiter(GroupOps):
                 await self._aensure(store, pool)
                 args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid, aff)
                 sent.append((store, args))
-                raw = await store.acall("acquire", store.pool_keys(pool), args)
+                try:
+                    raw = await store.acall("acquire", store.pool_keys(pool), args)
+                except StoreTimeoutError:  # it may still be granted: release it then
+                    self._aabandon(pool, estimated_tokens, store, args)
+                    raise
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
                     return out
@@ -322,7 +333,7 @@ class RedisLimiter(GroupOps):
             out = await self.store.arun("acquire", op)
         except asyncio.CancelledError:
             if sent:  # the script may have granted it: take the grant back and release it
-                self.in_background(self._release_abandoned(pool, estimated_tokens, *sent[-1]))
+                self._aabandon(pool, estimated_tokens, *sent[-1])
             raise
         if isinstance(out, Refusal) and (self._asettler.pending or self._settler.pending):
             # this process's own completions may free room: apply them, then look again
@@ -339,14 +350,34 @@ class RedisLimiter(GroupOps):
         self._abandoned.add(task)
         task.add_done_callback(self._abandoned.discard)
 
+    def _aabandon(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
+        """Release, in the background, what an acquire given up on may be granted."""
+        self.in_background(self._release_abandoned(pool, est, store, args))
+
+    def _abandon(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
+        """Sync twin of :meth:`_aabandon`: on a daemon thread of its own."""
+
+        def release() -> None:
+            try:
+                with call_deadline(time.monotonic() + _RELEASE_BUDGET_S):
+                    raw = store.call("acquire", store.pool_keys(pool), args)
+                    out = self._parse(store, pool, est, raw)
+                    if isinstance(out, Reservation):
+                        self.settle(out, "release", 0)
+            except Exception as exc:  # the reservation then expires with its window
+                logger.warning("could not release an abandoned reservation: %s", exc)
+
+        threading.Thread(target=release, name="rotating-llm-release", daemon=True).start()
+
     async def _release_abandoned(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
         """Release what an acquire whose caller was cancelled was granted: the same call
         resent (same request id) returns that grant, or makes one, and either is released."""
         try:
-            raw = await store.acall("acquire", store.pool_keys(pool), args)
-            out = self._parse(store, pool, est, raw)
-            if isinstance(out, Reservation):
-                await self.asettle(out, "release", 0)
+            with call_deadline(time.monotonic() + _RELEASE_BUDGET_S):
+                raw = await store.acall("acquire", store.pool_keys(pool), args)
+                out = self._parse(store, pool, est, raw)
+                if isinstance(out, Reservation):
+                    await self.asettle(out, "release", 0)
         except Exception as exc:  # the reservation then expires with its window
             logger.warning("could not release an abandoned reservation: %s", exc)
 

@@ -2,24 +2,33 @@
 
 Through redis-py's asyncio client every call checks a connection out of the pool and
 back (a lock and a queue), so 200 tasks deciding at once serialise on the pool and pay
-a round trip each. Here a Redis server's script calls from one loop share one
-connection: a call writes its packed command to the transport (no await before the
-write, so replies come back in the order of ``waiting``) and awaits a future; a reader
-task reads the replies in order and resolves them. Concurrent callers are thereby
-pipelined. A connection error fails the calls waiting on that connection, and each
-is then sent once more through redis-py's own client (its retry policy decides); the
-next call opens a new connection. The cluster and the embedded store use redis-py's
-client only.
+a round trip each. Here a Redis server's calls from one loop share one connection: a
+call writes its packed command to the transport (no await before the write, so replies
+come back in the order of ``waiting``) and awaits a future; a reader task reads the
+replies in order and resolves them. Concurrent callers are thereby pipelined.
+
+Replies are read without a socket timeout. A watchdog, armed while calls wait, fails
+each call whose deadline passed with :class:`StoreTimeoutError` (its reply is read and
+dropped later: the connection stays usable) and, when no reply came for a piece, asks
+the probe whether Redis is lost (see ``_timing``); if so, every waiting call fails with
+:class:`LostError` and the store fails over. A connection that broke is opened again
+and the calls waiting on it sent once more (calls are idempotent: acquires carry a
+request id). The cluster and the embedded store use redis-py's client only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
 import redis.exceptions as rex
 from hiredis import pack_command
+
+from rotating_llm.errors import StoreTimeoutError
+from rotating_llm.storage._direct import LostError, direct_kwargs
+from rotating_llm.storage._timing import Liveness, deadline_of
 
 __all__ = ["LoopConnection", "connect_within"]
 
@@ -38,66 +47,127 @@ async def connect_within(conn: Any, seconds: float) -> None:
         raise rex.TimeoutError(f"Timeout connecting to Redis within {seconds:g}s") from None
 
 
+_BROKEN = (rex.ConnectionError, rex.TimeoutError, OSError)
+_ATTEMPTS = 4
+
+
 class LoopConnection:
     """One event loop's pipelined connection to the server of a redis-py asyncio client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, liveness: Liveness, where: str) -> None:
         self._client = client
-        kwargs = dict(client.connection_pool.connection_kwargs)
-        # writes must reach the transport synchronously, in order: with a socket timeout
-        # redis-py writes from a task of its own, so the timeout applies to reads only
-        # (``None`` explicitly: redis-py 8 gives a connection a 5 s socket timeout by
-        # default, and the connect timeout would follow it)
-        self._timeout: float = kwargs.get("socket_timeout") or 5.0
-        kwargs["socket_connect_timeout"] = kwargs.get("socket_connect_timeout") or self._timeout
-        kwargs["socket_timeout"] = None
-        self._kwargs = kwargs
+        self._liveness = liveness
+        self._where = where
+        self._kwargs = direct_kwargs(client, None)
         self._conn: Any = self._new_connection()
         self._ready = False
         self._connecting = asyncio.Lock()
-        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._reader: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self._progress = 0.0  # when a reply was last read (or the queue started)
+        self._probe: asyncio.Future[None] | None = None
 
     def _new_connection(self) -> Any:
         return self._client.connection_pool.connection_class(**self._kwargs)
 
     async def execute(self, *command: Any) -> Any:
         """Send ``command`` on this loop's connection and await its reply."""
-        if not self._ready:
-            async with self._connecting:  # its handshake is read before anyone else reads
-                if not self._ready:
-                    await connect_within(self._conn, self._timeout)
+        deadline = deadline_of(self._liveness.timing)
+        packed = [pack_command(command)]
+        loop = asyncio.get_running_loop()
+        for _ in range(_ATTEMPTS):
+            if not self._ready:
+                await self._open(deadline)
+            conn = self._conn
+            fut: asyncio.Future[Any] = loop.create_future()
+            if not self._waiting:
+                self._progress = time.monotonic()
+            self._waiting.append((fut, deadline))
+            try:
+                await conn.send_packed_command(packed, check_health=False)
+            except _BROKEN as exc:
+                self._broken(conn, exc)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.ensure_future(self._read(conn))
+            if self._watch is None:
+                self._watch = loop.call_later(self._liveness.timing.piece, self._tick)
+            try:
+                return await fut
+            except LostError:
+                raise
+            except _BROKEN:  # the connection broke: open it again, send once more
+                continue
+        raise LostError(f"Redis lost: the connection to {self._where} keeps breaking")
+
+    async def _open(self, deadline: float) -> None:
+        """Connect (its handshake is read before anyone else reads) within the deadline."""
+        async with self._connecting:
+            while not self._ready:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreTimeoutError(
+                        f"Redis at {self._where}: no connection within the call's deadline"
+                    )
+                conn = self._conn
+                conn.socket_connect_timeout = max(
+                    0.01, min(self._liveness.timing.connect_timeout, left)
+                )
+                try:
+                    await connect_within(conn, left)
                     self._ready = True
-        conn = self._conn
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(fut)
-        try:
-            await conn.send_packed_command([pack_command(command)], check_health=False)
-        except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
-            self._broken(conn, exc)
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.ensure_future(self._read(conn))
-        try:
-            return await fut
-        except (rex.ConnectionError, rex.TimeoutError):
-            return await self._client.execute_command(*command)
+                except rex.TimeoutError:
+                    budget = deadline - time.monotonic()
+                    if await asyncio.to_thread(self._liveness.is_lost, budget):
+                        raise LostError(f"Redis lost: {self._liveness.lost_reason()}") from None
+                except rex.AuthenticationError:
+                    raise
+                except (rex.ConnectionError, OSError) as exc:
+                    self._liveness.refused()
+                    raise LostError(f"Redis lost: connection refused ({exc})") from None
 
     async def _read(self, conn: Any) -> None:
         while self._waiting and conn is self._conn:
             try:
-                reply: Any = await conn.read_response(timeout=self._timeout)
+                reply: Any = await conn.read_response()
             except rex.ResponseError as exc:
                 reply = exc
-            except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
+            except _BROKEN as exc:
                 self._broken(conn, exc)
                 return
-            fut = self._waiting.popleft()
-            if not fut.done():  # a cancelled caller's reply is read and dropped
+            self._progress = time.monotonic()
+            self._liveness.answered()
+            fut = self._waiting.popleft()[0]
+            if not fut.done():  # a caller past its deadline, or cancelled: reply dropped
                 if isinstance(reply, Exception):
                     fut.set_exception(reply)
                 else:
                     fut.set_result(reply)
+
+    def _tick(self) -> None:
+        """The watchdog: fail calls past their deadline; probe when no reply came."""
+        self._watch = None
+        if not self._waiting:
+            return
+        now = time.monotonic()
+        for fut, deadline in self._waiting:
+            if deadline <= now and not fut.done():
+                fut.set_exception(
+                    StoreTimeoutError(
+                        f"Redis at {self._where} did not answer within the call's deadline; "
+                        "it is slow, not lost"
+                    )
+                )
+        piece = self._liveness.timing.piece
+        if now - self._progress >= piece and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.ensure_future(self._check(self._conn))
+        self._watch = asyncio.get_running_loop().call_later(piece, self._tick)
+
+    async def _check(self, conn: Any) -> None:
+        """Probe (on a thread: it blocks); fail every waiting call if Redis is lost."""
+        if await asyncio.to_thread(self._liveness.is_lost):
+            self._broken(conn, LostError(f"Redis lost: {self._liveness.lost_reason()}"))
 
     def _broken(self, conn: Any, exc: BaseException) -> None:
         """Fail every call waiting on ``conn`` and start over on a new connection."""
@@ -105,7 +175,7 @@ class LoopConnection:
             return
         waiting, self._waiting = self._waiting, deque()
         err = exc if isinstance(exc, rex.RedisError) else rex.ConnectionError(str(exc))
-        for fut in waiting:
+        for fut, _ in waiting:
             if not fut.done():
                 fut.set_exception(err)
         self._conn = self._new_connection()
@@ -114,6 +184,9 @@ class LoopConnection:
 
     async def close(self) -> None:
         """Close the connection (calls still waiting fail)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
         await self._conn.disconnect(nowait=True)

@@ -3,9 +3,14 @@
 A decision sent through redis-py's client pays its pool checkout (a lock, a queue and a
 poll for stale data) and its per-command hooks: measured on a 3-key pool, acquire p50
 117 us through ``execute_command`` against 70 us here, beside ``client.ping()`` at 56 us
-(2.1x against 1.2x; the target is 2x). So a Redis server's script calls are written on
-a connection of the calling thread's own, packed by hiredis; everything else, and every
-call after a connection error, goes through redis-py's own client and its retry policy.
+(2.1x against 1.2x; the target is 2x). So a Redis server's calls are written on a
+connection of the calling thread's own, packed by hiredis.
+
+A reply is awaited on that connection until the call's deadline (see ``_timing``), in
+short pieces (the socket timeout), asking between pieces whether Redis is lost: a slow
+Redis is waited for, never sent the call again while the first copy may still run. A
+connection that broke (reset) is opened again and the call sent once more (every call
+is idempotent: acquires carry a request id); a refused connection means Redis is lost.
 The cluster and the embedded store use redis-py's client only.
 """
 
@@ -13,37 +18,156 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from typing import Any
 
 import redis
 from hiredis import pack_command
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-__all__ = ["DirectConnections"]
+from rotating_llm.errors import StoreTimeoutError
+from rotating_llm.storage._timing import Liveness, deadline_of, piece_of
+
+__all__ = ["DirectConnections", "LostError", "direct_kwargs", "ping_fresh"]
+
+
+class LostError(redis.ConnectionError):
+    """Redis is lost (refused, or silent past ``store_lost_after``): fail over."""
+
+
+_BROKEN = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def direct_kwargs(client: Any, socket_timeout: float | None) -> dict[str, Any]:
+    """A client's connection settings for a connection of our own: no retries of its
+    own (the deadline decides), reads that wait ``socket_timeout`` at a time."""
+    kwargs = dict(client.connection_pool.connection_kwargs)
+    kwargs["retry"] = Retry(NoBackoff(), 0)
+    kwargs["socket_timeout"] = socket_timeout
+    return kwargs
+
+
+def ping_fresh(client: Any, timeout: float) -> None:
+    """``PING`` the server of ``client`` on a fresh connection within ``timeout`` seconds
+    to connect and to answer (redis-py's ``ConnectionError`` if refused)."""
+    conn = client.connection_pool.connection_class(**direct_kwargs(client, timeout))
+    conn.socket_connect_timeout = timeout
+    try:
+        conn.connect()
+        conn.send_command("PING")
+        conn.read_response()
+    finally:
+        conn.disconnect()
 
 
 class DirectConnections:
     """Per-thread connections to the server of one redis-py client (fork-safe)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, liveness: Liveness, where: str) -> None:
         self._client = client
+        self._liveness = liveness
+        self._where = where
+        self._kwargs = direct_kwargs(client, liveness.timing.piece)
         self._local = threading.local()
         self._conns: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def execute(self, *command: Any) -> Any:
-        """Send ``command`` on this thread's own connection and read its reply."""
+    def _conn(self) -> Any:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():  # first use, or a forked child
-            pool = self._client.connection_pool
-            conn = local.conn = pool.connection_class(**pool.connection_kwargs)
+            conn = local.conn = self._client.connection_pool.connection_class(**self._kwargs)
             local.pid = os.getpid()
             self._conns.add(conn)
+        return conn
+
+    def execute(self, *command: Any) -> Any:
+        """Send ``command`` on this thread's own connection and read its reply."""
+        packed = [pack_command(command)]
+        conn = self._conn()
         try:
-            conn.send_packed_command([pack_command(command)])
-            return conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):  # redis-py closed it
-            return self._client.execute_command(*command)  # type: ignore[no-untyped-call]
+            conn.send_packed_command(packed, check_health=False)
+        except redis.AuthenticationError:
+            raise
+        except _BROKEN as exc:
+            return self._slow(conn, packed, exc, sent=False)
+        try:
+            reply = conn.read_response(disconnect_on_error=False)
+        except redis.ResponseError:
+            raise
+        except _BROKEN as exc:
+            return self._slow(conn, packed, exc, sent=True)
+        except BaseException:  # interrupted: the reply would be read by the next call
+            conn.disconnect()
+            raise
+        self._liveness.answered()
+        return reply
+
+    def _slow(self, conn: Any, packed: list[Any], exc: BaseException, sent: bool) -> Any:
+        """Wait for the reply on ``conn`` until the call's deadline (``sent``: the command
+        went out on it and it is open); reopen a broken connection and send again."""
+        timing = self._liveness.timing
+        deadline = deadline_of(timing)
+        start, breaks = time.monotonic(), 0
+        while True:
+            try:
+                if not (sent and isinstance(exc, redis.TimeoutError)):
+                    conn.disconnect()  # broken (or its write failed): open it again
+                    breaks += 1
+                    sent = False
+                    self._connect(conn, deadline, breaks, exc)
+                    conn.send_packed_command(packed, check_health=False)
+                    sent = True
+                else:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        raise StoreTimeoutError(
+                            f"Redis at {self._where} did not answer within the call's "
+                            f"deadline ({now - start:.2f}s more); it is slow, not lost"
+                        )
+                    if self._liveness.is_lost(deadline - now):
+                        raise LostError(f"Redis lost: {self._liveness.lost_reason()}")
+                piece = piece_of(timing, deadline, time.monotonic())
+                reply = conn.read_response(disconnect_on_error=False, timeout=piece or 0.001)
+            except (redis.ResponseError, redis.AuthenticationError):
+                raise
+            except LostError:
+                conn.disconnect()
+                raise
+            except _BROKEN as err:
+                exc = err
+                continue
+            except BaseException:  # our own errors, or interrupted: drop the reply
+                conn.disconnect()
+                raise
+            self._liveness.answered()
+            return reply
+
+    def _connect(self, conn: Any, deadline: float, breaks: int, why: BaseException) -> None:
+        """Connect ``conn`` again within the deadline, else :class:`LostError` (refused,
+        or silent past ``store_lost_after``) or :class:`StoreTimeoutError`."""
+        timing = self._liveness.timing
+        if breaks > 3:
+            raise LostError(f"Redis lost: the connection keeps breaking ({why})")
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreTimeoutError(
+                    f"Redis at {self._where}: no connection within the deadline"
+                )
+            conn.socket_connect_timeout = max(0.01, min(timing.connect_timeout, left))
+            try:
+                conn.connect()
+                return
+            except redis.TimeoutError:  # no answer to connect or handshake: slow or lost
+                if self._liveness.is_lost(deadline - time.monotonic()):
+                    raise LostError(f"Redis lost: {self._liveness.lost_reason()}") from None
+            except redis.AuthenticationError:
+                raise
+            except (redis.ConnectionError, OSError) as err:
+                self._liveness.refused()
+                raise LostError(f"Redis lost: connection refused ({err})") from None
 
     def close(self) -> None:
         """Close every thread's connection."""

@@ -4,11 +4,16 @@ Modes (``ROTATING_LLM_ON_REDIS_FAILURE``):
 ``local`` (default) runs the same scripts on a private in-process store until Redis
 answers again; ``allow`` fails open (the original design's behaviour: the caller proceeds without a
 reservation); ``deny`` raises :class:`StoreUnavailableError`. Recovery is automatic: Redis
-is probed again at most every ``store_retry_interval`` seconds.
+is probed again (``PING``) at most every ``store_retry_interval`` seconds.
+
+Only a lost Redis fails over (refused, or silent to probes past ``store_lost_after``);
+a call that ran out of its deadline on a Redis that is slow raises
+:class:`StoreTimeoutError` and leaves the mode as it is (see ``_timing``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -16,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from rotating_llm.config import FailureMode
-from rotating_llm.errors import StoreUnavailableError
+from rotating_llm.errors import StoreTimeoutError, StoreUnavailableError
 from rotating_llm.storage._errors import translate_errors
 from rotating_llm.storage._store import Store, embedded_store
 
@@ -73,11 +78,43 @@ class FailoverStore:
                 self._down_since = None
                 self.generation += 1
 
+    def _probe_due(self) -> bool | None:
+        """``False``: use the primary; ``None``: use the fallback; ``True``: ``PING`` the
+        lost primary first (every ``retry_interval``), so a caller never waits for a
+        silent Redis longer than that ping."""
+        if self._down_since is None:
+            return False
+        if time.monotonic() < self._next_probe:
+            return None
+        with self._lock:
+            self._next_probe = time.monotonic() + self.retry_interval
+        return True
+
     def _candidate(self) -> Store | None:
         """The primary if it should be tried now, else ``None``."""
-        if self._down_since is None or time.monotonic() >= self._next_probe:
-            return self.primary
-        return None
+        due = self._probe_due()
+        if due is None:
+            return None
+        if due:
+            try:
+                self.primary.probe(self.primary.timing.piece)
+            except Exception as exc:  # still lost
+                logger.debug("Redis still lost: %s", type(exc).__name__)
+                return None
+        return self.primary
+
+    async def _acandidate(self) -> Store | None:
+        """Async twin of :meth:`_candidate` (the ``PING`` runs on a thread)."""
+        due = self._probe_due()
+        if due is None:
+            return None
+        if due:
+            try:
+                await asyncio.to_thread(self.primary.probe, self.primary.timing.piece)
+            except Exception as exc:  # still lost
+                logger.debug("Redis still lost: %s", type(exc).__name__)
+                return None
+        return self.primary
 
     def run(self, operation: str, fn: Callable[[Store], T]) -> T:
         """Run ``fn`` on the primary, or as the failure mode says when it is lost."""
@@ -85,6 +122,8 @@ class FailoverStore:
         if store is not None:
             try:
                 result = fn(store)
+            except StoreTimeoutError:  # slow, not lost: Redis keeps the limits
+                raise
             except Exception as raw:  # translated once, off the hot path
                 try:
                     with translate_errors(operation, store.description):
@@ -107,11 +146,13 @@ class FailoverStore:
 
     async def arun(self, operation: str, fn: Callable[[Store], Awaitable[T]]) -> T:
         """Async twin of :meth:`run`."""
-        store = self._candidate()
+        store = await self._acandidate()
         if store is not None:
             try:
                 with translate_errors(operation, store.description):
                     result = await fn(store)
+            except StoreTimeoutError:  # slow, not lost: Redis keeps the limits
+                raise
             except StoreUnavailableError as exc:
                 self._mark_down(exc)
                 if self.mode != "local":

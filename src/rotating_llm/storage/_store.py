@@ -10,15 +10,14 @@ import weakref
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.exceptions import NoPermissionError, NoScriptError
 
-from rotating_llm.config import Settings
 from rotating_llm.errors import ConfigError
 from rotating_llm.storage._adirect import LoopConnection
-from rotating_llm.storage._direct import DirectConnections
+from rotating_llm.storage._direct import DirectConnections, ping_fresh
+from rotating_llm.storage._timing import Liveness, Timing
 
 __all__ = [
     "FUNCTION_SCRIPTS",
@@ -27,8 +26,6 @@ __all__ = [
     "is_missing",
     "load_library",
     "load_script",
-    "open_store",
-    "safe_url",
     "script_sha",
 ]
 
@@ -121,18 +118,6 @@ def script_sha(name: str) -> str:
     return sha
 
 
-def safe_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
-
-
 class Store:
     """One Redis deployment: its sync client, one async client per event loop, its scripts.
 
@@ -146,6 +131,7 @@ class Store:
         sync_client: Any,
         async_factory: Any,
         prefix: str,
+        timing: Timing | None = None,
     ) -> None:
         self.kind: StoreKind = kind
         self.description = description
@@ -158,8 +144,13 @@ class Store:
         self._pool_keys: dict[str, list[str]] = {}
         #: Pool scripts run as functions (FCALL): on a Redis server until it refuses them.
         self._functions = kind == "redis"
+        self.timing = timing or Timing()
+        #: tells a slow Redis server from a lost one
+        self.liveness = Liveness(self.probe, self.timing)
         #: script calls on a Redis server: each thread's own connection
-        self._direct = DirectConnections(sync_client) if kind == "redis" else None
+        self._direct = (
+            DirectConnections(sync_client, self.liveness, description) if kind == "redis" else None
+        )
         #: script calls on a Redis server from a loop: that loop's one pipelined connection
         self._adirect: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopConnection] = (
             weakref.WeakKeyDictionary()
@@ -173,6 +164,14 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store(kind={self.kind!r}, at={self.description!r}, prefix={self.prefix!r})"
+
+    def probe(self, timeout: float) -> None:
+        """``PING`` on a fresh connection within ``timeout`` seconds (redis-py's
+        ``ConnectionError`` if refused, ``TimeoutError`` if silent)."""
+        if self.kind == "redis":
+            ping_fresh(self.sync, timeout)
+        else:
+            self.sync.ping()
 
     @property
     def is_embedded(self) -> bool:
@@ -275,7 +274,9 @@ class Store:
         if self.kind == "redis":
             direct = self._adirect.get(loop)
             if direct is None:
-                direct = self._adirect[loop] = LoopConnection(client)
+                direct = self._adirect[loop] = LoopConnection(
+                    client, self.liveness, self.description
+                )
             send = direct.execute
         for attempt in (1, 2, 3):
             cmd, ref = self.command(name)
@@ -330,62 +331,6 @@ def _embedded(prefix: str, announce: bool) -> Store:
         fakeredis.FakeRedis(server=server, decode_responses=True),
         lambda: fakeredis.FakeAsyncRedis(server=server, decode_responses=True),
         prefix,
-    )
-
-
-def _async_redis(url: str, opts: dict[str, Any], pool: dict[str, Any]) -> Any:
-    import redis.asyncio  # loaded on first async use only
-
-    blocking = redis.asyncio.BlockingConnectionPool.from_url(url, **pool, **opts)
-    return redis.asyncio.Redis(connection_pool=blocking)
-
-
-def open_store(settings: Settings, *, announce: bool = True) -> Store:
-    """Open the store ``settings`` describe: Redis, Redis Cluster, or embedded if no URL."""
-    url = settings.redis_url
-    if not url:
-        return _embedded(settings.key_prefix, announce)
-    scheme = urlsplit(url).scheme
-    cluster = settings.redis_cluster or scheme in ("redis+cluster", "rediss+cluster")
-    if cluster and "+cluster" in scheme:
-        url = url.replace("+cluster", "", 1)
-    if scheme.replace("+cluster", "") not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"REDIS_URL: unsupported scheme {scheme!r} (use redis:// or rediss://)")
-    opts: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_connect_timeout": 2.0,
-        "socket_timeout": 5.0,
-    }
-    where = safe_url(url)
-    try:
-        if cluster:
-            from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
-            from redis.cluster import RedisCluster
-
-            cluster_client = RedisCluster.from_url(url, **opts)
-            return Store(
-                "cluster",
-                where,
-                cluster_client,
-                lambda: AsyncRedisCluster.from_url(url, **opts),
-                settings.key_prefix,
-            )
-        # blocking pools: many waiting callers wait for a connection instead of failing
-        pool = {
-            "max_connections": settings.redis_max_connections,
-            "timeout": settings.redis_pool_timeout,
-        }
-        sync = redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(url, **pool, **opts)
-        )
-    except (ValueError, redis.RedisError) as exc:
-        raise ConfigError(f"REDIS_URL {where}: {type(exc).__name__}: {exc}") from exc
-    return Store(
-        "redis",
-        where,
-        sync,
-        lambda: _async_redis(url, opts, pool),
-        settings.key_prefix,
     )
 
 

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -69,11 +69,13 @@ def _pinger(port: int) -> Callable[[], object]:
 
 
 class RedisServer:
-    """``redis-server`` on ``port`` (default: a free one), without persistence."""
+    """``redis-server`` on ``port`` (default: a free one), without persistence; ``args``
+    are more of its options (``["--enable-debug-command", "yes"]``)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, args: Sequence[str] = ()) -> None:
         self.binary = _binary("redis-server")
         self.port = port or free_port()
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,7 +94,7 @@ class RedisServer:
     def _start(self) -> None:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+             "--appendonly", "no", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         _wait(_pinger(self.port))

@@ -1,0 +1,218 @@
+"""Slow is not lost: a Redis really slowed (``DEBUG SLEEP``, ``CLIENT PAUSE``) is waited
+for within the caller's deadline and never failed over from; a Redis really killed is
+failed over from at once and returned to by itself. Each test runs its own
+``redis-server``. Call times are checked against a generous bound computed from the
+settings (``max_wait + store_deadline + 1 s``), never as a speed claim."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from _redis_server import RedisProcess
+
+from conftest import make_keys, secrets_for
+from rotating_llm import KeyManager, Settings, StoreTimeoutError
+from rotating_llm.secrets import EnvSecretStore
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+SLACK = 1.0  # the generous part of every bound on a call's time
+
+
+@pytest.fixture
+def server() -> Iterator[RedisProcess]:
+    srv = RedisProcess(args=["--enable-debug-command", "yes"])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _manager(url: str, **opts: Any) -> KeyManager:
+    keys = make_keys(2, rpm=5)
+    base: dict[str, Any] = {
+        "redis_url": url,
+        "window_seconds": 60,
+        "max_wait": 0,
+        "store_retry_interval": 0.2,
+        "heartbeat_seconds": 0,
+    }
+    settings = Settings(**{**base, **opts})
+    return KeyManager(keys, settings=settings, secret_store=EnvSecretStore(secrets_for(keys)))
+
+
+def _stall(url: str, command: tuple[Any, ...]) -> threading.Thread:
+    """Run ``command`` (``DEBUG SLEEP n``, ...) on its own connection, in the background."""
+    client = redis.Redis.from_url(url, socket_timeout=60)
+
+    def run() -> None:
+        client.execute_command(*command)
+        client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.2)  # the server is busy from here on
+    return thread
+
+
+def _held(url: str, km: KeyManager) -> int:
+    """Reservations held on the real Redis (read with a fresh manager-independent call)."""
+    return sum(u.rpm_count for u in km.limiter.usage("m").values())
+
+
+def _bound(km: KeyManager, max_wait: float) -> float:
+    return max_wait + km.settings.store_deadline + SLACK
+
+
+def test_a_sleeping_redis_is_waited_for_not_failed_over(server: RedisProcess) -> None:
+    km = _manager(server.url, store_deadline=1.0, store_lost_after=8.0)
+    try:
+        km.acquire("m", max_wait=0).complete()  # connections open, pool registered
+        stall = _stall(server.url, ("DEBUG", "SLEEP", "2"))
+        t0 = time.monotonic()
+        lease = km.acquire("m", max_wait=4)  # the caller allows more than the stall
+        took = time.monotonic() - t0
+        stall.join()
+        assert lease.reservation is not None and not lease.reservation.store.is_embedded
+        assert not km.store.primary_down
+        assert took <= _bound(km, 4)
+        assert _held(server.url, km) == 2  # the warm-up and this one: sent once, kept once
+    finally:
+        km.close()
+
+
+def test_a_stall_past_the_deadline_raises_store_timeout_and_leaves_nothing(
+    server: RedisProcess,
+) -> None:
+    km = _manager(server.url, store_deadline=0.5, store_lost_after=8.0)
+    try:
+        km.acquire("m").complete()
+        stall = _stall(server.url, ("DEBUG", "SLEEP", "2.5"))
+        t0 = time.monotonic()
+        with pytest.raises(StoreTimeoutError, match="slow, not lost"):
+            km.acquire("m", max_wait=0)
+        took = time.monotonic() - t0
+        stall.join()
+        assert took <= _bound(km, 0)
+        assert not km.store.primary_down  # slow is not lost: no failover
+        # the script still ran once the stall ended: what it granted is released
+        for _ in range(100):
+            if _held(server.url, km) == 1:
+                break
+            time.sleep(0.05)
+        assert _held(server.url, km) == 1  # only the warm-up's (completed) reservation
+        assert not km.acquire("m").reservation.store.is_embedded  # type: ignore[union-attr]
+    finally:
+        km.close()
+
+
+def test_client_pause_of_writes_answers_probes_so_no_failover(server: RedisProcess) -> None:
+    """Writes paused past ``store_lost_after`` and past redis-py's usual 5 s socket
+    timeout: the probe's PING still answers, so the caller waits on the same Redis and
+    is served there."""
+    km = _manager(server.url, store_deadline=1.0, store_lost_after=0.5)
+    try:
+        km.acquire("m").complete()
+        redis.Redis.from_url(server.url).execute_command("CLIENT", "PAUSE", "5500", "WRITE")
+        t0 = time.monotonic()
+        lease = km.acquire("m", max_wait=7)
+        took = time.monotonic() - t0
+        assert lease.reservation is not None and not lease.reservation.store.is_embedded
+        assert not km.store.primary_down
+        assert took <= _bound(km, 7)
+        assert _held(server.url, km) == 2
+    finally:
+        km.close()
+
+
+def test_a_redis_silent_past_lost_after_is_failed_over(server: RedisProcess) -> None:
+    km = _manager(server.url, store_deadline=1.0, store_lost_after=0.5)
+    try:
+        km.acquire("m").complete()
+        stall = _stall(server.url, ("DEBUG", "SLEEP", "3"))
+        t0 = time.monotonic()
+        lease = km.acquire("m", max_wait=4)
+        took = time.monotonic() - t0
+        assert lease.reservation is not None and lease.reservation.store.is_embedded
+        assert km.store.primary_down
+        assert took <= _bound(km, 4)
+        stall.join()
+        time.sleep(0.3)
+        back = km.acquire("m")
+        assert back.reservation is not None and not back.reservation.store.is_embedded
+    finally:
+        km.close()
+
+
+def test_a_killed_redis_fails_over_at_once_and_comes_back(server: RedisProcess) -> None:
+    km = _manager(server.url, store_deadline=1.0, store_lost_after=3.0)
+    try:
+        km.acquire("m").complete()
+        server.stop()
+        t0 = time.monotonic()
+        lease = km.acquire("m", max_wait=0)
+        took = time.monotonic() - t0
+        assert lease.reservation is not None and lease.reservation.store.is_embedded
+        assert took <= _bound(km, 0)
+        server.start()
+        for _ in range(100):  # the next probe finds it
+            back = km.acquire("m")
+            if back.reservation is not None and not back.reservation.store.is_embedded:
+                break
+            time.sleep(0.05)
+        assert back.reservation is not None and not back.reservation.store.is_embedded
+        assert not km.store.primary_down
+    finally:
+        km.close()
+
+
+def test_async_callers_wait_for_a_slow_redis_and_time_out_past_it(
+    server: RedisProcess,
+) -> None:
+    km = _manager(server.url, store_deadline=0.5, store_lost_after=8.0)
+
+    async def main() -> tuple[Any, float, BaseException | None, float]:
+        (await km.aacquire("m")).complete()
+        stall = _stall(server.url, ("DEBUG", "SLEEP", "2"))
+        t0 = time.monotonic()
+        patient, impatient = await asyncio.gather(
+            km.aacquire("m", max_wait=4), km.aacquire("m", max_wait=0), return_exceptions=True
+        )
+        took = time.monotonic() - t0
+        stall.join()
+        await km.limiter.aflush()
+        return patient, took, impatient if isinstance(impatient, BaseException) else None, t0
+
+    try:
+        patient, took, impatient, _ = asyncio.run(main())
+        assert patient.reservation is not None and not patient.reservation.store.is_embedded
+        assert isinstance(impatient, StoreTimeoutError)
+        assert not km.store.primary_down
+        assert took <= _bound(km, 4)
+        assert _held(server.url, km) == 2  # warm-up and the patient one; the other released
+    finally:
+        km.close()
+
+
+def test_async_callers_fail_over_from_a_killed_redis(server: RedisProcess) -> None:
+    km = _manager(server.url, store_deadline=1.0, store_lost_after=3.0)
+
+    async def main() -> tuple[list[Any], float]:
+        (await km.aacquire("m")).complete()
+        server.stop()
+        t0 = time.monotonic()
+        leases = await asyncio.gather(*(km.aacquire("m") for _ in range(3)))
+        return list(leases), time.monotonic() - t0
+
+    try:
+        leases, took = asyncio.run(main())
+        assert all(le.reservation.store.is_embedded for le in leases)
+        assert km.store.primary_down
+        assert took <= _bound(km, 0)
+    finally:
+        km.close()
