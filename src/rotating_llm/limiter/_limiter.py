@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -133,7 +133,7 @@ class RedisLimiter(GroupOps, LearnOps):
         self._settler = Settler()
         self._asettler = AsyncSettler()
         #: releases of grants whose caller was cancelled (kept so they are not collected)
-        self._abandoned: set[asyncio.Task[None]] = set()
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"
@@ -347,11 +347,16 @@ class RedisLimiter(GroupOps, LearnOps):
             out = await self.store.arun("acquire", op)
         return out
 
-    def _aabandon(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
-        """Release, in the background, what an acquire given up on may be granted."""
-        task = asyncio.ensure_future(self._release_abandoned(pool, est, store, args))
+    def in_background(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` (a release for a caller that gave up) on the running loop without
+        waiting for it; :meth:`aflush` waits for it."""
+        task = asyncio.ensure_future(work)
         self._abandoned.add(task)
         task.add_done_callback(self._abandoned.discard)
+
+    def _aabandon(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
+        """Release, in the background, what an acquire given up on may be granted."""
+        self.in_background(self._release_abandoned(pool, est, store, args))
 
     def _abandon(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
         """Sync twin of :meth:`_aabandon`: on a daemon thread of its own."""
