@@ -1,0 +1,146 @@
+"""Putting back what a store lost, and the degraded share while Redis is lost.
+
+Mixed into :class:`~rotating_llm.limiter.RedisLimiter`. After every registration of a
+pool on a store (the first one, after a failover either way, after Redis was flushed or
+restarted empty) this process replays into that store what the :class:`Journal` knows
+(its grants of this window, the cooldowns and disables it set), in one ``replay`` call
+and one ``health`` call per key health. Into Redis that is a write-back; into the
+in-process store a seed of the degraded share. Each beat of the heartbeat reports the
+live processes (the share's divisor) and the pool's epoch: an epoch that changed means
+Redis lost the pool's state, and the pool is registered and replayed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from rotating_llm.limiter._degraded import degraded_tail, peer_rank
+from rotating_llm.limiter._group_ops import group_name
+from rotating_llm.limiter._journal import Journal
+
+if TYPE_CHECKING:
+    from rotating_llm.config import Settings
+    from rotating_llm.keys.models import APIKey, QuotaGroup
+    from rotating_llm.storage import FailoverStore, Store
+
+__all__ = ["Restore"]
+
+logger = logging.getLogger("rotating_llm.limiter")
+
+
+class Restore:
+    """The limiter's write-back and degraded-share part."""
+
+    store: FailoverStore
+    settings: Settings
+    journal: Journal
+    _pools: dict[str, list[APIKey]]
+    _groups: dict[str, QuotaGroup]
+    #: pool -> (live processes, this one's rank) from the last heartbeat
+    peers: dict[str, tuple[int, int]]
+    #: pool -> the epoch of its state on Redis, as last registered
+    _epochs: dict[str, str]
+
+    # provided by RedisLimiter
+    def _head(self, store: Store, pool: str) -> list[Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _health_args(
+        self, store: Store, pool: str, key_id: str, action: str, seconds: float, reason: str
+    ) -> list[Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _ensure(self, store: Store, pool: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _mark_registered(
+        self, store: Store, pool: str, done: bool = True
+    ) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _hold_seconds(self) -> float:
+        """How long the first process back on an emptied Redis holds every key: two
+        intervals in which the others notice (heartbeat, probe of a lost Redis), and the
+        time a slow probe may take."""
+        s = self.settings
+        return 2 * max(s.heartbeat_seconds, s.store_retry_interval) + s.store_lost_after
+
+    def _degraded(self, store: Store) -> bool:
+        """True for the in-process store that stands in for a lost Redis."""
+        primary = self.store.primary
+        return store is not primary and store.is_embedded and not primary.is_embedded
+
+    def _share_tail(self, store: Store, pool: str, tail: list[Any]) -> list[Any]:
+        """A register tail, cut to this process's share on the degraded store."""
+        if not self._degraded(store):
+            return tail
+        n, rank = self.peers.get(pool, (1, 0))
+        return degraded_tail(tail, n, rank)
+
+    def _replay_args(self, store: Store, pool: str) -> list[Any]:
+        """The ``replay`` call's arguments: what this process granted in the window."""
+        primary = not self._degraded(store)
+        tail = self.journal.replay_tail(pool, written_back=primary)
+        hold = 0
+        if primary and pool in self._epochs and self.peers.get(pool, (1, 0))[0] > 1:
+            hold = int(self._hold_seconds() * 1000)  # others must replay theirs first
+        return [*self._head(store, pool), secrets.token_hex(8), hold, *tail]
+
+    def _health_calls(self, store: Store, pool: str, reply: Any) -> list[list[Any]]:
+        """After ``replay`` answered ``reply``: the ``health`` calls that put back the
+        cooldowns and disables this process set, if the store's state is new (an emptied
+        Redis, the in-process store); never over a state that kept its own."""
+        added, epoch, fresh = int(reply[0]), str(reply[1]), int(reply[2])
+        degraded = self._degraded(store)
+        if not degraded:
+            self._epochs[pool] = epoch
+        if added:
+            where = "the in-process store" if degraded else store.description
+            logger.warning("replayed %d reservations of pool %s into %s", added, pool, where)
+        if not (fresh or degraded):
+            return []
+        keys = self._pools.get(pool, [])
+        names = {k.key_id for k in keys} | {
+            group_name(k.quota_group) for k in keys if k.quota_group
+        }
+        return [
+            self._health_args(store, pool, kid, action, seconds, reason)
+            for kid, action, seconds, reason in self.journal.health_now(names)
+        ]
+
+    def _restore(self, store: Store, pool: str) -> None:
+        """Replay into ``store`` what this process knows (after registering ``pool``)."""
+        kp = store.pool_keys(pool)
+        reply = store.call("replay", kp, self._replay_args(store, pool))
+        for args in self._health_calls(store, pool, reply):
+            store.call("health", kp, args)
+
+    async def _arestore(self, store: Store, pool: str) -> None:
+        """Async twin of :meth:`_restore`."""
+        kp = store.pool_keys(pool)
+        reply = await store.acall("replay", kp, self._replay_args(store, pool))
+        for args in self._health_calls(store, pool, reply):
+            await store.acall("health", kp, args)
+
+    def beat_seen(self, pool: str, members: Iterable[str], mine: str, epoch: str | None) -> None:
+        """What a heartbeat read: the live processes of ``pool`` and its epoch on Redis.
+
+        A changed epoch (or none) after this process registered the pool means Redis
+        lost its state: register and replay now, not at this process's next acquire.
+        """
+        self.peers[pool] = peer_rank(members, mine)
+        known = self._epochs.get(pool)
+        if known is None or epoch == known:
+            return
+        logger.warning("pool %s lost its state on Redis (flushed or restarted): replaying", pool)
+        primary = self.store.primary
+
+        def op(store: Store) -> None:
+            if store is primary:
+                self._mark_registered(store, pool, done=False)
+            self._ensure(store, pool)
+
+        self.store.run("replay", op)

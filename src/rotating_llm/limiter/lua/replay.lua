@@ -1,0 +1,56 @@
+-- Replay reservations this process knows of into the pool: its grants of the current
+-- window when Redis restarted empty or was flushed, what it granted while Redis was
+-- lost (written back after recovery), or its grants on Redis into its in-process store
+-- when failing over. ARGV after the head: quadruples id (a key id, or '@<group>'),
+-- member (without its ':<tokens>'), instant (microseconds), tokens.
+-- A member already held, or whose instant left the window, is skipped, so a replay
+-- sent twice adds nothing. An instant after now (another clock) counts from now. A
+-- numeric member raises the key's reservation sequence past it, so later grants never
+-- reuse its name. The pool's epoch (BASE..'epoch') is set to ARGV[HEAD_LEN + 1] unless it
+-- is set: a process that finds another epoch later knows the pool's state was lost.
+-- When this call sets it and ARGV[HEAD_LEN + 2] (milliseconds) is > 0 (the caller knew
+-- an earlier state), every key of the pool cools down that long: time for the other
+-- processes to replay theirs before anyone is granted on a window that misses them.
+-- Returns {members added, the epoch, 1 if this call set it (the pool's state is new)}.
+local ek = BASE .. 'epoch'
+local epoch = ARGV[HEAD_LEN + 1]
+local hold = tonumber(ARGV[HEAD_LEN + 2])
+local fresh = redis.call('SETNX', ek, epoch)
+if fresh == 0 then
+  epoch = redis.call('GET', ek)
+elseif hold > 0 then
+  for _, kid in ipairs(redis.call('HKEYS', CFG)) do
+    local cur = redis.call('PTTL', k_cool(kid))
+    if cur == nil or cur < hold then
+      redis.call('SET', k_cool(kid), 'restoring: Redis lost its state', 'PX', hold)
+    end
+    rescore(kid)
+  end
+end
+local added, touched = 0, {}
+for i = HEAD_LEN + 3, #ARGV - 3, 4 do
+  local id, tok_s = ARGV[i], ARGV[i + 3]
+  local m = ARGV[i + 1] .. ':' .. tok_s
+  local at = tonumber(ARGV[i + 2])
+  if at > NOW then at = NOW end
+  if at > CUTOFF and not redis.call('ZSCORE', k_rpm(id), m) then
+    local r = redis.call('HMGET', K_USE, id, skey(id))
+    local u = current(id, r[1], r[2])
+    local tok = tonumber(tok_s)
+    redis.call('ZADD', k_rpm(id), int_s(at), m)
+    redis.call('EXPIRE', k_rpm(id), KEY_TTL_S)
+    if u.cnt == 0 or at < u.old then u.old = at end
+    u.cnt, u.sum = u.cnt + 1, u.sum + tok
+    if u.day ~= DAY_S then u.day, u.n, u.dt = DAY_S, 0, 0 end
+    u.n, u.dt = u.n + 1, u.dt + tok
+    local seq = tonumber(string.match(m, '^(%d+)[:@]'))
+    if seq and seq > u.seq then u.seq = seq end
+    redis.call('HSET', K_USE, unpack(use_args(id, u)))
+    touched[id] = true
+    added = added + 1
+  end
+end
+for id, _ in pairs(touched) do
+  if string.sub(id, 1, #GROUP_MARK) ~= GROUP_MARK then rescore(id) end
+end
+return {added, epoch, fresh}
