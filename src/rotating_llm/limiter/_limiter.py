@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -23,6 +24,7 @@ from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._restore import Restore
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, call_deadline, translate_errors
+from rotating_llm.storage._direct import LostError
 
 if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey, QuotaGroup
@@ -136,6 +138,8 @@ class RedisLimiter(GroupOps, Restore):
         #: releases of grants whose caller was cancelled (kept so they are not collected)
         self._abandoned: set[asyncio.Task[None]] = set()
         self.journal = Journal(self.window_us)
+        #: acquires that may have run on a Redis lost meanwhile: released when it is back
+        self.pending_releases: deque[tuple[str, int, Store, list[Any]]] = deque(maxlen=1000)
         self.peers: dict[str, tuple[int, int]] = {}
         self._epochs: dict[str, str] = {}
 
@@ -296,6 +300,9 @@ class RedisLimiter(GroupOps, Restore):
                 except StoreTimeoutError:  # it may still be granted: release it then
                     self._abandon(pool, estimated_tokens, store, args)
                     raise
+                except LostError:  # it may have run: released once Redis is back
+                    self.pending_releases.append((pool, estimated_tokens, store, args))
+                    raise
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
                     return out
@@ -334,6 +341,9 @@ class RedisLimiter(GroupOps, Restore):
                 except StoreTimeoutError:  # it may still be granted: release it then
                     self._aabandon(pool, estimated_tokens, store, args)
                     raise
+                except LostError:  # it may have run: released once Redis is back
+                    self.pending_releases.append((pool, estimated_tokens, store, args))
+                    raise
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
                     return out
@@ -369,6 +379,8 @@ class RedisLimiter(GroupOps, Restore):
                     out = self._parse(store, pool, est, raw)
                     if isinstance(out, Reservation):
                         self.settle(out, "release", 0)
+            except LostError:  # Redis lost meanwhile: released once it is back
+                self.pending_releases.append((pool, est, store, args))
             except Exception as exc:  # the reservation then expires with its window
                 logger.warning("could not release an abandoned reservation: %s", exc)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from rotating_llm.limiter._degraded import degraded_tail, peer_rank
 from rotating_llm.limiter._group_ops import group_name
@@ -24,11 +25,18 @@ from rotating_llm.limiter._journal import Journal
 if TYPE_CHECKING:
     from rotating_llm.config import Settings
     from rotating_llm.keys.models import APIKey, QuotaGroup
+    from rotating_llm.limiter._limiter import Refusal, Reservation
     from rotating_llm.storage import FailoverStore, Store
 
 __all__ = ["Restore"]
 
 logger = logging.getLogger("rotating_llm.limiter")
+
+
+def _is_grant(out: object) -> TypeGuard[Reservation]:
+    from rotating_llm.limiter._limiter import Reservation  # (it imports this module)
+
+    return isinstance(out, Reservation)
 
 
 class Restore:
@@ -44,7 +52,24 @@ class Restore:
     #: pool -> the epoch of its state on Redis, as last registered
     _epochs: dict[str, str]
 
+    pending_releases: deque[tuple[str, int, Store, list[Any]]]
+
     # provided by RedisLimiter
+    def _parse(
+        self, store: Store, pool: str, est: int, raw: Any
+    ) -> Reservation | Refusal | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def settle(
+        self, res: Reservation, action: str, value: int, outcome: str = ""
+    ) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    async def asettle(
+        self, res: Reservation, action: str, value: int, outcome: str = ""
+    ) -> int:  # pragma: no cover
+        raise NotImplementedError
+
     def _head(self, store: Store, pool: str) -> list[Any]:  # pragma: no cover
         raise NotImplementedError
 
@@ -111,12 +136,27 @@ class Restore:
             for kid, action, seconds, reason in self.journal.health_now(names)
         ]
 
+    def _pending(self, store: Store, pool: str) -> list[tuple[int, list[Any]]]:
+        """Take the acquires of ``pool`` sent to ``store`` before it was lost."""
+        out: list[tuple[str, int, Store, list[Any]]] = []
+        keep: list[tuple[str, int, Store, list[Any]]] = []
+        while self.pending_releases:
+            item = self.pending_releases.popleft()
+            (out if item[0] == pool and item[2] is store else keep).append(item)
+        self.pending_releases.extend(keep)
+        return [(est, args) for _, est, _, args in out]
+
     def _restore(self, store: Store, pool: str) -> None:
-        """Replay into ``store`` what this process knows (after registering ``pool``)."""
+        """Replay into ``store`` what this process knows (after registering ``pool``),
+        and release what acquires sent before it was lost were granted."""
         kp = store.pool_keys(pool)
         reply = store.call("replay", kp, self._replay_args(store, pool))
         for args in self._health_calls(store, pool, reply):
             store.call("health", kp, args)
+        for est, args in self._pending(store, pool):  # the same request id: its grant
+            out = self._parse(store, pool, est, store.call("acquire", kp, args))
+            if _is_grant(out):
+                self.settle(out, "release", 0)
 
     async def _arestore(self, store: Store, pool: str) -> None:
         """Async twin of :meth:`_restore`."""
@@ -124,6 +164,10 @@ class Restore:
         reply = await store.acall("replay", kp, self._replay_args(store, pool))
         for args in self._health_calls(store, pool, reply):
             await store.acall("health", kp, args)
+        for est, args in self._pending(store, pool):
+            out = self._parse(store, pool, est, await store.acall("acquire", kp, args))
+            if _is_grant(out):
+                await self.asettle(out, "release", 0)
 
     def beat_seen(self, pool: str, members: Iterable[str], mine: str, epoch: str | None) -> None:
         """What a heartbeat read: the live processes of ``pool`` and its epoch on Redis.
