@@ -64,6 +64,7 @@ def _run(
         t0 = time.monotonic()
         (ctl / "before").touch()
         wait_all("before")
+        time.sleep(1.0)  # heartbeats have read what Redis holds (the degraded seed)
         for name, _ in phases:
             between.get(name, lambda: None)()
             (ctl / name).touch()

@@ -127,6 +127,7 @@ class Heartbeat:
             epoch = store.sync.get(pool_base(store.prefix, pool) + "epoch")
             text = epoch.decode() if isinstance(epoch, bytes) else epoch
             manager.limiter.beat_seen(pool, members, self.member, text)
+            manager.limiter.snapshot(pool)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

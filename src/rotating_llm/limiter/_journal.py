@@ -36,6 +36,8 @@ class _Grant(NamedTuple):
     at_us: int
     tokens: int
     primary: bool
+    #: the pool's epoch on Redis when granted there ('' for the in-process store)
+    epoch: str
 
 
 class Journal:
@@ -49,10 +51,12 @@ class Journal:
         self._health: dict[str, tuple[str, float, str]] = {}
         self._lock = threading.Lock()
 
-    def granted(self, res: Reservation, group: str | None, primary: bool) -> None:
-        """Note a grant (``primary``: made on Redis, else on the in-process store)."""
+    def granted(self, res: Reservation, group: str | None, primary: bool, epoch: str) -> None:
+        """Note a grant (``primary``: made on Redis, under ``epoch``; else on the
+        in-process store)."""
         at = res.granted_at_us or int(time.time() * _US)
-        g = _Grant(res.key_id, group, res.reservation_id, at, res.estimated_tokens, primary)
+        est, ep = res.estimated_tokens, epoch if primary else ""
+        g = _Grant(res.key_id, group, res.reservation_id, at, est, primary, ep)
         with self._lock:
             book = self._grants.setdefault(res.pool, {})
             book[(res.key_id, res.reservation_id, primary)] = g
@@ -86,12 +90,12 @@ class Journal:
             elif seconds > 0:  # a cooldown (of a key, or of a group's keys)
                 self._health[key_id] = ("cooldown", time.time() + seconds, reason)
 
-    def replay_tail(self, pool: str, written_back: bool) -> list[str]:
-        """The ``replay`` script's tail for ``pool``: every grant of this window for a
-        store that lost it; ``written_back``: into Redis (grants made on the in-process
-        store get this process's member names), else into the in-process store (only
-        the grants made on Redis)."""
-        cutoff = int(time.time() * _US) - self.window_us
+    def replay_tail(self, pool: str, written_back: bool, since_us: int = 0) -> list[str]:
+        """The ``replay`` script's tail for ``pool``: every grant of this window (made
+        after ``since_us``) for a store that lost it; ``written_back``: into Redis
+        (grants made on the in-process store get this process's member names), else
+        into the in-process store (only the grants made on Redis)."""
+        cutoff = max(int(time.time() * _US) - self.window_us, since_us)
         with self._lock:
             grants = [g for g in self._grants.get(pool, {}).values() if g.at_us > cutoff]
         tail: list[str] = []
@@ -99,9 +103,10 @@ class Journal:
             if not g.primary and not written_back:
                 continue
             rid = g.member if g.primary else f"d{self.tag}.{g.member}"
-            tail += [g.key_id, rid, str(g.at_us), str(g.tokens)]
+            ep = g.epoch if written_back else ""  # (the in-process store has no epochs)
+            tail += [g.key_id, rid, str(g.at_us), str(g.tokens), ep]
             if g.group:
-                tail += [g.group, f"{rid}@{g.key_id}", str(g.at_us), str(g.tokens)]
+                tail += [g.group, f"{rid}@{g.key_id}", str(g.at_us), str(g.tokens), ep]
         return tail
 
     def health_now(self, key_ids: set[str]) -> list[tuple[str, str, float, str]]:

@@ -142,6 +142,7 @@ class RedisLimiter(GroupOps, Restore):
         self.pending_releases: deque[tuple[str, int, Store, list[Any]]] = deque(maxlen=1000)
         self.peers: dict[str, tuple[int, int]] = {}
         self._epochs: dict[str, str] = {}
+        self._seen: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"
@@ -260,7 +261,9 @@ class RedisLimiter(GroupOps, Restore):
             )
             key = self._keys.get(res.key_id)
             group = key.quota_group if key is not None and key.quota_group else None
-            self.journal.granted(res, group and group_name(group), store is self.store.primary)
+            primary = store is self.store.primary
+            epoch = self._epochs.get(pool, "")
+            self.journal.granted(res, group and group_name(group), primary, epoch)
             return res
         code = int(raw[_R_CODE])
         if code == -1:  # the store lost the pool's config (flushed or restarted)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from rotating_llm.limiter._degraded import degraded_tail, peer_rank
+from rotating_llm.limiter._degraded import degraded_tail, peer_rank, share
 from rotating_llm.limiter._group_ops import group_name
 from rotating_llm.limiter._journal import Journal
+from rotating_llm.storage._errors import translate_errors
 
 if TYPE_CHECKING:
     from rotating_llm.config import Settings
@@ -51,6 +53,8 @@ class Restore:
     peers: dict[str, tuple[int, int]]
     #: pool -> the epoch of its state on Redis, as last registered
     _epochs: dict[str, str]
+    #: pool -> (when, key id -> (reservations, tokens)) Redis held at the last heartbeat
+    _seen: dict[str, tuple[int, dict[str, tuple[int, int]]]]
 
     pending_releases: deque[tuple[str, int, Store, list[Any]]]
 
@@ -106,13 +110,46 @@ class Restore:
         return degraded_tail(tail, n, rank)
 
     def _replay_args(self, store: Store, pool: str) -> list[Any]:
-        """The ``replay`` call's arguments: what this process granted in the window."""
+        """The ``replay`` call's arguments: what this process granted in the window; into
+        the degraded store also its share of what the pool held at the last heartbeat."""
         primary = not self._degraded(store)
-        tail = self.journal.replay_tail(pool, written_back=primary)
+        if primary:
+            tail = self.journal.replay_tail(pool, written_back=True)
+        else:
+            tail = self._seed_tail(pool)
         hold = 0
         if primary and pool in self._epochs and self.peers.get(pool, (1, 0))[0] > 1:
             hold = int(self._hold_seconds() * 1000)  # others must replay theirs first
         return [*self._head(store, pool), secrets.token_hex(8), hold, *tail]
+
+    def _seed_tail(self, pool: str) -> list[Any]:
+        """Seed of the degraded store: this process's share of every key's reservations
+        on Redis at the last heartbeat (apportioned as the limits are, so the seeds of
+        all processes add up to what Redis held; dated at that beat, so they count a
+        full window from then), and its own grants on Redis made since."""
+        seen = self._seen.get(pool)
+        if seen is None:
+            return self.journal.replay_tail(pool, written_back=False)
+        at_us, usage = seen
+        n, rank = self.peers.get(pool, (1, 0))
+        tail: list[Any] = []
+        for kid, (count, tokens) in usage.items():
+            mine, tok = share(count, kid, n, rank), share(tokens, kid, n, rank)
+            for j in range(mine):
+                each = tok // mine + (1 if j < tok % mine else 0)
+                tail += [kid, f"seen{at_us}.{j}", at_us, each, ""]
+        return tail + self.journal.replay_tail(pool, written_back=False, since_us=at_us)
+
+    def snapshot(self, pool: str) -> None:
+        """Read what Redis holds of ``pool`` now (the heartbeat does, every beat)."""
+        from rotating_llm.limiter._schema import STATUS
+
+        primary = self.store.primary
+        now_us = int(time.time() * 1_000_000)
+        raw = list(primary.call("status", primary.pool_keys(pool), self._head(primary, pool)))
+        w, c, t = len(STATUS), STATUS.index("rpm_count"), STATUS.index("tpm_used")
+        usage = {str(raw[i]): (int(raw[i + c]), int(raw[i + t])) for i in range(0, len(raw), w)}
+        self._seen[pool] = (now_us, usage)
 
     def _health_calls(self, store: Store, pool: str, reply: Any) -> list[list[Any]]:
         """After ``replay`` answered ``reply``: the ``health`` calls that put back the
@@ -175,16 +212,13 @@ class Restore:
         A changed epoch (or none) after this process registered the pool means Redis
         lost its state: register and replay now, not at this process's next acquire.
         """
-        self.peers[pool] = peer_rank(members, mine)
         known = self._epochs.get(pool)
         if known is None or epoch == known:
+            self.peers[pool] = peer_rank(members, mine)
             return
+        # (the members were lost with the state: the peers seen before still count)
         logger.warning("pool %s lost its state on Redis (flushed or restarted): replaying", pool)
-        primary = self.store.primary
-
-        def op(store: Store) -> None:
-            if store is primary:
-                self._mark_registered(store, pool, done=False)
-            self._ensure(store, pool)
-
-        self.store.run("replay", op)
+        primary = self.store.primary  # it just answered the beat, lost or not
+        self._mark_registered(primary, pool, done=False)
+        with translate_errors("replay", primary.description):
+            self._ensure(primary, pool)

@@ -1,16 +1,20 @@
 -- Replay reservations this process knows of into the pool: its grants of the current
 -- window when Redis restarted empty or was flushed, what it granted while Redis was
--- lost (written back after recovery), or its grants on Redis into its in-process store
--- when failing over. ARGV after the head: quadruples id (a key id, or '@<group>'),
--- member (without its ':<tokens>'), instant (microseconds), tokens.
--- A member already held, or whose instant left the window, is skipped, so a replay
--- sent twice adds nothing. An instant after now (another clock) counts from now. A
--- numeric member raises the key's reservation sequence past it, so later grants never
--- reuse its name. The pool's epoch (BASE..'epoch') is set to ARGV[HEAD_LEN + 1] unless it
--- is set: a process that finds another epoch later knows the pool's state was lost.
--- When this call sets it and ARGV[HEAD_LEN + 2] (milliseconds) is > 0 (the caller knew
--- an earlier state), every key of the pool cools down that long: time for the other
--- processes to replay theirs before anyone is granted on a window that misses them.
+-- lost (written back after recovery), or its share of what Redis held when failing over
+-- (a seed of the in-process store). ARGV after the head: an epoch token, a hold (ms),
+-- then quintuples id (a key id, or '@<group>'), member (without its ':<tokens>'),
+-- instant (microseconds), tokens, and the epoch the member was granted under ('': the
+-- member is this process's own name, kept as is).
+-- A member granted under another epoch than the pool's is renamed 'r<epoch>.<member>':
+-- the state it was part of is gone, and new grants reuse its reservation id. A member
+-- already held, or whose instant left the window, is skipped, so a replay sent twice
+-- adds nothing. An instant after now (another clock) counts from now. A numeric member
+-- raises the key's reservation sequence past it.
+-- The pool's epoch (BASE..'epoch') is set to the token unless it is set: a process that
+-- finds another epoch later knows the pool's state was lost. When this call sets it and
+-- the hold is > 0 (the caller knew an earlier state), every key of the pool cools down
+-- that long: time for the other processes to replay theirs before anyone is granted on
+-- a window that misses them.
 -- Returns {members added, the epoch, 1 if this call set it (the pool's state is new)}.
 local ek = BASE .. 'epoch'
 local epoch = ARGV[HEAD_LEN + 1]
@@ -28,9 +32,10 @@ elseif hold > 0 then
   end
 end
 local added, touched = 0, {}
-for i = HEAD_LEN + 3, #ARGV - 3, 4 do
-  local id, tok_s = ARGV[i], ARGV[i + 3]
+for i = HEAD_LEN + 3, #ARGV - 4, 5 do
+  local id, tok_s, e = ARGV[i], ARGV[i + 3], ARGV[i + 4]
   local m = ARGV[i + 1] .. ':' .. tok_s
+  if e ~= '' and e ~= epoch then m = 'r' .. e .. '.' .. m end
   local at = tonumber(ARGV[i + 2])
   if at > NOW then at = NOW end
   if at > CUTOFF and not redis.call('ZSCORE', k_rpm(id), m) then
