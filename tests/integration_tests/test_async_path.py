@@ -229,3 +229,36 @@ async def test_a_server_that_accepts_but_never_answers_times_the_handshake_out()
             w.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_handshake_cancelled_midway_leaves_no_half_open_connection() -> None:
+    """(redis-py 8.1 closes it itself; ``connect_within`` makes sure of it whatever the
+    version, since a half-open connection would hand its handshake replies to the next
+    caller.)"""
+    import redis.asyncio as aredis
+
+    from rotating_llm.storage._adirect import connect_within
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # a client name: the handshake sends CLIENT SETNAME and awaits its reply
+    conn = aredis.Connection(host="127.0.0.1", port=port, socket_timeout=None, client_name="t")
+    try:
+        task = asyncio.ensure_future(connect_within(conn, 30))
+        while not accepted:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the handshake was written, its reply is awaited
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not conn.is_connected  # the next caller connects anew, no stale replies
+    finally:
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()

@@ -92,3 +92,25 @@ def test_gemini_per_day_token_quota_cools_the_key_until_the_reset(make) -> None:
     assert st["in_cooldown"] and "per-day" in st["cooldown_reason"]
     assert st["cooldown_remaining"] == pytest.approx(2 * 3600, abs=5)
     assert km.acquire("m", 1).key_id == "k1"
+
+
+def test_a_completion_after_the_window_still_corrects_the_day(make) -> None:
+    """A call slower than the window: its reservation left the window (not trimmed yet),
+    so it is not re-dated into it, but its real tokens still count against the day,
+    once, for the key and for its quota group."""
+    import time
+
+    from rotating_llm import QuotaGroup
+
+    keys = [k.model_copy(update={"quota_group": "p"}) for k in make_keys(1, rpm=100, tpd=1000)]
+    km = make(keys, [QuotaGroup(group_id="p", rpm=100, tpd=1000)], window_seconds=0.5)
+    lease = km.acquire("m", 10)
+    time.sleep(0.7)  # out of the window; nothing else touched the key, so not trimmed
+    lease.complete(actual_tokens=400)
+    st = km.get_key_status("k0")
+    assert st["tpd_usage"] == 400
+    assert st["rpm_usage"] == 0  # not dated back into the window
+    assert km.get_group_status("p")["tpd_usage"] == 400
+    lease.complete(actual_tokens=400)  # settling again changes nothing more
+    assert km.get_key_status("k0")["tpd_usage"] == 400
+    assert km.get_group_status("p")["tpd_usage"] == 400

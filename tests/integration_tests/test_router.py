@@ -134,7 +134,8 @@ def test_one_shot_result_has_every_field(redis_url: str, prefix: str, shell: str
 
 @SHELLS
 def test_chat_keeps_the_conversation_across_keys(redis_url: str, prefix: str, shell: str) -> None:
-    with router_env(redis_url, prefix, shell=shell) as env:
+    # one request per key: the conversation's key is full, so its second turn moves
+    with router_env(redis_url, prefix, rpm=1, shell=shell) as env:
         r = env.router
         first = env.send_chat("conv-a", "Plan the work", FLASH, 256, system_prompt="Be brief.")
         second = env.send_chat("conv-a", "What's next?", FLASH)

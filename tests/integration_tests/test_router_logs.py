@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _lc_fixtures import GPT, pool
@@ -59,9 +60,11 @@ def everything_at_debug() -> Iterator[ListHandler]:
                 found.setLevel(logging.NOTSET)
 
 
-def _workload(router: RequestRouter, model: str, revoke: object) -> list[dict[str, object]]:
-    out = [router.send_chat("log-conv", f"turn {i}", model) for i in range(3)]
+def _workload(router: RequestRouter, model: str, revoke: Any) -> list[dict[str, object]]:
+    out = [router.send_chat("log-conv", f"turn {i}", model) for i in range(2)]
+    assert out[-1]["key_id"] == "k0"  # the conversation's key (sticky): revoked under it
     revoke()
+    out.append(router.send_chat("log-conv", "turn 2", model))  # fails on k0, moves
     out += [router.send_one_shot(f"after revoke {i}", model) for i in range(3)]
     return out
 

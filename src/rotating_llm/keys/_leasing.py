@@ -181,8 +181,9 @@ class Leasing:
                     return lease
                 raise
             if isinstance(out, Reservation):
-                try:
-                    secret = yield Step("secret", out.key_id)
+                try:  # a caller that gives up meanwhile leaves no grant behind
+                    release = Step("settle", out, "release", 0)
+                    secret = yield Step("secret", out.key_id, undo=release)
                 except SecretStoreError as exc:
                     secret_errors.append(exc)
                     yield Step("settle", out, "release", 0)
@@ -241,7 +242,7 @@ class Leasing:
         """Async twin of :meth:`acquire` (the same rules, driven on the event loop)."""
         flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
         with call_deadline(self._store_deadline(max_wait)):
-            return await adrive(flow, self._async_io)
+            return await adrive(flow, self._async_io, self.limiter.in_background)
 
     # -- the I/O of the flows: one table per shell ------------------------------------
 

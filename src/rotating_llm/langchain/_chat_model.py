@@ -36,6 +36,7 @@ from rotating_llm.langchain._rotation import (
     annotate,
     annotate_result,
     chunks,
+    conversation_id,
     estimate_tokens,
     usage_tokens,
 )
@@ -103,6 +104,13 @@ class RotatingChatModel(BaseChatModel):
     backoff_max: float = Field(default=4.0, gt=0)
     first_key_only: bool = False
     """Lease only the first active key of the pool (no rotation across keys)."""
+    sticky_keys: bool | None = None
+    """Lease the key that last served the run's conversation (``session_id`` of
+    ``RunnableWithMessageHistory``, ``conversation_id``, ``thread_id``) while it has room;
+    ``None``: the manager's ``sticky_keys`` setting. A call's ``affinity=`` wins."""
+    affinity: str | None = Field(default=None, min_length=1, max_length=1024)
+    """One conversation id for every call of this model (a call's ``affinity=`` wins;
+    the run's own conversation is not looked for then)."""
 
     _manager: KeyManager = PrivateAttr()
     _providers: ProviderCache = PrivateAttr()
@@ -234,9 +242,18 @@ class RotatingChatModel(BaseChatModel):
 
     def _attempts(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Attempts:
         """The attempts of one call. Call keywords read here (never sent to a provider):
-        ``model`` (another pool), ``max_wait`` (seconds to wait for capacity on this call)
-        and ``expected_completion_tokens`` (reserved without capping the reply)."""
+        ``model`` (another pool), ``max_wait`` (seconds to wait for capacity on this call),
+        ``expected_completion_tokens`` (reserved without capping the reply) and
+        ``affinity`` (a conversation id: its key is preferred, see ``sticky_keys``)."""
         pool = str(kwargs.pop("model", None) or self.model)
+        affinity = kwargs.pop("affinity", None)
+        if affinity is None:
+            affinity = self.affinity
+        sticky = self.sticky_keys
+        if sticky is None:
+            sticky = self._manager.settings.sticky_keys
+        if affinity is None and sticky:
+            affinity = conversation_id()
         for name in _PRIVATE_KWARGS:
             kwargs.pop(name, None)
         wait = kwargs.pop("max_wait", None)
@@ -257,6 +274,7 @@ class RotatingChatModel(BaseChatModel):
             max_wait=wait,
             backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
+            affinity=affinity,
         )
 
     def _spec(self, lease: Lease) -> ProviderSpec:
@@ -303,6 +321,7 @@ class RotatingChatModel(BaseChatModel):
                 att.estimated_tokens,
                 max_wait=att.remaining_wait,
                 exclude=self._excluded(att.pool),
+                affinity=att.affinity,
             )
         except AllKeysExhaustedError as exc:
             raise att.exhausted(exc) from exc
@@ -324,6 +343,7 @@ class RotatingChatModel(BaseChatModel):
                 att.estimated_tokens,
                 max_wait=att.remaining_wait,
                 exclude=self._excluded(att.pool),
+                affinity=att.affinity,
             )
         except AllKeysExhaustedError as exc:
             raise att.exhausted(exc) from exc

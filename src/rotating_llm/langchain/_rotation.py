@@ -40,7 +40,21 @@ from rotating_llm.tokens import (
 if TYPE_CHECKING:
     from langchain_core.outputs import ChatGeneration, ChatResult
 
-__all__ = ["Attempts", "achunks", "chunks", "estimate_tokens", "neutral_messages", "usage_tokens"]
+__all__ = [
+    "AFFINITY_CONFIG_KEYS",
+    "Attempts",
+    "achunks",
+    "chunks",
+    "conversation_id",
+    "estimate_tokens",
+    "neutral_messages",
+    "usage_tokens",
+]
+
+#: Where a run's conversation id is found, in its config's ``configurable`` and then its
+#: ``metadata``: ``RunnableWithMessageHistory``'s ``session_id``, LangGraph's
+#: ``thread_id``, and ``conversation_id`` (LangSmith groups threads by the same names).
+AFFINITY_CONFIG_KEYS = ("session_id", "conversation_id", "thread_id")
 
 logger = logging.getLogger("rotating_llm.langchain")
 
@@ -74,13 +88,33 @@ def usage_tokens(generations: Sequence[ChatGeneration | ChatGenerationChunk]) ->
     return total
 
 
+def conversation_id() -> str | None:
+    """The conversation id of the run this call is part of (``None``: none found).
+
+    Read from the config LangChain hands the running call's children (a chat model inside
+    ``RunnableWithMessageHistory`` or a chain); the config is only read.
+    """
+    from langchain_core.runnables.config import ensure_config
+
+    config = ensure_config()
+    for section in (config.get("configurable") or {}, config.get("metadata") or {}):
+        for name in AFFINITY_CONFIG_KEYS:
+            value = section.get(name)
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+                return str(value)
+    return None
+
+
 def annotate(message: BaseMessage, lease: Lease, attempts: int) -> None:
-    """Add ``key_id``, ``attempts`` and ``waited`` to ``message.response_metadata``."""
+    """Add ``key_id``, ``attempts``, ``pool`` and, when an affinity was asked,
+    ``affinity_held`` to ``message.response_metadata``."""
+    extra = {} if lease.affinity_held is None else {"affinity_held": lease.affinity_held}
     message.response_metadata = {
         **message.response_metadata,
         "key_id": lease.key_id,
         "attempts": attempts,
         "pool": lease.model_name,
+        **extra,
     }
 
 
@@ -101,6 +135,8 @@ class Attempts:
     max_wait: float
     backoff_base: float
     backoff_max: float
+    #: The conversation the leases are for (the acquire's ``affinity``), or ``None``.
+    affinity: str | None = None
     count: int = 0
     model_side: int = 0
     deadline: float = field(init=False)

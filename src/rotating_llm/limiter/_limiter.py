@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -136,7 +136,7 @@ class RedisLimiter(GroupOps, Restore):
         self._settler = Settler()
         self._asettler = AsyncSettler()
         #: releases of grants whose caller was cancelled (kept so they are not collected)
-        self._abandoned: set[asyncio.Task[None]] = set()
+        self._abandoned: set[asyncio.Future[Any]] = set()
         self.journal = Journal(self.window_us)
         #: acquires that may have run on a Redis lost meanwhile: released when it is back
         self.pending_releases: deque[tuple[str, int, Store, list[Any]]] = deque(maxlen=1000)
@@ -366,11 +366,16 @@ class RedisLimiter(GroupOps, Restore):
             out = await self.store.arun("acquire", op)
         return out
 
-    def _aabandon(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
-        """Release, in the background, what an acquire given up on may be granted."""
-        task = asyncio.ensure_future(self._release_abandoned(pool, est, store, args))
+    def in_background(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` (a release for a caller that gave up) on the running loop without
+        waiting for it; :meth:`aflush` waits for it."""
+        task = asyncio.ensure_future(work)
         self._abandoned.add(task)
         task.add_done_callback(self._abandoned.discard)
+
+    def _aabandon(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
+        """Release, in the background, what an acquire given up on may be granted."""
+        self.in_background(self._release_abandoned(pool, est, store, args))
 
     def _abandon(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
         """Sync twin of :meth:`_aabandon`: on a daemon thread of its own."""

@@ -25,6 +25,7 @@ from rotating_llm.keys import KeyManager
 from rotating_llm.langchain import RotatingChatModel
 
 __all__ = [
+    "AFFINITY_KWARG",
     "COMPLETION_KWARG",
     "MAX_WAIT_KWARG",
     "build_messages",
@@ -39,6 +40,8 @@ logger = logging.getLogger("rotating_llm.router")
 COMPLETION_KWARG = "expected_completion_tokens"
 #: Call keyword of RotatingChatModel: seconds to wait for capacity on this call.
 MAX_WAIT_KWARG = "max_wait"
+#: Call keyword of RotatingChatModel: the conversation whose last key is preferred.
+AFFINITY_KWARG = "affinity"
 
 
 def build_model(

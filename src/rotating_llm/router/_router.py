@@ -196,7 +196,9 @@ class RequestRouter:
         if usage is None:
             prompt, completion = estimate_tokens(prompt_text), estimate_tokens(text)
             usage = {"prompt": prompt, "completion": completion, "total": prompt + completion}
-        return success(outcome, text, usage), usage["total"]
+        held = reply.response_metadata.get("affinity_held")
+        extra = {} if held is None else {"affinity_held": bool(held)}
+        return success(outcome, text, usage, **extra), usage["total"]
 
     def _send(
         self,
@@ -207,10 +209,12 @@ class RequestRouter:
     ) -> Generator[_Step, Any, dict[str, Any]]:
         """The one send, sans I/O: yields each store or provider step for a shell to run.
 
-        ``conv_id`` None: a one-shot send (no history read, no turn written). The shells
-        (:meth:`_run`, :meth:`_arun`) send back each step's result or throw its error in.
+        ``conv_id`` None: a one-shot send (no history read, no turn written); else, with
+        the ``sticky_keys`` setting on, the conversation's last key is preferred (the
+        lease's affinity). The shells (:meth:`_run`, :meth:`_arun`) send back each step's
+        result or throw its error in.
         """
-        from rotating_llm.router._engine import build_messages, turn_dicts
+        from rotating_llm.router._engine import AFFINITY_KWARG, build_messages, turn_dicts
 
         token = _current.set(None)
         try:
@@ -220,6 +224,8 @@ class RequestRouter:
             model = str(prepare[0])
             return self._failed(Outcome(model, model), exc)
         _current.set(outcome)
+        if conv_id is not None and self.settings.sticky_keys:
+            call.setdefault(AFFINITY_KWARG, conv_id)
         try:
             history = [] if conv_id is None else (yield ("history", (conv_id,)))
             messages = build_messages(history, prompt, system_prompt)

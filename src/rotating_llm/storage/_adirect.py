@@ -45,6 +45,11 @@ async def connect_within(conn: Any, seconds: float) -> None:
     except asyncio.TimeoutError:
         await conn.disconnect(nowait=True)
         raise rex.TimeoutError(f"Timeout connecting to Redis within {seconds:g}s") from None
+    except BaseException:
+        # cancelled mid-handshake (or any error redis-py does not clean up after): its
+        # replies would be read by the next caller, so the connection must not stay open
+        await conn.disconnect(nowait=True)
+        raise
 
 
 _BROKEN = (rex.ConnectionError, rex.TimeoutError, OSError)

@@ -12,9 +12,11 @@
 --               (request, tokens, today's request and tokens), on the key and its group.
 -- ARGV[SETTLE_OUTCOME] (a rate code: RATE_SERVED, RATE_RATE_LIMITED, or '') is counted
 -- for the key in this minute's rates bucket when the settlement applies (count_rate).
--- Returns the key's token delta applied (0 if the reservation already left the window:
--- its day's token count then stays as reserved). Settling again changes nothing more
--- (but a 'complete' resent with unchanged tokens counts its outcome again).
+-- Returns the key's token delta applied to its window (0 if the reservation already left
+-- the window: it is then taken out as a trim would take it, never re-dated, and only its
+-- day's token count is corrected; once trimmed, its day's count stays as reserved).
+-- Settling again changes nothing more (but a 'complete' resent with unchanged tokens
+-- counts its outcome again).
 local kid, resid = ARGV[SETTLE_KEY_ID], ARGV[SETTLE_RESERVATION_ID]
 local reserved, action = ARGV[SETTLE_RESERVED], ARGV[SETTLE_ACTION]
 local day, daily, g = ARGV[SETTLE_DAY], ARGV[SETTLE_DAILY], ARGV[SETTLE_GROUP]
@@ -41,25 +43,26 @@ local function correct(id, m, actual, delta, fix_day)
   return true
 end
 
--- True if the reservation `m` of `id` is still in the window: one that left it (trimmed
--- or not yet) is never re-dated into it; the trim takes it out as reserved.
-local function in_window(id, m)
+-- Where the reservation `m` of `id` is: 1 in the window, 0 out of it but not trimmed yet,
+-- nil gone (trimmed, released or never made). One out of the window is never re-dated.
+local function where(id, m)
   local sc = redis.call('ZSCORE', k_rpm(id), m .. ':' .. reserved)
-  return sc ~= false and tonumber(sc) > CUTOFF
+  if not sc then return nil end
+  return tonumber(sc) > CUTOFF and 1 or 0
 end
 
--- Release the reservation `m` of `id`: true if it was held.
-local function release(id, m)
+-- Take the reservation `m` of `id` out of its window, changing its day's counts by `dn`
+-- requests and `dtok` tokens: true if it was held.
+local function take_out(id, m, dn, dtok)
   if redis.call('ZREM', k_rpm(id), m .. ':' .. reserved) == 0 then return false end
   local r = redis.call('HMGET', K_USE, id, skey(id))
   local u = current(id, r[1], r[2])
-  local n = tonumber(reserved)
-  u.cnt, u.sum = u.cnt - 1, u.sum - n
+  u.cnt, u.sum = u.cnt - 1, u.sum - tonumber(reserved)
   if u.cnt <= 0 then u.cnt, u.sum, u.old = 0, 0, 0 end
   if u.day == day then
-    if u.n > 0 then u.n = u.n - 1 end
-    u.dt = u.dt - n
-    if u.dt < 0 then u.dt = 0 end
+    u.n, u.dt = u.n + dn, u.dt + dtok
+    if u.n < 0 then u.n = 0 end
+    if u.dt < 0 then u.dt = 0 elseif u.dt > DT_MAX then u.dt = DT_MAX end
   end
   redis.call('HSET', K_USE, unpack(use_args(id, u)))
   return true
@@ -69,28 +72,32 @@ local delta, freed, gfreed = 0, false, false
 local outcome = ARGV[SETTLE_OUTCOME]
 if action == 'complete' then
   local actual = ARGV[SETTLE_VALUE]
-  -- the group's member was made and re-dated with the key's: it is in the window iff that is
-  local kheld = in_window(kid, resid)
-  local gheld = g and kheld
-  if actual == reserved then
-    if kheld then
-      redis.call('ZADD', k_rpm(kid), 'XX', 'GT', NOW_S, resid .. ':' .. reserved)
+  local d = tonumber(actual) - tonumber(reserved)
+  local kday, gday = string.find(daily, 'k', 1, true), string.find(daily, 'g', 1, true)
+  -- the group's member was made and re-dated with the key's: it is where the key's is
+  local at = where(kid, resid)
+  if at == 0 then
+    -- it left the window: taken out as a trim would take it, never re-dated; its day's
+    -- tokens are corrected still (a slow call's real usage counts against its day)
+    freed = take_out(kid, resid, 0, kday and d or 0)
+    if g then gfreed = take_out(g, gm, 0, gday and d or 0) end
+    if outcome ~= '' then count_rate(outcome, kid) end
+  elseif at == 1 and d == 0 then
+    redis.call('ZADD', k_rpm(kid), 'XX', 'GT', NOW_S, resid .. ':' .. reserved)
+    if g then redis.call('ZADD', k_rpm(g), 'XX', 'GT', NOW_S, gm .. ':' .. reserved) end
+    if outcome ~= '' then count_rate(outcome, kid) end
+    return 0
+  elseif at == 1 then
+    if correct(kid, resid, actual, d, kday) then
+      delta, freed = d, d < 0
       if outcome ~= '' then count_rate(outcome, kid) end
     end
-    if gheld then redis.call('ZADD', k_rpm(g), 'XX', 'GT', NOW_S, gm .. ':' .. reserved) end
-    return 0
-  end
-  local d = tonumber(actual) - tonumber(reserved)
-  if kheld and correct(kid, resid, actual, d, string.find(daily, 'k', 1, true)) then
-    delta, freed = d, d < 0
-    if outcome ~= '' then count_rate(outcome, kid) end
-  end
-  if gheld and correct(g, gm, actual, d, string.find(daily, 'g', 1, true)) then
-    gfreed = d < 0
+    if g and correct(g, gm, actual, d, gday) then gfreed = d < 0 end
   end
 elseif action == 'release' then
-  if release(kid, resid) then delta, freed = -tonumber(reserved), true end
-  if g and release(g, gm) then gfreed = true end
+  local n = tonumber(reserved)
+  if take_out(kid, resid, -1, -n) then delta, freed = -n, true end
+  if g and take_out(g, gm, -1, -n) then gfreed = true end
 else
   return redis.error_reply('unknown settle action ' .. tostring(action))
 end
