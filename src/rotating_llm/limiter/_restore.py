@@ -91,9 +91,9 @@ class Restore:
         raise NotImplementedError
 
     def _hold_seconds(self) -> float:
-        """How long the first process back on an emptied Redis holds every key: two
-        intervals in which the others notice (heartbeat, probe of a lost Redis), and the
-        time a slow probe may take."""
+        """How long at most the first process back on an emptied Redis holds every key
+        (the hold ends as soon as every process it saw replayed): two intervals in which
+        the others notice (heartbeat, probe of a lost Redis), and a slow probe's time."""
         s = self.settings
         return 2 * max(s.heartbeat_seconds, s.store_retry_interval) + s.store_lost_after
 
@@ -117,10 +117,11 @@ class Restore:
             tail = self.journal.replay_tail(pool, written_back=True)
         else:
             tail = self._seed_tail(pool)
-        hold = 0
-        if primary and pool in self._epochs and self.peers.get(pool, (1, 0))[0] > 1:
+        hold, n = 0, self.peers.get(pool, (1, 0))[0]
+        if primary and pool in self._epochs and n > 1:
             hold = int(self._hold_seconds() * 1000)  # others must replay theirs first
-        return [*self._head(store, pool), secrets.token_hex(8), hold, *tail]
+        head = [*self._head(store, pool), secrets.token_hex(8), hold, n, self.journal.tag]
+        return [*head, *tail]
 
     def _seed_tail(self, pool: str) -> list[Any]:
         """Seed of the degraded store: this process's share of every key's reservations

@@ -2,7 +2,7 @@
 -- window when Redis restarted empty or was flushed, what it granted while Redis was
 -- lost (written back after recovery), or its share of what Redis held when failing over
 -- (a seed of the in-process store). ARGV after the head: an epoch token, a hold (ms),
--- then quintuples id (a key id, or '@<group>'), member (without its ':<tokens>'),
+-- the processes to wait for, this process's tag, then quintuples id (a key id, or '@<group>'), member (without its ':<tokens>'),
 -- instant (microseconds), tokens, and the epoch the member was granted under ('': the
 -- member is this process's own name, kept as is).
 -- A member granted under another epoch than the pool's is renamed 'r<epoch>.<member>':
@@ -13,10 +13,12 @@
 -- The pool's epoch (BASE..'epoch') is set to the token unless it is set: a process that
 -- finds another epoch later knows the pool's state was lost. When this call sets it and
 -- the hold is > 0 (the caller knew an earlier state), every key of the pool cools down
--- that long: time for the other processes to replay theirs before anyone is granted on
--- a window that misses them.
+-- that long, until the number of processes the caller saw (ARGV[HEAD_LEN + 3], itself
+-- included) have replayed theirs: each replay adds its tag (ARGV[HEAD_LEN + 4]) to
+-- BASE..'restored', and the last one ends the hold.
 -- Returns {members added, the epoch, 1 if this call set it (the pool's state is new)}.
-local ek = BASE .. 'epoch'
+local HOLD_REASON = 'restoring: Redis lost its state'
+local ek, rk, rsk = BASE .. 'epoch', BASE .. 'restore', BASE .. 'restored'
 local epoch = ARGV[HEAD_LEN + 1]
 local hold = tonumber(ARGV[HEAD_LEN + 2])
 local fresh = redis.call('SETNX', ek, epoch)
@@ -25,14 +27,14 @@ if fresh == 0 then
 elseif hold > 0 then
   for _, kid in ipairs(redis.call('HKEYS', CFG)) do
     local cur = redis.call('PTTL', k_cool(kid))
-    if cur == nil or cur < hold then
-      redis.call('SET', k_cool(kid), 'restoring: Redis lost its state', 'PX', hold)
-    end
+    if cur == nil or cur < hold then redis.call('SET', k_cool(kid), HOLD_REASON, 'PX', hold) end
     rescore(kid)
   end
+  redis.call('SET', rk, ARGV[HEAD_LEN + 3], 'PX', hold)
+  redis.call('DEL', rsk)
 end
 local added, touched = 0, {}
-for i = HEAD_LEN + 3, #ARGV - 4, 5 do
+for i = HEAD_LEN + 5, #ARGV - 4, 5 do
   local id, tok_s, e = ARGV[i], ARGV[i + 3], ARGV[i + 4]
   local m = ARGV[i + 1] .. ':' .. tok_s
   if e ~= '' and e ~= epoch then m = 'r' .. e .. '.' .. m end
@@ -53,6 +55,18 @@ for i = HEAD_LEN + 3, #ARGV - 4, 5 do
     redis.call('HSET', K_USE, unpack(use_args(id, u)))
     touched[id] = true
     added = added + 1
+  end
+end
+local expected = redis.call('GET', rk)
+if expected then
+  redis.call('SADD', rsk, ARGV[HEAD_LEN + 4])
+  redis.call('PEXPIRE', rsk, redis.call('PTTL', rk))
+  if redis.call('SCARD', rsk) >= tonumber(expected) then  -- everyone is in: end the hold
+    redis.call('DEL', rk, rsk)
+    for _, kid in ipairs(redis.call('HKEYS', CFG)) do
+      if redis.call('GET', k_cool(kid)) == HOLD_REASON then redis.call('DEL', k_cool(kid)) end
+      touched[kid] = true
+    end
   end
 end
 for id, _ in pairs(touched) do
