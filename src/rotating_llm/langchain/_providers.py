@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -191,7 +190,7 @@ class ProviderCache:
         """Everything that shapes the built model: a copy with another temperature (or
         max_tokens, timeout, model_kwargs) must not reuse a model built for the first."""
         secret = spec.api_key.get_secret_value().encode()
-        digest = hmac.new(self._salt, secret, hashlib.sha256).hexdigest()[:32]
+        digest = hashlib.blake2b(secret, key=self._salt, digest_size=16).hexdigest()
         shaping = json.dumps(
             [spec.temperature, spec.max_tokens, spec.timeout, dict(spec.model_kwargs)],
             sort_keys=True,
