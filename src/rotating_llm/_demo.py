@@ -48,6 +48,8 @@ class DemoResult:
     per_key: Counter[str] = field(default_factory=Counter)
     per_tier: Counter[int] = field(default_factory=Counter)
     per_group: Counter[str] = field(default_factory=Counter)
+    #: served requests of the demo's conversations: on their last key ("held") or not
+    affinity: Counter[str] = field(default_factory=Counter)
     disabled: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -62,6 +64,7 @@ class DemoResult:
             "per_key": dict(sorted(self.per_key.items())),
             "per_tier": {str(t): n for t, n in sorted(self.per_tier.items())},
             "per_group": dict(sorted(self.per_group.items())),
+            "affinity": {"held": self.affinity["held"], "moved": self.affinity["moved"]},
             "disabled": self.disabled,
             "seconds": round(self.seconds, 2),
         }
@@ -84,10 +87,11 @@ def _call(url: str, api_key: str, prompt: str) -> tuple[int, bytes, dict[str, st
 
 def _one_request(km: KeyManager, result: DemoResult, lock: threading.Lock, n: int) -> None:
     prompt = f"Request {n}: summarise why key rotation needs one shared clock."
+    conv = f"demo-conversation-{n % 4}" if n % 2 else None  # half are turns of 4 chats
     tried: list[str] = []
     for _ in range(4):
         try:
-            lease = km.acquire(MODEL, 64, max_wait=30, exclude=tried)
+            lease = km.acquire(MODEL, 64, max_wait=30, exclude=tried, affinity=conv)
         except RotatingLLMError:
             break
         if lease.waited > 0.01:
@@ -109,6 +113,8 @@ def _one_request(km: KeyManager, result: DemoResult, lock: threading.Lock, n: in
                 result.per_tier[lease.key.tier] += 1
                 if lease.key.quota_group:
                     result.per_group[lease.key.quota_group] += 1
+                if lease.affinity_held is not None:
+                    result.affinity["held" if lease.affinity_held else "moved"] += 1
             return
         verdict = classify_http(status, body, headers)
         if (
@@ -157,6 +163,8 @@ def _table(km: KeyManager, result: DemoResult) -> Any:
             f"group {g['group_id']} ({', '.join(g['key_ids'])}): "
             f"{g['rpm_usage']}/{g['rpm_limit']} in the window, one project's quota"
         )
+    held, moved = result.affinity["held"], result.affinity["moved"]
+    captions.append(f"conversation turns on their last key: {held} (moved: {moved})")
     table.caption = "\n".join(captions)
     return table
 

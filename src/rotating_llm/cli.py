@@ -90,6 +90,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         table.add_row(f"share of {kid}", f"{n} ({100 * n / max(1, result.served):.0f}%)")
     for tier, n in sorted(result.per_tier.items()):
         table.add_row(f"served by tier {tier}", str(n))
+    table.add_row(
+        "conversation turns on their last key",
+        f"{result.affinity['held']} (moved {result.affinity['moved']})",
+    )
     Console().print(table)
     return 0 if result.failed == 0 else 1
 

@@ -40,6 +40,8 @@ def test_demo_runs_on_a_fresh_machine_setup(tmp_path: Path) -> None:
     assert sum(result["per_key"].values()) == 40
     assert sum(result["per_tier"].values()) == 40  # demo-key-1 is the paid overflow (tier 1)
     assert set(result["per_tier"]) <= {"0", "1"} and result["per_tier"]["0"] > 0
+    # the odd requests are turns of 4 conversations: each says whether its key held
+    assert result["affinity"]["held"] + result["affinity"]["moved"] == 20
     # demo-key-2 and -3 share one provider project: the pool's quota group kept the pair
     # within the project's quota (no 429 above), and they were used
     assert set(result["per_group"]) == {"demo-project"} and result["per_group"]["demo-project"] > 0

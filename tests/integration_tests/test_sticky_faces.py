@@ -14,6 +14,7 @@ from _sticky_workers import conversations
 from langchain_core.chat_history import InMemoryChatMessageHistory
 from langchain_core.runnables.history import RunnableWithMessageHistory
 
+from rotating_llm import ConfigError
 from rotating_llm.langchain import RotatingChatModel
 from rotating_llm.router import RequestRouter
 
@@ -37,7 +38,8 @@ def _cfg(session: str) -> dict[str, Any]:
 
 def test_a_session_stays_on_its_key_while_it_has_room_then_moves() -> None:
     with pool(4, key_rpm=5) as p:
-        chat = _chat(RotatingChatModel(model=p.keys[0].model_name, key_manager=p.manager))
+        llm = RotatingChatModel(model=p.keys[0].model_name, key_manager=p.manager)
+        chat = _chat(llm)
         metas = [chat.invoke(f"turn {i}", _cfg("s-1")).response_metadata for i in range(7)]
         keys = [m["key_id"] for m in metas]
         assert keys[:5] == [keys[0]] * 5  # the key had room for 5: every turn on it
@@ -45,6 +47,8 @@ def test_a_session_stays_on_its_key_while_it_has_room_then_moves() -> None:
         assert keys[5] != keys[0] and metas[5]["affinity_held"] is False  # full: moved
         assert keys[6] == keys[5] and metas[6]["affinity_held"] is True
         assert p.stats(keys[0]).requests == 5  # the provider saw the same: all 5 there
+        with pytest.raises(ConfigError, match="affinity"):
+            llm.invoke("bad", affinity="")
 
 
 def test_sessions_hold_their_keys_without_sticky_they_rotate() -> None:
@@ -71,6 +75,10 @@ def test_an_explicit_affinity_and_the_async_path() -> None:
             assert first.response_metadata["affinity_held"] is False
             assert again.response_metadata["affinity_held"] is True
             assert again.response_metadata["key_id"] == first.response_metadata["key_id"]
+            fixed = llm.model_copy(update={"affinity": "explicit-1"})
+            third = await fixed.ainvoke("hello")
+            assert third.response_metadata["affinity_held"] is True
+            assert third.response_metadata["key_id"] == first.response_metadata["key_id"]
             chat = _chat(llm)
             metas = [
                 (await chat.ainvoke(f"t{i}", _cfg("async-s"))).response_metadata for i in range(4)

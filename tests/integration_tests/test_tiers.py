@@ -11,7 +11,7 @@ from _tier_workers import hold, paced
 from _windows import by_key, max_in_any_window
 from prometheus_client import CollectorRegistry
 
-from rotating_llm import AllKeysExhaustedError, APIKey, KeyManager
+from rotating_llm import AllKeysExhaustedError, APIKey, KeyManager, QuotaGroup
 from rotating_llm.metrics import disable_metrics, enable_metrics
 
 
@@ -79,6 +79,34 @@ def test_changing_a_key_s_tier_moves_it(make: Callable[..., KeyManager]) -> None
     assert _drain(km, 1) == ["a"]
     with pytest.raises(AllKeysExhaustedError):
         km.acquire("m", 1, max_wait=0)
+
+
+def test_a_quota_group_across_tiers_blocks_its_keys_in_every_tier(
+    make: Callable[..., KeyManager],
+) -> None:
+    keys = [
+        APIKey(key_id="f0", model_name="m", provider="x", rpm=9, tpm=10**6, quota_group="proj"),
+        APIKey(key_id="p0", model_name="m", provider="x", rpm=9, tpm=10**6, tier=1,
+               quota_group="proj"),
+        APIKey(key_id="p1", model_name="m", provider="x", rpm=2, tpm=10**6, tier=1),
+    ]  # fmt: skip
+    km = make(keys, quota_groups=[QuotaGroup(group_id="proj", rpm=3)])
+    got = _drain(km, 5)
+    assert got[:3] == ["f0"] * 3  # the free key, until its project is full
+    assert got[3:] == ["p1", "p1"]  # p0 is paid but of the full project: never
+    with pytest.raises(AllKeysExhaustedError):
+        km.acquire("m", 1, max_wait=0)
+
+
+def test_a_key_added_in_a_higher_tier_is_overflow_at_once(make: Callable[..., KeyManager]) -> None:
+    both = _keys(("f0", 2, 0), ("p0", 5, 2))
+    km = make(both)  # (the secret store knows both)
+    km.remove_key("p0")
+    assert _drain(km, 2) == ["f0", "f0"]
+    with pytest.raises(AllKeysExhaustedError):
+        km.acquire("m", 1, max_wait=0)
+    km.add_key(both[1])
+    assert _drain(km, 2) == ["p0", "p0"]
 
 
 def test_status_and_metrics_show_the_tier(make: Callable[..., KeyManager]) -> None:

@@ -108,6 +108,9 @@ class RotatingChatModel(BaseChatModel):
     """Lease the key that last served the run's conversation (``session_id`` of
     ``RunnableWithMessageHistory``, ``conversation_id``, ``thread_id``) while it has room;
     ``None``: the manager's ``sticky_keys`` setting. A call's ``affinity=`` wins."""
+    affinity: str | None = Field(default=None, min_length=1, max_length=1024)
+    """One conversation id for every call of this model (a call's ``affinity=`` wins;
+    the run's own conversation is not looked for then)."""
 
     _manager: KeyManager = PrivateAttr()
     _providers: ProviderCache = PrivateAttr()
@@ -244,6 +247,8 @@ class RotatingChatModel(BaseChatModel):
         ``affinity`` (a conversation id: its key is preferred, see ``sticky_keys``)."""
         pool = str(kwargs.pop("model", None) or self.model)
         affinity = kwargs.pop("affinity", None)
+        if affinity is None:
+            affinity = self.affinity
         sticky = self.sticky_keys
         if sticky is None:
             sticky = self._manager.settings.sticky_keys
