@@ -202,7 +202,7 @@ class ProviderCache:
             default=repr,
         ).encode()
         # model_kwargs may hold a secret of their own (default_headers): digested too
-        shaped = hmac.new(self._salt, shaping, hashlib.sha256).hexdigest()[:32]
+        shaped = hashlib.blake2b(shaping, key=self._salt, digest_size=16).hexdigest()
         return (spec.key_id, spec.provider, spec.model, spec.base_url or "", digest, shaped)
 
     def _build(self, spec: ProviderSpec) -> BaseChatModel:
