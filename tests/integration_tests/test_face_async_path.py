@@ -96,7 +96,12 @@ async def test_a_rotated_secret_builds_a_new_model() -> None:
             await llm.aclose()
 
 
-async def test_removing_or_replacing_a_key_drops_its_models() -> None:
+async def test_removing_or_replacing_a_key_drops_its_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rotating_llm.langchain import _providers
+
+    monkeypatch.setattr(_providers, "RETIRE_SECONDS", 0.0)  # close dropped models at once
     async with apool(2, kind="openai", model=GPT) as p:
         factory, built = recording(openai_model)
         llm = chat(p, factory, kind="openai")
@@ -121,13 +126,43 @@ async def test_removing_or_replacing_a_key_drops_its_models() -> None:
             before = len(built)
             await llm.ainvoke("hello")
             assert len(built) == before  # k0's model is still the one in use
-            # reload_keys / set_keys replace every key: every model goes
+            # set_keys / reload_keys with the keys as they were: the models stay
             p.manager.set_keys([k.model_copy() for k in p.manager.keys])
+            assert await llm._providers.acached() == [("k0", GPT)]
+            await llm.ainvoke("hello")
+            assert len(built) == before
+            # a key that changed (another endpoint, limits...): its models go
+            p.manager.set_keys([k.model_copy(update={"rpm": k.rpm + 1}) for k in p.manager.keys])
             assert await llm._providers.acached() == []
             await llm.ainvoke("hello")
             assert len(built) == before + 1
         finally:
             await llm.aclose()
+
+
+async def test_a_model_dropped_during_a_call_is_not_closed_under_it() -> None:
+    """Its key changed while a call streams through its model: the model leaves the cache
+    at once, but is closed only ``RETIRE_SECONDS`` later (or with its loop), so the stream
+    ends normally."""
+    async with apool(1, kind="openai", model=GPT) as p:
+        factory, built = recording(openai_model)
+        llm = chat(p, factory, kind="openai")
+        try:
+            chunks = []
+            async for chunk in llm.astream("tell me a long story"):
+                if not chunks:  # mid-stream: the key changes, its model is dropped
+                    p.manager.set_keys(
+                        [k.model_copy(update={"rpm": k.rpm + 1}) for k in p.manager.keys]
+                    )
+                    assert await llm._providers.acached() == []
+                chunks.append(chunk)
+            assert len(chunks) > 1
+            assert not built[0][2].http_async_client.is_closed
+            await llm.ainvoke("hello")
+            assert len(built) == 2  # the changed key got a model of its own
+        finally:
+            await llm.aclose()
+        assert all(m.http_async_client.is_closed for _, _, m in built)  # closed with aclose
 
 
 async def test_concurrent_first_calls_share_one_build() -> None:

@@ -270,6 +270,9 @@ def test_a_failing_factory_is_a_config_error_and_sends_nothing(env: Env) -> None
     with pytest.raises(ConfigError, match="cannot build the 'fake' chat model") as info:
         llm.invoke("hi")
     assert "sk-unit" not in str(info.value)
+    chained = info.value.__cause__
+    assert isinstance(chained, TypeError)  # the SDK's own error stays chained, scrubbed
+    assert "sk-unit" not in str(chained) and "sk-unit" not in repr(chained.args)
     assert sum(s["rpm_usage"] for s in env.manager.get_all_key_statuses()) == 0
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from langchain_core.language_models import BaseChatModel
 from pydantic import SecretStr
 
+from rotating_llm._scrub import scrub_exception
 from rotating_llm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ DEFAULT_FACTORIES: dict[str, ProviderFactory] = {"gemini": gemini_model, "openai
 
 #: Provider models kept per table (the sync one, and one per event loop), least recent out.
 MAX_MODELS = 256
+#: Seconds a dropped async model (key removed or rotated, LRU) stays open before it is
+#: closed: calls still streaming through it finish first.
+RETIRE_SECONDS = 600.0
 
 _CacheKey = tuple[str, ...]
 _GONE = object()
@@ -133,6 +137,7 @@ class _LoopTable(_Table):
         super().__init__()
         self.building: dict[_CacheKey, asyncio.Task[BaseChatModel]] = {}
         self.closing: set[asyncio.Task[None]] = set()
+        self.retired: deque[tuple[float, BaseChatModel]] = deque()  # (dropped at, model)
         self.guard: AsyncGenerator[None, None] | None = None
 
 
@@ -196,8 +201,10 @@ class ProviderCache:
             [spec.temperature, spec.max_tokens, spec.timeout, dict(spec.model_kwargs)],
             sort_keys=True,
             default=repr,
-        )
-        return (spec.key_id, spec.provider, spec.model, spec.base_url or "", digest, shaping)
+        ).encode()
+        # model_kwargs may hold a secret of their own (default_headers): digested too
+        shaped = hmac.new(self._salt, shaping, hashlib.sha256).hexdigest()[:32]
+        return (spec.key_id, spec.provider, spec.model, spec.base_url or "", digest, shaped)
 
     def _build(self, spec: ProviderSpec) -> BaseChatModel:
         self.check_provider(spec.provider, spec.key_id)
@@ -206,7 +213,9 @@ class ProviderCache:
         except ConfigError:
             raise
         except Exception as exc:
-            detail = str(exc).replace(spec.api_key.get_secret_value(), "***")
+            secret = spec.api_key.get_secret_value()
+            scrub_exception(exc, [secret])  # the chained SDK error holds no key either
+            detail = str(exc).replace(secret, "***")
             raise ConfigError(
                 f"cannot build the {spec.provider!r} chat model for key {spec.key_id!r}: "
                 f"{type(exc).__name__}: {detail}"
@@ -230,7 +239,8 @@ class ProviderCache:
             return []
         now = {k.key_id: k for k in self._source.keys}
         before, table.version, table.keys = table.keys, version, now
-        gone = [ck for ck in table.models if before.get(ck[0]) is not now.get(ck[0], _GONE)]
+        # by value: a reload that leaves a key as it was keeps its models
+        gone = [ck for ck in table.models if before.get(ck[0]) != now.get(ck[0], _GONE)]
         return [table.models.pop(ck) for ck in gone]
 
     def _put(self, table: _Table, key: _CacheKey, model: BaseChatModel) -> list[BaseChatModel]:
@@ -301,6 +311,10 @@ class ProviderCache:
             model = await asyncio.to_thread(self._build, spec)
         finally:
             table.building.pop(key, None)
+        with self._lock:
+            current = self._loops.get(asyncio.get_running_loop()) is table
+        if not current:  # aclose() ran meanwhile: the caller uses it uncached
+            return model
         self._close_later(table, self._forget_rotated(table, spec.key_id, key))
         self._close_later(table, self._put(table, key, model))
         return model
@@ -319,14 +333,20 @@ class ProviderCache:
         await table.guard.asend(None)
 
     def _close_later(self, table: _LoopTable, models: list[BaseChatModel]) -> None:
-        for model in models:
-            task = asyncio.ensure_future(aclose_model(model))
+        """Retire ``models``: a call may still be using one (a stream, a slow answer), so
+        each is closed :data:`RETIRE_SECONDS` after it was dropped, or with its loop."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        table.retired.extend((now, m) for m in models)
+        while table.retired and now - table.retired[0][0] >= RETIRE_SECONDS:
+            task = asyncio.ensure_future(aclose_model(table.retired.popleft()[1]))
             table.closing.add(task)
             task.add_done_callback(table.closing.discard)
 
     async def _aclose_table(self, table: _LoopTable) -> None:
-        models = list(table.models.values())
+        models = [*table.models.values(), *(m for _, m in table.retired)]
         table.models.clear()
+        table.retired.clear()
         for model in models:
             await aclose_model(model)
         if table.closing:
