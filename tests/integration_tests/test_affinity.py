@@ -66,6 +66,17 @@ def test_an_excluded_cooling_or_disabled_key_moves_the_affinity(
     assert _turn(km, "x")[0] != third
 
 
+def test_an_affinity_to_a_removed_key_moves(make: Callable[..., KeyManager]) -> None:
+    keys = _keys(3, rpm=50)
+    km = make(keys)
+    home, _ = _turn(km, "gone")
+    km.remove_key(home)
+    moved, held = _turn(km, "gone")
+    assert moved != home and held is False
+    km.add_key(next(k for k in keys if k.key_id == home))
+    assert _turn(km, "gone") == (moved, True)  # the affinity is where it moved
+
+
 def test_tier_beats_affinity(make: Callable[..., KeyManager]) -> None:
     km = make(
         [

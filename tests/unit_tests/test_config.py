@@ -33,6 +33,14 @@ def test_environment_is_read_when_called(monkeypatch: pytest.MonkeyPatch) -> Non
     assert Settings.from_env().redis_url == "redis://other:6379/0"
 
 
+def test_sticky_keys_settings() -> None:
+    assert Settings().sticky_keys is True and Settings().affinity_ttl_seconds == 3600
+    s = Settings.from_env(
+        {"ROTATING_LLM_STICKY_KEYS": "false", "ROTATING_LLM_AFFINITY_TTL_SECONDS": "90"}
+    )
+    assert s.sticky_keys is False and s.affinity_ttl_seconds == 90
+
+
 def test_overrides_win() -> None:
     s = Settings.from_env({"ROTATING_LLM_WINDOW_SECONDS": "60"}, window_seconds=2)
     assert s.window_seconds == 2
@@ -47,6 +55,9 @@ def test_overrides_win() -> None:
         ("ROTATING_LLM_ON_REDIS_FAILURE", "maybe"),
         ("CONVERSATION_TTL_SECONDS", "soon"),
         ("ROTATING_LLM_KEY_PREFIX", "a{b}"),
+        ("ROTATING_LLM_AFFINITY_TTL_SECONDS", "0"),
+        ("ROTATING_LLM_AFFINITY_TTL_SECONDS", str(7 * 86400 + 1)),
+        ("ROTATING_LLM_STICKY_KEYS", "sometimes"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:

@@ -122,7 +122,9 @@ if aff_s ~= '' then
   if aff_kid and excluded and excluded[aff_kid] then aff_kid = nil end
   if aff_kid then
     local sc = redis.call('ZSCORE', AVAIL, aff_kid)
-    if not sc and tiers_s ~= '' then sc = redis.call('ZSCORE', k_avail(limits(aff_kid)), aff_kid) end
+    if not sc and tiers_s ~= '' then  -- a key of a tier > 0
+      sc = redis.call('ZSCORE', k_avail(limits(aff_kid)), aff_kid)
+    end
     if sc and tonumber(sc) <= NOW then
       local r = redis.call('HMGET', K_USE, aff_kid, skey(aff_kid))
       local ok, lim, u = consider(aff_kid, r[1], r[2])
