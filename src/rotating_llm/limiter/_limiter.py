@@ -302,7 +302,7 @@ class RedisLimiter(GroupOps, Restore):
                 args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid, aff)
                 try:
                     raw = store.call("acquire", store.pool_keys(pool), args)
-                except StoreTimeoutError:  # it may still be granted: release it then
+                except (StoreTimeoutError, KeyboardInterrupt):  # it may be granted: release it
                     self._abandon(pool, estimated_tokens, store, args)
                     raise
                 except LostError:  # it may have run: released once Redis is back
