@@ -98,8 +98,8 @@ def _loop(km: Any, end: float, pace: float, tally: _Tally) -> None:
         t0 = time.monotonic()
         try:
             lease = km.acquire("m")
-        except AllKeysExhaustedError:
-            tally.call(time.monotonic() - t0, "AllKeysExhaustedError", None)
+        except AllKeysExhaustedError as exc:  # (a StoreTimeoutError is one too: by name)
+            tally.call(time.monotonic() - t0, type(exc).__name__, None)
             time.sleep(0.05)
             continue
         except Exception as exc:  # the library's own store errors
