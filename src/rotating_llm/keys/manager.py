@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from rotating_llm.keys._prober import Prober
 from rotating_llm.limiter import KeyUsage, RedisLimiter
 from rotating_llm.limiter._group_ops import group_name
+from rotating_llm.limiter._key_check import check_keys
 from rotating_llm.secrets import SecretStore, get_secret_store
 from rotating_llm.storage import FailoverStore, open_store
 
@@ -138,6 +139,7 @@ class KeyManager(Leasing):
         groups: Iterable[QuotaGroup] | None = None,
     ) -> None:
         table = _checked_groups(keys, self._groups.values() if groups is None else groups)
+        check_keys(keys.values(), table.values())  # before anything changes
         if persist:
             if self.key_store_path is None:
                 raise ConfigError("persist=True needs a key_store_path")

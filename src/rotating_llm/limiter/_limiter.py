@@ -18,6 +18,7 @@ from rotating_llm.limiter._affinity import affinity_digest
 from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._group_ops import GroupOps
+from rotating_llm.limiter._key_check import check_keys
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, call_deadline, translate_errors
@@ -91,12 +92,6 @@ class KeyUsage:
 _MAX_SETTING_S = 7 * 86400
 
 
-def _tiers_arg(keys: Iterable[APIKey]) -> str:
-    """The acquire script's ``tiers`` of a pool: its keys' tiers ascending, ``""`` if all 0."""
-    tiers = sorted({k.tier for k in keys})
-    return "" if tiers in ([], [0]) else ",".join(map(str, tiers))
-
-
 def _check_settings(settings: Settings) -> None:
     """The settings that reach the scripts are finite and at most a week."""
     names = ("window_seconds", "cooldown_base_seconds", "cooldown_max_seconds")
@@ -124,8 +119,6 @@ class RedisLimiter(GroupOps):
         self._keys: dict[str, APIKey] = {}
         self._groups: dict[str, QuotaGroup] = {}
         self._pools: dict[str, list[APIKey]] = {}
-        #: pool -> its tiers for the acquire script ("0,2"; "": every key is of tier 0)
-        self._tiers: dict[str, str] = {}
         self._affinity_ttl_ms = max(1, int(settings.affinity_ttl_seconds * 1000))
         self._registered: dict[int, tuple[int, set[str]]] = {}
         self._lock = threading.Lock()
@@ -143,6 +136,8 @@ class RedisLimiter(GroupOps):
         """Replace the known keys and quota groups (checked by the caller: every group a
         key names is known, and holds keys of one pool); pools are registered lazily on
         each store used."""
+        keys, groups = list(keys), list(groups)
+        check_keys(keys, groups)
         table = {g.group_id: g for g in groups}
         by_pool: dict[str, list[APIKey]] = {}
         known: dict[str, APIKey] = {}
@@ -155,7 +150,6 @@ class RedisLimiter(GroupOps):
             self._keys = known
             self._groups = table
             self._pools = {p: by_pool.get(p, []) for p in set(by_pool) | gone}
-            self._tiers = {p: _tiers_arg(keys) for p, keys in self._pools.items()}
             self._registered.clear()
 
     def pool_of(self, key_id: str) -> str:
@@ -232,7 +226,7 @@ class RedisLimiter(GroupOps):
         head = self._head(store, pool)
         return [
             *(*head, est, strategy, rnd, _CANDIDATES, ",".join(exclude), request_id),
-            *(self._tiers.get(pool, ""), affinity, self._affinity_ttl_ms),
+            *(affinity, self._affinity_ttl_ms),
         ]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
