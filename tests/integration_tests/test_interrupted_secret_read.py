@@ -1,8 +1,10 @@
-"""A caller that gives up while its grant's secret is read leaves no reservation behind.
+"""A caller that gives up while it is granted a key leaves no reservation behind.
 
 The acquire flow reserves, then reads the granted key's secret. A ``KeyboardInterrupt``
 during a sync read releases the grant before it goes on; a task cancelled during an
-async read has its grant released in the background (``aflush`` waits for it).
+async read has its grant released in the background (``aflush`` waits for it). An
+interrupt during the sync decision itself (the script ran, its reply not read) has the
+same request resent and its grant released, as a timeout does.
 """
 
 from __future__ import annotations
@@ -100,3 +102,34 @@ async def test_a_cancelled_async_secret_read_releases_the_grant(
     finally:
         store.gate.set()
         await km.aclose()
+
+
+def test_an_interrupt_during_the_sync_decision_releases_what_it_granted(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``KeyboardInterrupt`` that arrives once the script ran but before its reply was
+    read: the same request sent again returns that grant, which is released."""
+    km, _ = _manager(redis_url, prefix)
+    store = km.store.primary
+    real = store.call
+    interrupted: list[str] = []
+
+    def call(name: str, *args: object, **kw: object) -> object:
+        out = real(name, *args, **kw)
+        if name == "acquire" and not interrupted:
+            interrupted.append(name)
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(store, "call", call)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            km.acquire("m", 400)
+        assert interrupted == ["acquire"]
+        for _ in range(500):  # the release runs on a thread of its own
+            if _held(km) == (0, 0):
+                break
+            threading.Event().wait(0.01)
+        assert _held(km) == (0, 0)
+    finally:
+        km.close()

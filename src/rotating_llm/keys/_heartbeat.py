@@ -7,7 +7,9 @@ A beat writes, with single-key commands only (cluster-safe, no script needed):
 
 The expiry is :data:`EXPIRY_BEATS` intervals ahead, so a process that dies drops out
 of :func:`live_processes` within that time. The beat runs on a daemon thread and never
-touches an event loop.
+touches an event loop. Each beat also tells the limiter the live processes it saw (the
+degraded share's divisor while Redis is lost) and the pool's epoch (a changed one: Redis
+lost the pool's state, and this process replays what it knows).
 """
 
 from __future__ import annotations
@@ -120,6 +122,12 @@ class Heartbeat:
             store.sync.pexpire(_procs_key(store, pool), max(ttl_ms, _DAY_MS))
             store.sync.set(pool_base(store.prefix, pool) + "proc:" + self.member, info, px=ttl_ms)
         self._pools |= set(pools)
+        for pool in pools:  # the degraded share's divisor, and whether Redis lost the pool
+            members = live_members(store, pool)
+            epoch = store.sync.get(pool_base(store.prefix, pool) + "epoch")
+            text = epoch.decode() if isinstance(epoch, bytes) else epoch
+            manager.limiter.beat_seen(pool, members, self.member, text)
+            manager.limiter.snapshot(pool)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -196,14 +195,14 @@ class ProviderCache:
         """Everything that shapes the built model: a copy with another temperature (or
         max_tokens, timeout, model_kwargs) must not reuse a model built for the first."""
         secret = spec.api_key.get_secret_value().encode()
-        digest = hmac.new(self._salt, secret, hashlib.sha256).hexdigest()[:32]
+        digest = hashlib.blake2b(secret, key=self._salt, digest_size=16).hexdigest()
         shaping = json.dumps(
             [spec.temperature, spec.max_tokens, spec.timeout, dict(spec.model_kwargs)],
             sort_keys=True,
             default=repr,
         ).encode()
         # model_kwargs may hold a secret of their own (default_headers): digested too
-        shaped = hmac.new(self._salt, shaping, hashlib.sha256).hexdigest()[:32]
+        shaped = hashlib.blake2b(shaping, key=self._salt, digest_size=16).hexdigest()
         return (spec.key_id, spec.provider, spec.model, spec.base_url or "", digest, shaped)
 
     def _build(self, spec: ProviderSpec) -> BaseChatModel:

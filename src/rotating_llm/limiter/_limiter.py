@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -17,11 +18,14 @@ from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._affinity import affinity_digest
 from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
-from rotating_llm.limiter._group_ops import GroupOps
+from rotating_llm.limiter._group_ops import GroupOps, group_name
+from rotating_llm.limiter._journal import Journal
 from rotating_llm.limiter._key_check import check_keys
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
+from rotating_llm.limiter._restore import Restore
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, call_deadline, translate_errors
+from rotating_llm.storage._direct import LostError
 
 if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey, QuotaGroup
@@ -103,7 +107,7 @@ def _check_settings(settings: Settings) -> None:
             )
 
 
-class RedisLimiter(GroupOps):
+class RedisLimiter(GroupOps, Restore):
     """Atomic select-and-reserve over a pool's keys, and everything that settles it.
 
     The original design's ``get_redis_limiter()`` returns the default manager's limiter; its
@@ -126,6 +130,12 @@ class RedisLimiter(GroupOps):
         self._asettler = AsyncSettler()
         #: releases of grants whose caller was cancelled (kept so they are not collected)
         self._abandoned: set[asyncio.Future[Any]] = set()
+        self.journal = Journal(self.window_us)
+        #: acquires that may have run on a Redis lost meanwhile: released when it is back
+        self.pending_releases: deque[tuple[str, int, Store, list[Any]]] = deque(maxlen=1000)
+        self.peers: dict[str, tuple[int, int]] = {}
+        self._epochs: dict[str, str] = {}
+        self._seen: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"
@@ -163,12 +173,11 @@ class RedisLimiter(GroupOps):
         return [self.window_us, *self.days.args()]  # the schema's HEAD
 
     def _register_args(self, store: Store, pool: str) -> list[Any]:
-        args = [*self._head(store, pool), "replace"]
         keys = self._pools.get(pool, [])
-        args += self._group_register_args(keys)
+        tail: list[Any] = self._group_register_args(keys)
         for key in keys:
-            args += [key.key_id, self._limits_arg(key)]
-        return args
+            tail += [key.key_id, self._limits_arg(key)]
+        return [*self._head(store, pool), "replace", *self._share_tail(store, pool, tail)]
 
     def _needs_register(self, store: Store, pool: str) -> bool:
         gen = self.store.generation
@@ -190,11 +199,13 @@ class RedisLimiter(GroupOps):
     def _ensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
             store.call("register", store.pool_keys(pool), self._register_args(store, pool))
+            self._restore(store, pool)
             self._mark_registered(store, pool)
 
     async def _aensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
             await store.acall("register", store.pool_keys(pool), self._register_args(store, pool))
+            await self._arestore(store, pool)
             self._mark_registered(store, pool)
 
     def register_all(self) -> None:
@@ -232,7 +243,7 @@ class RedisLimiter(GroupOps):
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
         if isinstance(raw, str):  # granted: the schema's GRANT fields
             f = raw.split(" ", _GRANT_SPLIT)
-            return Reservation(
+            res = Reservation(
                 pool,
                 f[_G_KEY],
                 f[_G_RES],
@@ -242,6 +253,12 @@ class RedisLimiter(GroupOps):
                 int(f[_G_NOW]),
                 _HELD[f[_G_AFF]],
             )
+            key = self._keys.get(res.key_id)
+            group = key.quota_group if key is not None and key.quota_group else None
+            primary = store is self.store.primary
+            epoch = self._epochs.get(pool, "")
+            self.journal.granted(res, group and group_name(group), primary, epoch)
+            return res
         code = int(raw[_R_CODE])
         if code == -1:  # the store lost the pool's config (flushed or restarted)
             self._mark_registered(store, pool, done=False)
@@ -277,8 +294,11 @@ class RedisLimiter(GroupOps):
                 args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid, aff)
                 try:
                     raw = store.call("acquire", store.pool_keys(pool), args)
-                except StoreTimeoutError:  # it may still be granted: release it then
+                except (StoreTimeoutError, KeyboardInterrupt):  # it may be granted: release it
                     self._abandon(pool, estimated_tokens, store, args)
+                    raise
+                except LostError:  # it may have run: released once Redis is back
+                    self.pending_releases.append((pool, estimated_tokens, store, args))
                     raise
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
@@ -317,6 +337,9 @@ class RedisLimiter(GroupOps):
                     raw = await store.acall("acquire", store.pool_keys(pool), args)
                 except StoreTimeoutError:  # it may still be granted: release it then
                     self._aabandon(pool, estimated_tokens, store, args)
+                    raise
+                except LostError:  # it may have run: released once Redis is back
+                    self.pending_releases.append((pool, estimated_tokens, store, args))
                     raise
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
@@ -358,6 +381,8 @@ class RedisLimiter(GroupOps):
                     out = self._parse(store, pool, est, raw)
                     if isinstance(out, Reservation):
                         self.settle(out, "release", 0)
+            except LostError:  # Redis lost meanwhile: released once it is back
+                self.pending_releases.append((pool, est, store, args))
             except Exception as exc:  # the reservation then expires with its window
                 logger.warning("could not release an abandoned reservation: %s", exc)
 
@@ -402,6 +427,7 @@ class RedisLimiter(GroupOps):
         if res.store.kind != "redis":
             return False
         self._settler.submit(res, self._settle_args(res, "complete", tokens, "served"))
+        self.journal.settled(res, "complete", tokens, res.store is self.store.primary)
         return True
 
     async def acomplete_later(self, res: Reservation, tokens: int) -> bool:
@@ -409,6 +435,7 @@ class RedisLimiter(GroupOps):
         if res.store.kind != "redis":
             return False
         await self._asettler.submit(res, self._settle_args(res, "complete", tokens, "served"))
+        self.journal.settled(res, "complete", tokens, res.store is self.store.primary)
         return True
 
     @property
@@ -448,6 +475,7 @@ class RedisLimiter(GroupOps):
         args = self._settle_args(res, action, value, outcome)
         with translate_errors(f"settle ({action})", res.store.description):
             raw = res.store.call("settle", res.store.pool_keys(res.pool), args)
+        self.journal.settled(res, action, value, res.store is self.store.primary)
         return int(raw)
 
     async def asettle(self, res: Reservation, action: str, value: int, outcome: str = "") -> int:
@@ -455,6 +483,7 @@ class RedisLimiter(GroupOps):
         args = self._settle_args(res, action, value, outcome)
         with translate_errors(f"settle ({action})", res.store.description):
             raw = await res.store.acall("settle", res.store.pool_keys(res.pool), args)
+        self.journal.settled(res, action, value, res.store is self.store.primary)
         return int(raw)
 
     def count_refusal(self, pool: str) -> None:
@@ -499,7 +528,9 @@ class RedisLimiter(GroupOps):
             args = self._health_args(store, pool, key_id, action, seconds, reason)
             return int(store.call("health", store.pool_keys(pool), args)) / 1000
 
-        return self.store.run(f"key health ({action})", op)
+        out = self.store.run(f"key health ({action})", op)
+        self.journal.health(key_id, action, out, reason)
+        return out
 
     async def ahealth(
         self, key_id: str, action: str, seconds: float = 0.0, reason: str = ""
@@ -514,7 +545,9 @@ class RedisLimiter(GroupOps):
             raw = await store.acall("health", store.pool_keys(pool), args)
             return int(raw) / 1000
 
-        return await self.store.arun(f"key health ({action})", op)
+        out = await self.store.arun(f"key health ({action})", op)
+        self.journal.health(key_id, action, out, reason)
+        return out
 
     def set_cooldown(self, key_id: str, seconds: float | None, reason: str) -> float:
         """Cool ``key_id`` down for ``seconds`` (``None``: growing backoff)."""

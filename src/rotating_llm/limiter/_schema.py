@@ -63,7 +63,10 @@ HEAD = ("window_us", "day_0", "day_1", "day_2", "day_3")
 
 #: Arguments of each pool script (``ARGV``, 1-based in Lua), after which some take a
 #: variable tail: ``register`` key id / limits pairs (or key ids to remove), ``status``
-#: key ids.
+#: key ids. ``replay`` takes HEAD, an epoch token, a hold (ms), the processes to wait
+#: for, a tag of the caller's, then quintuples id, member (without ``:<tokens>``),
+#: instant (us), tokens, epoch granted under; it is left out of this table (and so of
+#: the header's locals: an EVAL script has room for 200).
 ARGS: dict[str, tuple[str, ...]] = {
     "acquire": (
         *HEAD,

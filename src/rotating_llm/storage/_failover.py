@@ -97,7 +97,7 @@ class FailoverStore:
             return None
         if due:
             try:
-                self.primary.probe(self.primary.timing.piece)
+                self.primary.probe(self.primary.timing.probe_timeout)
             except Exception as exc:  # still lost
                 logger.debug("Redis still lost: %s", type(exc).__name__)
                 return None
@@ -110,7 +110,7 @@ class FailoverStore:
             return None
         if due:
             try:
-                await asyncio.to_thread(self.primary.probe, self.primary.timing.piece)
+                await asyncio.to_thread(self.primary.probe, self.primary.timing.probe_timeout)
             except Exception as exc:  # still lost
                 logger.debug("Redis still lost: %s", type(exc).__name__)
                 return None

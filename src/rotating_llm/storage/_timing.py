@@ -49,6 +49,11 @@ class Timing:
     connect_timeout: float = 2.0
 
     @property
+    def probe_timeout(self) -> float:
+        """How long a probe waits for ``PING`` (a loaded machine answers slowly)."""
+        return max(self.piece, min(1.0, self.lost_after / 3))
+
+    @property
     def piece(self) -> float:
         """One wait for a reply, between two looks at the probe."""
         return min(MAX_PIECE, self.lost_after / 4)
@@ -117,7 +122,7 @@ class Liveness:
         if self._silent_since is None:
             self._silent_since = now - self.timing.piece  # the caller waited that long
         if self._probing.acquire(blocking=False):
-            wait = max(0.05, min(1.0, self.timing.lost_after / 3, budget))
+            wait = max(0.05, min(self.timing.probe_timeout, budget))
             try:
                 self._probe(wait)
             except rex.TimeoutError:

@@ -1,0 +1,225 @@
+"""Putting back what a store lost, and the degraded share while Redis is lost.
+
+Mixed into :class:`~rotating_llm.limiter.RedisLimiter`. After every registration of a
+pool on a store (the first one, after a failover either way, after Redis was flushed or
+restarted empty) this process replays into that store what the :class:`Journal` knows
+(its grants of this window, the cooldowns and disables it set), in one ``replay`` call
+and one ``health`` call per key health. Into Redis that is a write-back; into the
+in-process store a seed of the degraded share. Each beat of the heartbeat reports the
+live processes (the share's divisor) and the pool's epoch: an epoch that changed means
+Redis lost the pool's state, and the pool is registered and replayed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from rotating_llm.limiter._degraded import degraded_tail, peer_rank, share
+from rotating_llm.limiter._group_ops import group_name
+from rotating_llm.limiter._journal import Journal
+from rotating_llm.storage._errors import translate_errors
+
+if TYPE_CHECKING:
+    from rotating_llm.config import Settings
+    from rotating_llm.keys.models import APIKey, QuotaGroup
+    from rotating_llm.limiter._limiter import Refusal, Reservation
+    from rotating_llm.storage import FailoverStore, Store
+
+__all__ = ["Restore"]
+
+logger = logging.getLogger("rotating_llm.limiter")
+
+
+def _is_grant(out: object) -> TypeGuard[Reservation]:
+    from rotating_llm.limiter._limiter import Reservation  # (it imports this module)
+
+    return isinstance(out, Reservation)
+
+
+class Restore:
+    """The limiter's write-back and degraded-share part."""
+
+    store: FailoverStore
+    settings: Settings
+    journal: Journal
+    _pools: dict[str, list[APIKey]]
+    _groups: dict[str, QuotaGroup]
+    #: pool -> (live processes, this one's rank) from the last heartbeat
+    peers: dict[str, tuple[int, int]]
+    #: pool -> the epoch of its state on Redis, as last registered
+    _epochs: dict[str, str]
+    #: pool -> (when, key id -> (reservations, tokens)) Redis held at the last heartbeat
+    _seen: dict[str, tuple[int, dict[str, tuple[int, int]]]]
+
+    pending_releases: deque[tuple[str, int, Store, list[Any]]]
+
+    # provided by RedisLimiter
+    def _parse(
+        self, store: Store, pool: str, est: int, raw: Any
+    ) -> Reservation | Refusal | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def settle(
+        self, res: Reservation, action: str, value: int, outcome: str = ""
+    ) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    async def asettle(
+        self, res: Reservation, action: str, value: int, outcome: str = ""
+    ) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def _head(self, store: Store, pool: str) -> list[Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _health_args(
+        self, store: Store, pool: str, key_id: str, action: str, seconds: float, reason: str
+    ) -> list[Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _ensure(self, store: Store, pool: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _mark_registered(
+        self, store: Store, pool: str, done: bool = True
+    ) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _hold_seconds(self) -> float:
+        """How long at most the first process back on an emptied Redis holds every key
+        (the hold ends as soon as every process it saw replayed): two intervals in which
+        the others notice (heartbeat, probe of a lost Redis), and a slow probe's time."""
+        s = self.settings
+        return 2 * max(s.heartbeat_seconds, s.store_retry_interval) + s.store_lost_after
+
+    def _degraded(self, store: Store) -> bool:
+        """True for the in-process store that stands in for a lost Redis."""
+        primary = self.store.primary
+        return store is not primary and store.is_embedded and not primary.is_embedded
+
+    def _share_tail(self, store: Store, pool: str, tail: list[Any]) -> list[Any]:
+        """A register tail, cut to this process's share on the degraded store."""
+        if not self._degraded(store):
+            return tail
+        n, rank = self.peers.get(pool, (1, 0))
+        return degraded_tail(tail, n, rank)
+
+    def _replay_args(self, store: Store, pool: str) -> list[Any]:
+        """The ``replay`` call's arguments: what this process granted in the window; into
+        the degraded store also its share of what the pool held at the last heartbeat."""
+        primary = not self._degraded(store)
+        if primary:
+            tail = self.journal.replay_tail(pool, written_back=True)
+        else:
+            tail = self._seed_tail(pool)
+        hold, n = 0, self.peers.get(pool, (1, 0))[0]
+        if primary and pool in self._epochs and n > 1:
+            hold = int(self._hold_seconds() * 1000)  # others must replay theirs first
+        head = [*self._head(store, pool), secrets.token_hex(8), hold, n, self.journal.tag]
+        return [*head, *tail]
+
+    def _seed_tail(self, pool: str) -> list[Any]:
+        """Seed of the degraded store: this process's share of every key's reservations
+        on Redis at the last heartbeat (apportioned as the limits are, so the seeds of
+        all processes add up to what Redis held; dated at that beat, so they count a
+        full window from then), and its own grants on Redis made since."""
+        seen = self._seen.get(pool)
+        if seen is None:
+            return self.journal.replay_tail(pool, written_back=False)
+        at_us, usage = seen
+        n, rank = self.peers.get(pool, (1, 0))
+        tail: list[Any] = []
+        for kid, (count, tokens) in usage.items():
+            mine, tok = share(count, kid, n, rank), share(tokens, kid, n, rank)
+            for j in range(mine):
+                each = tok // mine + (1 if j < tok % mine else 0)
+                tail += [kid, f"seen{at_us}.{j}", at_us, each, ""]
+        return tail + self.journal.replay_tail(pool, written_back=False, since_us=at_us)
+
+    def snapshot(self, pool: str) -> None:
+        """Read what Redis holds of ``pool`` now (the heartbeat does, every beat)."""
+        from rotating_llm.limiter._schema import STATUS
+
+        primary = self.store.primary
+        now_us = int(time.time() * 1_000_000)
+        raw = list(primary.call("status", primary.pool_keys(pool), self._head(primary, pool)))
+        w, c, t = len(STATUS), STATUS.index("rpm_count"), STATUS.index("tpm_used")
+        usage = {str(raw[i]): (int(raw[i + c]), int(raw[i + t])) for i in range(0, len(raw), w)}
+        self._seen[pool] = (now_us, usage)
+
+    def _health_calls(self, store: Store, pool: str, reply: Any) -> list[list[Any]]:
+        """After ``replay`` answered ``reply``: the ``health`` calls that put back the
+        cooldowns and disables this process set, if the store's state is new (an emptied
+        Redis, the in-process store); never over a state that kept its own."""
+        added, epoch, fresh = int(reply[0]), str(reply[1]), int(reply[2])
+        degraded = self._degraded(store)
+        if not degraded:
+            self._epochs[pool] = epoch
+        if added:
+            where = "the in-process store" if degraded else store.description
+            logger.warning("replayed %d reservations of pool %s into %s", added, pool, where)
+        if not (fresh or degraded):
+            return []
+        keys = self._pools.get(pool, [])
+        names = {k.key_id for k in keys} | {
+            group_name(k.quota_group) for k in keys if k.quota_group
+        }
+        return [
+            self._health_args(store, pool, kid, action, seconds, reason)
+            for kid, action, seconds, reason in self.journal.health_now(names)
+        ]
+
+    def _pending(self, store: Store, pool: str) -> list[tuple[int, list[Any]]]:
+        """Take the acquires of ``pool`` sent to ``store`` before it was lost."""
+        out: list[tuple[str, int, Store, list[Any]]] = []
+        keep: list[tuple[str, int, Store, list[Any]]] = []
+        while self.pending_releases:
+            item = self.pending_releases.popleft()
+            (out if item[0] == pool and item[2] is store else keep).append(item)
+        self.pending_releases.extend(keep)
+        return [(est, args) for _, est, _, args in out]
+
+    def _restore(self, store: Store, pool: str) -> None:
+        """Replay into ``store`` what this process knows (after registering ``pool``),
+        and release what acquires sent before it was lost were granted."""
+        kp = store.pool_keys(pool)
+        reply = store.call("replay", kp, self._replay_args(store, pool))
+        for args in self._health_calls(store, pool, reply):
+            store.call("health", kp, args)
+        for est, args in self._pending(store, pool):  # the same request id: its grant
+            out = self._parse(store, pool, est, store.call("acquire", kp, args))
+            if _is_grant(out):
+                self.settle(out, "release", 0)
+
+    async def _arestore(self, store: Store, pool: str) -> None:
+        """Async twin of :meth:`_restore`."""
+        kp = store.pool_keys(pool)
+        reply = await store.acall("replay", kp, self._replay_args(store, pool))
+        for args in self._health_calls(store, pool, reply):
+            await store.acall("health", kp, args)
+        for est, args in self._pending(store, pool):
+            out = self._parse(store, pool, est, await store.acall("acquire", kp, args))
+            if _is_grant(out):
+                await self.asettle(out, "release", 0)
+
+    def beat_seen(self, pool: str, members: Iterable[str], mine: str, epoch: str | None) -> None:
+        """What a heartbeat read: the live processes of ``pool`` and its epoch on Redis.
+
+        A changed epoch (or none) after this process registered the pool means Redis
+        lost its state: register and replay now, not at this process's next acquire.
+        """
+        known = self._epochs.get(pool)
+        if known is None or epoch == known:
+            self.peers[pool] = peer_rank(members, mine)
+            return
+        # (the members were lost with the state: the peers seen before still count)
+        logger.warning("pool %s lost its state on Redis (flushed or restarted): replaying", pool)
+        primary = self.store.primary  # it just answered the beat, lost or not
+        self._mark_registered(primary, pool, done=False)
+        with translate_errors("replay", primary.description):
+            self._ensure(primary, pool)

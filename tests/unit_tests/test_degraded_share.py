@@ -1,0 +1,57 @@
+"""The degraded share's arithmetic: the shares of all processes add up to the limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from rotating_llm.limiter._degraded import degraded_tail, peer_rank, share
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 7, 60, 1000, 99_991])
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 16, 100])
+def test_shares_add_up_to_the_limit_exactly(limit: int, n: int) -> None:
+    for name in ("k0", "k1", "@grp", "a-much-longer-key-id"):
+        parts = [share(limit, name, n, rank) for rank in range(n)]
+        assert sum(parts) == limit
+        assert max(parts) - min(parts) <= 1  # as even as whole requests allow
+
+
+def test_no_limit_stays_no_limit() -> None:
+    assert share(0, "k0", 5, 3) == 0
+
+
+def test_with_more_processes_than_requests_keys_go_to_different_processes() -> None:
+    n = 8
+    keys = [f"k{i}" for i in range(16)]
+    holders = {rank for rank in range(n) for k in keys if share(1, k, n, rank)}
+    assert len(holders) > 1  # not every key's one request goes to the same process
+
+
+def test_peer_rank_counts_this_process_once() -> None:
+    assert peer_rank(["b", "a", "c"], "b") == (3, 1)
+    assert peer_rank(["a", "c"], "b") == (3, 1)  # not seen yet: counted anyway
+    assert peer_rank([], "z") == (1, 0)
+
+
+def test_degraded_tail_cuts_limits_and_drops_keys_without_a_share() -> None:
+    tail = ["@g", "4 1000 0 0 0 -|k0,k1", "k0", "9 300 0 0 1 @g", "k1", "1 300 0 0 1 @g",
+            "k2", "3 90 10 0 2 - 1"]  # fmt: skip
+    n = 3
+    for rank in range(n):
+        out = degraded_tail(tail, n, rank)
+        pairs = dict(zip(out[::2], out[1::2], strict=True))
+        assert pairs["k2"].split(" ")[4:] == ["2", "-", "1"]  # weight, group, tier kept
+        assert int(pairs["k2"].split(" ")[0]) in (1,)
+        assert int(pairs["k2"].split(" ")[2]) in (3, 4)  # rpd 10 over 3
+        if "@g" not in pairs:  # the group's 4 requests left this process none
+            assert "k0" not in pairs and "k1" not in pairs
+        if "k1" in pairs:
+            assert pairs["k1"].startswith("1 ")
+    # over all processes: each limit's shares add up to it
+    total: dict[str, int] = {}
+    for rank in range(n):
+        out = degraded_tail(tail, n, rank)
+        for name, value in zip(out[::2], out[1::2], strict=True):
+            total[name] = total.get(name, 0) + int(value.split(" ")[0])
+    assert total["@g"] == 4 and total["k0"] == 9 and total["k1"] == 1 and total["k2"] == 3
+    assert degraded_tail(tail, 1, 0) == tail
