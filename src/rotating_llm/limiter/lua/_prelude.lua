@@ -123,6 +123,15 @@ end
 
 local function limits(kid) return parse_limits(redis.call('HGET', CFG, kid)) end
 
+-- The ids of the pool's keys: the fields of its config but TIERS_FIELD.
+local function key_ids()
+  local out = {}
+  for _, f in ipairs(redis.call('HKEYS', CFG)) do
+    if f ~= TIERS_FIELD then out[#out + 1] = f end
+  end
+  return out
+end
+
 -- The availability set of a key of limits `lim`: AVAIL for tier 0 (or no limits).
 local function k_avail(lim)
   if lim and lim.tier > 0 then return BASE .. 'avail:' .. int_s(lim.tier) end

@@ -36,8 +36,8 @@ for i = first, #ARGV, 2 do
   end
 end
 if mode == 'replace' then
-  for _, kid in ipairs(redis.call('HKEYS', CFG)) do
-    if not seen[kid] and kid ~= TIERS_FIELD then
+  for _, kid in ipairs(key_ids()) do
+    if not seen[kid] then
       unlist(kid, limits(kid))
       redis.call('HDEL', CFG, kid)
     end
