@@ -1,10 +1,10 @@
-"""Scanner proof: fresh random keys of every family in every context are found; negatives
+"""Scanner proof: random keys of every family in every context are found; negatives
 stay quiet; every rule's regex is linear (checked on its parsed form and on 1 MB lines)."""
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 import string
 
 import pytest
@@ -15,8 +15,14 @@ _ALNUM = string.ascii_letters + string.digits
 _HEX = "0123456789abcdef"
 
 
+# Seeded per test, so that a run can be repeated: a random key looks like a placeholder by
+# chance about once in 50,000 ("xxxx", "000000", "TEST" in its characters; see
+# docs/scanner.md), and a test must not fail at that rate.
+_RNG = random.Random()
+
+
 def _r(n: int, alphabet: str = _ALNUM) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(n))
+    return "".join(_RNG.choice(alphabet) for _ in range(n))
 
 
 # family -> (maker, the detector that must find it, the variable name used in contexts)
@@ -106,6 +112,7 @@ CONTEXTS = {
 @pytest.mark.parametrize("context", sorted(CONTEXTS))
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_in_every_context(family: str, context: str) -> None:
+    _RNG.seed(f"{family}/{context}")
     make, detector, name = FAMILIES[family]
     value = make()
     text = "x = 1\n" + CONTEXTS[context](name, value)
@@ -117,6 +124,7 @@ def test_every_family_in_every_context(family: str, context: str) -> None:
 
 
 def test_aws_secret_beside_an_id_and_slack_webhook() -> None:
+    _RNG.seed("aws-and-slack-webhook")
     secret = _r(18) + "/" + _r(9) + "+" + _r(9) + "a1"
     key_id = "AKIA" + _r(16, string.ascii_uppercase + string.digits)
     found = find_secrets(f"id {key_id}\nsecret {secret}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -26,6 +27,7 @@ from rotating_llm.limiter._restore import Restore
 from rotating_llm.limiter._settler import Settler
 from rotating_llm.storage import FailoverStore, Store, call_deadline, translate_errors
 from rotating_llm.storage._direct import LostError
+from rotating_llm.storage._timing import deadline_of
 
 if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey, QuotaGroup
@@ -308,9 +310,13 @@ class RedisLimiter(GroupOps, Restore):
         out = self.store.run("acquire", op)
         if isinstance(out, Refusal) and self._settler.pending:
             # this process's own completions may free room: apply them, then look again
-            self._settler.flush()
+            self._settler.flush(until=self._call_end())
             out = self.store.run("acquire", op)
         return out
+
+    def _call_end(self) -> float:
+        """When the store calls of the running acquire must end (see ``call_deadline``)."""
+        return deadline_of(self.store.primary.timing)
 
     async def areserve(
         self,
@@ -354,9 +360,11 @@ class RedisLimiter(GroupOps, Restore):
             raise
         if isinstance(out, Refusal) and (self._asettler.pending or self._settler.pending):
             # this process's own completions may free room: apply them, then look again
-            await self._asettler.flush()
+            until = self._call_end()
+            with contextlib.suppress(asyncio.TimeoutError):  # (its reader is shielded)
+                await asyncio.wait_for(self._asettler.flush(), max(0.0, until - time.monotonic()))
             if self._settler.pending:
-                await asyncio.to_thread(self._settler.flush)
+                await asyncio.to_thread(self._settler.flush, until)
             out = await self.store.arun("acquire", op)
         return out
 
@@ -562,7 +570,7 @@ class RedisLimiter(GroupOps, Restore):
     def usage(self, pool: str, key_ids: Sequence[str] = ()) -> dict[str, KeyUsage]:
         """Usage of ``key_ids`` (default: every key of ``pool``), one script call."""
         if self._settler.pending:
-            self._settler.flush()
+            self._settler.flush(until=self._call_end())
 
         def op(store: Store) -> list[Any]:
             self._ensure(store, pool)

@@ -21,6 +21,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -70,13 +71,14 @@ class _Channel:
         self.sent.append(item)
         self.conn.send_packed_command([pack_command((cmd, ref, len(keys), *keys, *args))])
 
-    def read(self, block: bool) -> list[tuple[_Sent, Exception]]:
-        """Read the replies that arrived (all of them if ``block``).
+    def read(self, block: bool, until: float | None = None) -> list[tuple[_Sent, Exception]]:
+        """Read the replies that arrived (all of them if ``block``, those arriving before
+        ``until`` (monotonic) if given).
 
         Returns the completions refused because the script or function was missing.
         """
         missing: list[tuple[_Sent, Exception]] = []
-        while self.sent and (block or self.conn.can_read(0)):
+        while self.sent and self._ready(block, until):
             item = self.sent[0]
             try:
                 self.conn.read_response()
@@ -88,6 +90,13 @@ class _Channel:
                     missing.append((item, exc))
             self.sent.popleft()
         return missing
+
+    def _ready(self, block: bool, until: float | None) -> bool:
+        if not block:
+            return bool(self.conn.can_read(0))
+        if until is None:
+            return True
+        return bool(self.conn.can_read(max(0.0, until - time.monotonic())))
 
     def close(self) -> None:
         self.conn.disconnect()
@@ -130,10 +139,11 @@ class Settler:
                 except StoreError as exc:
                     self._resend(ch, exc)
 
-    def flush(self) -> None:
+    def flush(self, until: float | None = None) -> None:
         """Read every outstanding reply, so every completion is applied.
 
-        Bounded by the client's socket timeout.
+        Bounded by the client's socket timeout, or by ``until`` (monotonic): replies not
+        there by then stay outstanding (a slow Redis must not hold an acquire up).
         """
         with self._lock:
             if self._pid != os.getpid():  # a forked child: the parent's replies are not ours
@@ -143,7 +153,9 @@ class Settler:
                 try:
                     with translate_errors("settle (complete)", ch.store.description):
                         while ch.sent:
-                            self._retry(ch, ch.read(block=True))
+                            self._retry(ch, ch.read(block=True, until=until))
+                            if until is not None and time.monotonic() >= until:
+                                break
                 except StoreError as exc:
                     self._resend(ch, exc)
 

@@ -67,16 +67,21 @@ def shannon_entropy(value: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
 
 
+def _has_word(body: str, words: tuple[str, ...]) -> bool:
+    """Whether ``body`` holds one of ``words`` as people write them (lower, UPPER or
+    Capitalized): random characters spell "xXxX" or "tESt" by chance, people do not."""
+    return any(w in body or w.upper() in body or w.capitalize() in body for w in words)
+
+
 def is_placeholder(body: str) -> bool:
     """Whether ``body`` (a value without its fixed prefix) is a placeholder or doc example."""
-    low = body.lower()
-    if any(word in low for word in _PLACEHOLDER_WORDS):
+    if _has_word(body, _PLACEHOLDER_WORDS):
         return True
     core = re.sub(r"[^A-Za-z0-9]", "", body)
     if len(set(core)) <= 3:
         return True
     random_looking = len(core) >= 32 and shannon_entropy(core) >= 4.5
-    return not random_looking and any(word in low for word in _SHORT_PLACEHOLDER_WORDS)
+    return not random_looking and _has_word(body, _SHORT_PLACEHOLDER_WORDS)
 
 
 def fingerprint(detector: str, value: str) -> str:

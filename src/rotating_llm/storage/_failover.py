@@ -24,6 +24,7 @@ from rotating_llm.config import FailureMode
 from rotating_llm.errors import StoreTimeoutError, StoreUnavailableError
 from rotating_llm.storage._errors import translate_errors
 from rotating_llm.storage._store import Store, embedded_store
+from rotating_llm.storage._timing import deadline_of
 
 __all__ = ["FailoverStore"]
 
@@ -78,41 +79,50 @@ class FailoverStore:
                 self._down_since = None
                 self.generation += 1
 
-    def _probe_due(self) -> bool | None:
-        """``False``: use the primary; ``None``: use the fallback; ``True``: ``PING`` the
-        lost primary first (every ``retry_interval``), so a caller never waits for a
-        silent Redis longer than that ping."""
+    def _probe_due(self) -> float | None:
+        """``0``: use the primary; ``None``: use the fallback; else ``PING`` the lost
+        primary first, waiting at most that long (every ``retry_interval``, within the
+        caller's deadline), so a caller never waits for a silent Redis past its own."""
         if self._down_since is None:
-            return False
-        if time.monotonic() < self._next_probe:
+            return 0.0
+        now = time.monotonic()
+        if now < self._next_probe:
+            return None
+        wait = min(self.primary.timing.probe_timeout, deadline_of(self.primary.timing) - now)
+        if wait < 0.01:
             return None
         with self._lock:
+            self._next_probe = now + wait + self.retry_interval  # one probe at a time
+        return wait
+
+    def _probe_failed(self, exc: Exception) -> None:
+        with self._lock:
             self._next_probe = time.monotonic() + self.retry_interval
-        return True
+        logger.debug("Redis still lost: %s", type(exc).__name__)
 
     def _candidate(self) -> Store | None:
         """The primary if it should be tried now, else ``None``."""
-        due = self._probe_due()
-        if due is None:
+        wait = self._probe_due()
+        if wait is None:
             return None
-        if due:
+        if wait:
             try:
-                self.primary.probe(self.primary.timing.probe_timeout)
+                self.primary.probe(wait)
             except Exception as exc:  # still lost
-                logger.debug("Redis still lost: %s", type(exc).__name__)
+                self._probe_failed(exc)
                 return None
         return self.primary
 
     async def _acandidate(self) -> Store | None:
         """Async twin of :meth:`_candidate` (the ``PING`` runs on a thread)."""
-        due = self._probe_due()
-        if due is None:
+        wait = self._probe_due()
+        if wait is None:
             return None
-        if due:
+        if wait:
             try:
-                await asyncio.to_thread(self.primary.probe, self.primary.timing.probe_timeout)
+                await asyncio.to_thread(self.primary.probe, wait)
             except Exception as exc:  # still lost
-                logger.debug("Redis still lost: %s", type(exc).__name__)
+                self._probe_failed(exc)
                 return None
         return self.primary
 

@@ -1,0 +1,214 @@
+"""Chaos table: one pool, several processes, a Redis of its own that is slowed, paused,
+killed or flushed mid-run; per scenario, what the callers got.
+
+    python -m bench.chaos [--workers 3] [--seconds 8] [--json PATH]
+
+Every scenario starts a fresh ``redis-server`` on a free loopback port (debug commands
+enabled for ``DEBUG SLEEP``), spawns ``--workers`` processes that each acquire in a
+loop (``max_wait`` 0.5 s, a pause of ``PACE`` after each grant) for ``--seconds``,
+completing every lease at once, and injects its fault two seconds in. The run fits in
+one window (30 s), so a key's grants over the run are the most any window saw. Columns:
+
+- ``max/key``: the most grants of one key (the limit is ``limit``), degraded ones too;
+- ``degraded``: grants made on the in-process store while Redis was lost;
+- ``errors``: what callers got instead of a lease, by type (``AllKeysExhaustedError`` is
+  the pool being full, not an error of the library's making);
+- ``max call``: the longest acquire against its bound (``max_wait`` + store deadline);
+- ``left behind``: reservations Redis holds that no caller was granted (0 wanted);
+  ``missing``: grants callers got that Redis does not hold at the end.
+
+Timings are printed here only; the counts are asserted by the tests
+(``tests/integration_tests/test_chaos_table.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SCENARIOS", "main", "run_scenario"]
+
+KEYS, RPM, WINDOW = 2, 30, 30.0
+PACE = 0.3  # a worker's pause after each grant: the pool fills up over the run
+MAX_WAIT, DEADLINE = 0.5, 1.0
+FAULT_AT = 2.0
+SCENARIOS = ("sleep3", "sleep6", "pause", "kill", "flush")
+
+
+def _settings(url: str) -> Any:
+    from rotating_llm import Settings
+
+    return Settings(
+        redis_url=url,
+        window_seconds=WINDOW,
+        max_wait=MAX_WAIT,
+        store_deadline=DEADLINE,
+        heartbeat_seconds=0.2,
+        store_retry_interval=0.2,
+        probe_seconds=0,
+    )
+
+
+def _manager(url: str) -> Any:
+    from rotating_llm import KeyManager
+    from rotating_llm.keys import APIKey
+    from rotating_llm.secrets import EnvSecretStore
+
+    keys = [
+        APIKey(key_id=f"k{i}", model_name="m", provider="gemini", rpm=RPM, tpm=10**6)
+        for i in range(KEYS)
+    ]
+    env = {f"API_KEY_K{i}": f"sk-chaos-{i}" for i in range(KEYS)}
+    return KeyManager(keys, settings=_settings(url), secret_store=EnvSecretStore(environ=env))
+
+
+def _worker(url: str, start_at: float, seconds: float) -> dict[str, Any]:
+    """Acquire in a loop from ``start_at`` (wall clock) for ``seconds``."""
+    from rotating_llm import AllKeysExhaustedError
+
+    km = _manager(url)
+    grants: list[dict[str, Any]] = []
+    errors: Counter[str] = Counter()
+    longest, slowest = 0.0, ""
+    try:
+        while time.time() < start_at:
+            time.sleep(0.01)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            outcome = "lease"
+            try:
+                lease = km.acquire("m")
+            except AllKeysExhaustedError:
+                outcome = "AllKeysExhaustedError"
+                errors[outcome] += 1
+                time.sleep(0.05)
+                continue
+            except Exception as exc:  # the library's own store errors
+                outcome = type(exc).__name__
+                errors[outcome] += 1
+                time.sleep(0.05)
+                continue
+            finally:
+                took = time.monotonic() - t0
+                if took > longest:
+                    longest, slowest = took, outcome
+            res = lease.reservation
+            grants.append(
+                {"key": lease.key_id, "embedded": bool(res is not None and res.store.is_embedded)}
+            )
+            lease.complete(1)
+            time.sleep(PACE)
+        time.sleep(1.0)  # heartbeats go on: a last recovery writes back before the end
+    finally:
+        km.close()
+    return {"grants": grants, "errors": dict(errors), "longest": longest, "slowest": slowest}
+
+
+def _fault(name: str, server: Any) -> None:
+    import redis
+
+    client = redis.Redis.from_url(server.url, socket_timeout=30)
+    if name.startswith("sleep"):
+        threading.Thread(
+            target=client.execute_command, args=("DEBUG", "SLEEP", name[5:]), daemon=True
+        ).start()
+    elif name == "pause":
+        client.execute_command("CLIENT", "PAUSE", "4000", "WRITE")
+    elif name == "kill":
+        server.stop()
+        time.sleep(2.0)
+        server.start()
+    elif name == "flush":
+        client.flushall()
+
+
+def _held(url: str) -> int:
+    """Reservations Redis holds now, over the pool's keys."""
+    km = _manager(url)
+    try:
+        return sum(u.rpm_count for u in km.limiter.usage("m").values())
+    finally:
+        km.close()
+
+
+def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str, Any]:
+    """Run one scenario; returns its row of the table."""
+    from rotating_llm.testing._redis import RedisServer
+
+    server = RedisServer(args=["--enable-debug-command", "yes"])
+    server.start()
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            start_at = time.time() + 4.0  # spawned and ready by then
+            futures = [pool.submit(_worker, server.url, start_at, seconds) for _ in range(workers)]
+            time.sleep(max(0.0, start_at - time.time()) + FAULT_AT)
+            _fault(name, server)
+            results = [f.result(timeout=120) for f in futures]
+        time.sleep(0.5)
+        held = _held(server.url)
+    finally:
+        server.stop()
+    per_key: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    degraded = 0
+    for r in results:
+        for g in r["grants"]:
+            per_key[g["key"]] += 1
+            degraded += g["embedded"]
+        errors.update(r["errors"])
+    granted = sum(per_key.values())
+    return {
+        "scenario": name,
+        "limit": RPM,
+        "max_per_key": max(per_key.values(), default=0),
+        "grants": granted,
+        "degraded": degraded,
+        "errors": dict(errors),
+        "max_call_s": round(max(r["longest"] for r in results), 3),
+        "slowest": max(results, key=lambda r: r["longest"])["slowest"],
+        "bound_s": MAX_WAIT + DEADLINE,
+        "left_behind": max(0, held - granted),
+        "missing": max(0, granted - held),
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'scenario':9} {'max/key':>8} {'limit':>5} {'grants':>6} {'degraded':>8} "
+    head += f"{'max call':>9} {'bound':>6} {'left behind':>11} {'missing':>7}  errors"
+    lines = [head]
+    for r in rows:
+        errs = ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items())) or "-"
+        lines.append(
+            f"{r['scenario']:9} {r['max_per_key']:>8} {r['limit']:>5} {r['grants']:>6} "
+            f"{r['degraded']:>8} {r['max_call_s']:>8.2f}s {r['bound_s']:>5.1f}s "
+            f"{r['left_behind']:>11} {r['missing']:>7}  {errs}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every scenario, print the table, write the rows as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--json", type=Path, default=Path("bench/results/chaos.json"))
+    args = parser.parse_args(argv)
+    rows = [run_scenario(n, args.workers, args.seconds) for n in args.only.split(",")]
+    print(_table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
