@@ -4,8 +4,9 @@ What the store keeps is shown: state, usage of each limit, the prober's last ver
 per pool the long-lived processes whose heartbeat has not expired, and the requests
 served, the provider's 429s (per key) and the refusals callers saw (per pool) of every
 process: per minute over the last 60 s, and counted over the last 5 minutes.
-Queue length and learned limits are not kept in the store yet; their columns show
-``-`` rather than numbers this process could not know.
+Limits learned from the provider are shown with the file's value (the key's, then its
+quota group's). Queue length is not kept in the store yet; its column shows ``-``
+rather than a number this process could not know.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 __all__ = ["configure_parser", "run", "snapshot"]
 
-_NOT_KEPT = ("queue", "learned_limits")
+_NOT_KEPT = ("queue",)
 _KEY_RATES = ("served", "rate_limited")
 
 
@@ -45,6 +46,7 @@ def _state(s: dict[str, Any]) -> str:
 def snapshot(km: Any) -> dict[str, Any]:
     """Every pool and key as plain data (no secret)."""
     from rotating_llm.keys._prober import probe_results
+    from rotating_llm.keys._status import learned_summary
     from rotating_llm.limiter._rates import read_rates
 
     probes = probe_results(km)
@@ -64,6 +66,7 @@ def snapshot(km: Any) -> dict[str, Any]:
             "group": s["tags"].get("group"),
             "last_probe": probes.get(s["key_id"]),
             **dict.fromkeys(_NOT_KEPT),
+            "learned_limits": _learned(s, learned_summary),
             **{f"{n}_rate": round(counted.get(f"{n}_rate", 0.0), 2) for n in _KEY_RATES},
             **{f"{n}_5m": int(counted.get(n, 0)) for n in _KEY_RATES},
         }
@@ -76,6 +79,17 @@ def snapshot(km: Any) -> dict[str, Any]:
         "rates": {pool: {k: r[k] for k in ("window_s", "counts", "per_minute")}
                   for pool, r in rates.items()},
     }  # fmt: skip
+
+
+def _learned(s: dict[str, Any], summary: Any) -> str | None:
+    """The key's learned limits, then its group's (``group <id>: ...``); None: none."""
+    parts = [summary(s)]
+    for field in ("group", "learned_group"):
+        if s.get(field):
+            g = summary(s[field])
+            parts.append(f"group {s[field]['group_id']}: {g}" if g else "")
+    text = "; ".join(p for p in parts if p)
+    return text or None
 
 
 def _processes(km: Any, pools: dict[str, Any]) -> dict[str, int | None]:
@@ -130,7 +144,7 @@ def _table(snap: dict[str, Any]) -> Any:
                 _bar(*r["tpm"]),
                 _bar(*r["rpd"]),
                 "-",
-                "-",
+                r["learned_limits"] or "-",
                 f"{r['served_rate']:g}/{r['rate_limited_rate']:g}",
                 f"{refused:g}" if n == 0 and refused is not None else "",
                 f"{probe['verdict']} ({probe['action']})" if probe else "-",

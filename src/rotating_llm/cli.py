@@ -197,8 +197,11 @@ def _print_statuses(statuses: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rotating_llm.keys._status import learned_summary
+
     table = Table(title="keys")
-    for col in ("key_id", "model", "tier", "active", "state", "rpm", "tpm", "rpd", "tpd", "group"):
+    cols = ("key_id", "model", "tier", "active", "state", "rpm", "tpm", "rpd", "tpd", "group")
+    for col in (*cols, "learned"):
         table.add_column(col)
     groups: dict[str, dict[str, Any]] = {}
     for st in statuses:
@@ -222,11 +225,13 @@ def _print_statuses(statuses: list[dict[str, Any]]) -> None:
             rpd,
             _used(st, "tpd"),
             st.get("quota_group") or "",
+            learned_summary(st),
         )
     Console().print(table)
     if groups:
         gtable = Table(title="quota groups")
-        for col in ("group_id", "model", "keys", "rpm", "tpm", "rpd", "tpd", "next capacity"):
+        gcols = ("group_id", "model", "keys", "rpm", "tpm", "rpd", "tpd", "next capacity")
+        for col in (*gcols, "learned"):
             gtable.add_column(col)
         for gid, g in sorted(groups.items()):
             nxt = g["next_capacity_in"]
@@ -236,6 +241,7 @@ def _print_statuses(statuses: list[dict[str, Any]]) -> None:
                 ",".join(g["key_ids"]),
                 *(_used(g, m) for m in ("rpm", "tpm", "rpd", "tpd")),
                 "now" if not nxt else f"{nxt:.0f}s",
+                learned_summary(g),
             )
         Console().print(gtable)
 

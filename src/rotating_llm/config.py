@@ -44,6 +44,8 @@ ENV_VARS: dict[str, str] = {
     "heartbeat_seconds": "ROTATING_LLM_HEARTBEAT_SECONDS",
     "cooldown_base_seconds": "ROTATING_LLM_COOLDOWN_BASE_SECONDS",
     "cooldown_max_seconds": "ROTATING_LLM_COOLDOWN_MAX_SECONDS",
+    "learn_ttl_seconds": "ROTATING_LLM_LEARN_TTL_SECONDS",
+    "learn_raise": "ROTATING_LLM_LEARN_RAISE",
     "secret_cache_ttl": "SECRET_CACHE_TTL_SECONDS",
     "conversation_ttl_seconds": "CONVERSATION_TTL_SECONDS",
     "user_rpm_default": "USER_RPM_DEFAULT",
@@ -95,6 +97,11 @@ class Settings(BaseModel):
     heartbeat_seconds: float = Field(10.0, ge=0, le=3600.0)
     cooldown_base_seconds: float = Field(5.0, gt=0)
     cooldown_max_seconds: float = Field(300.0, gt=0)
+    #: How long a limit learned from the provider holds (renewed by each answer that
+    #: states it again).
+    learn_ttl_seconds: float = Field(86400.0, gt=0, le=7 * 86400.0)
+    #: Whether a provider's x-ratelimit-limit-* header may raise a limit above the file's.
+    learn_raise: bool = False
     secret_cache_ttl: float = Field(300.0, ge=0)
     conversation_ttl_seconds: int = Field(86400, gt=0)
     user_rpm_default: int = Field(10, gt=0)

@@ -14,8 +14,10 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from rotating_llm.learning import NO_FACTS, ProviderFacts, parse_answer
 
 __all__ = [
     "Classified",
@@ -88,12 +90,15 @@ class Classified:
         retry_after: The provider's retry delay in seconds, if it gave one.
         reason: Short text for cooldowns, disables and errors (never a secret).
         status: The HTTP status, when there was an answer.
+        facts: What the answer says about the key's limits (``rotating_llm.learning``),
+            for ``Lease.fail(..., facts=...)``.
     """
 
     kind: FailureKind | None
     retry_after: float | None = None
     reason: str = ""
     status: int | None = None
+    facts: ProviderFacts = NO_FACTS
 
     @property
     def retry_elsewhere(self) -> bool:
@@ -188,7 +193,14 @@ def classify_http(
     Gemini's invalid or blocked key comes as ``400 INVALID_ARGUMENT`` or
     ``400 PERMISSION_DENIED`` with an ``ErrorInfo`` reason (``API_KEY_INVALID``,
     ``API_KEY_SERVICE_BLOCKED``): a refused key, recognised by its details, not its status.
+    The limits the answer states are in the result's ``facts``.
     """
+    found = _classify(status, body, headers)
+    facts = parse_answer(status, body, headers)
+    return replace(found, facts=facts) if facts else found
+
+
+def _classify(status: int, body: Any, headers: Mapping[str, Any] | None) -> Classified:
     err_status, code, message, details = _fields(body)
     reasons: set[str] = set()
     quota_ids: list[str] = []

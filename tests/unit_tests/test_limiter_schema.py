@@ -49,19 +49,27 @@ def test_header_positions_match_the_declaration() -> None:
     assert "ACQUIRE_EST" in header
     env: dict[str, int | str] = {}
     for line in header.splitlines():
-        if line.startswith("local "):
+        if line.startswith("local LEARN_KINDS = "):
+            table = line.split("=", 1)[1].strip().strip("{}")
+            assert tuple(v.strip().strip("'") for v in table.split(",")) == schema.LEARN_KINDS
+        elif line.startswith("local "):
             left, right = line[6:].split("=")
             for n, v in zip(left.split(","), right.split(","), strict=True):
                 v = v.strip()
                 env[n.strip()] = v.strip("'") if v.startswith("'") else int(v)
     for script, names in schema.ARGS.items():
+        assert names[: len(schema.HEAD)] == schema.HEAD  # named once, as HEAD_*
         for i, arg in enumerate(names, 1):
-            assert env[f"{script.upper()}_{arg.upper()}"] == i
+            name = "HEAD" if i <= len(schema.HEAD) else script.upper()
+            assert env[f"{name}_{arg.upper()}"] == i
     for i, field in enumerate(schema.STATUS):
         assert env[f"STATUS_{field.upper()}"] == i
     assert env["STATUS_WIDTH"] == len(schema.STATUS)
     assert env["HEAD_LEN"] == len(schema.HEAD)
     assert env["GROUP_MARK"] == schema.GROUP_MARK
+    assert env["LEARNED_GROUP"] == schema.LEARNED_GROUP
+    assert env["LEARNED_GROUP_KIND"] == schema.LEARNED_GROUP_KIND
+    assert schema.LEARNED_GROUP.startswith(schema.GROUP_MARK)
     for name, code in schema.RATES.items():
         assert env[f"RATE_{name.upper()}"] == code
     assert env["RATE_BUCKET_US"] == schema.RATE_BUCKET_S * 1_000_000

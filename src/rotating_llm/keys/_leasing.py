@@ -34,6 +34,7 @@ from rotating_llm.storage import call_deadline
 
 if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey, QuotaGroup
+    from rotating_llm.learning import ProviderFacts
     from rotating_llm.secrets import SecretStore
     from rotating_llm.storage import FailoverStore
 
@@ -259,6 +260,8 @@ class Leasing:
             return self.limiter.settle(*args)
         if op == "health":
             return self.limiter.health(*args)
+        if op == "learn":
+            return self.learn(*args)
         if op == "sleep":
             return time.sleep(*args)
         if op == "exhausted":
@@ -280,10 +283,34 @@ class Leasing:
             return await self.limiter.asettle(*args)
         if op == "health":
             return await self.limiter.ahealth(*args)
+        if op == "learn":
+            return await self.alearn(*args)
         if op == "sleep":
             return await asyncio.sleep(*args)
         # rare paths that read every key's status or pick a key by hand: off the loop
         return await asyncio.to_thread(self._sync_io, step)
+
+    # -- learned limits -------------------------------------------------------------
+
+    def learn(self, key_id: str, facts: ProviderFacts) -> None:
+        """Apply what a provider's answer on ``key_id`` said about its limits, for every
+        process sharing the store (the one entry point of every face: ``Lease.complete``
+        and ``Lease.fail`` call it with their ``facts``). A store error is logged."""
+        if not facts or key_id not in self._keys:
+            return
+        try:
+            self.limiter.learn(key_id, facts)
+        except StoreError as exc:
+            logger.warning("could not record the limits learned on %s: %s", key_id, exc)
+
+    async def alearn(self, key_id: str, facts: ProviderFacts) -> None:
+        """Async twin of :meth:`learn`."""
+        if not facts or key_id not in self._keys:
+            return
+        try:
+            await self.limiter.alearn(key_id, facts)
+        except StoreError as exc:
+            logger.warning("could not record the limits learned on %s: %s", key_id, exc)
 
     # -- failures ---------------------------------------------------------------------
 
@@ -294,6 +321,7 @@ class Leasing:
         retry_after: float | None,
         reason: str | None,
         actual: int | None,
+        facts: ProviderFacts | None = None,
     ) -> Flow[str]:
         """What a provider's failure does to the key (the failure table), without I/O."""
         res, kid = lease.reservation, lease.key_id
@@ -319,6 +347,8 @@ class Leasing:
                 limited = kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA)
                 spent = (actual or 0) if limited else tokens
                 yield Step("settle", res, "complete", spent, "rate_limited" if limited else "")
+            if facts:  # after the settlement: the refused request still counts
+                yield Step("learn", kid, facts)
             if kind is FailureKind.RATE_LIMIT:
                 why = reason or "rate limited (429)"
                 secs = yield Step("health", kid, "cooldown", retry_after or 0.0, why)
@@ -340,8 +370,10 @@ class Leasing:
         retry_after: float | None,
         reason: str | None,
         actual: int | None,
+        facts: ProviderFacts | None = None,
     ) -> str:
-        return drive(self._failure_flow(lease, kind, retry_after, reason, actual), self._sync_io)
+        flow = self._failure_flow(lease, kind, retry_after, reason, actual, facts)
+        return drive(flow, self._sync_io)
 
     async def _aon_failure(
         self,
@@ -350,8 +382,9 @@ class Leasing:
         retry_after: float | None,
         reason: str | None,
         actual: int | None,
+        facts: ProviderFacts | None = None,
     ) -> str:
-        flow = self._failure_flow(lease, kind, retry_after, reason, actual)
+        flow = self._failure_flow(lease, kind, retry_after, reason, actual, facts)
         return await adrive(flow, self._async_io)
 
 

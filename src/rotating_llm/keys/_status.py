@@ -2,20 +2,98 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rotating_llm.keys.models import APIKey, QuotaGroup
 from rotating_llm.limiter import KeyUsage
 
-__all__ = ["exhausted_reasons", "group_status", "key_status"]
+if TYPE_CHECKING:
+    from rotating_llm.limiter._learn_ops import LearnedRecord
+
+__all__ = [
+    "exhausted_reasons",
+    "group_status",
+    "key_status",
+    "learned_group",
+    "learned_summary",
+    "limits_view",
+]
+
+_KINDS = ("rpm", "tpm", "rpd", "tpd")
+
+
+def limits_view(
+    limits: QuotaGroup | APIKey, learned: Mapping[str, LearnedRecord] | None
+) -> dict[str, dict[str, Any]]:
+    """Each limit's configured (the file's) and effective value and its source: ``file``
+    or ``learned: <when>, from <answer>`` (a limit the file does not set: ``None``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in _KINDS:
+        configured = getattr(limits, kind)
+        rec = (learned or {}).get(kind)
+        if rec is not None and rec.applies_over(configured):
+            when = dt.datetime.fromtimestamp(rec.learned_at, dt.timezone.utc)
+            stamp = when.isoformat(timespec="seconds").replace("+00:00", "Z")
+            out[kind] = {
+                "configured": configured,
+                "effective": rec.value,
+                "source": f"learned: {stamp}, from {rec.source}",
+                "expires_in": round(rec.expires_in, 3),
+            }
+        else:
+            out[kind] = {"configured": configured, "effective": configured, "source": "file"}
+    return out
+
+
+def learned_group(
+    learned: Mapping[str, Mapping[str, LearnedRecord]],
+    key_id: str,
+    usage: Mapping[str, KeyUsage],
+) -> dict[str, Any] | None:
+    """The learned group ``key_id`` was put into (its per-project 429s showed others use
+    its project), as a group status without configured limits; None: in none."""
+    rec = learned.get(key_id, {}).get("grp")
+    if rec is None or rec.group is None:
+        return None
+    u = usage.get(rec.group) or KeyUsage(rec.group, False, 0, 0, 0, 0.0, None, None, None)
+    view = limits_view(QuotaGroup.model_construct(group_id=rec.group), learned.get(rec.group))
+    return {
+        "group_id": rec.group,
+        "source": f"learned, from {rec.source}",
+        "key_ids": sorted(k for k, recs in learned.items() if "grp" in recs),
+        "rpm_usage": u.rpm_count,
+        "tpm_usage": u.tpm_used,
+        "rpm_limit": view["rpm"]["effective"],
+        "tpm_limit": view["tpm"]["effective"],
+        "rpd_limit": view["rpd"]["effective"],
+        "tpd_limit": view["tpd"]["effective"],
+        "limits": view,
+    }
+
+
+def learned_summary(status: Mapping[str, Any]) -> str:
+    """The learned limits of a key's or group's status, short: ``"rpm 4 (file 10)"``
+    (``""`` when every limit is the file's)."""
+    parts = []
+    for kind, view in (status.get("limits") or {}).items():
+        if view["source"] != "file":
+            parts.append(f"{kind} {view['effective']} (file {view['configured'] or '-'})")
+    return ", ".join(parts)
 
 
 def group_status(
-    group: QuotaGroup, model: str | None, members: Sequence[str], usage: KeyUsage | None
+    group: QuotaGroup,
+    model: str | None,
+    members: Sequence[str],
+    usage: KeyUsage | None,
+    learned: Mapping[str, LearnedRecord] | None = None,
 ) -> dict[str, Any]:
-    """Usage and limits of a quota group: all its keys together."""
+    """Usage and limits of a quota group: all its keys together (``*_limit``: the
+    effective limits; ``limits``: configured, effective and source of each)."""
     u = usage or KeyUsage(group.group_id, False, 0, 0, 0, 0.0, None, None, None)
+    view = limits_view(group, learned)
     return {
         "group_id": group.group_id,
         "model_name": model,
@@ -24,20 +102,27 @@ def group_status(
         "tpm_usage": u.tpm_used,
         "rpd_usage": u.rpd_count,
         "tpd_usage": u.tpd_used,
-        "rpm_limit": group.rpm,
-        "tpm_limit": group.tpm,
-        "rpd_limit": group.rpd,
-        "tpd_limit": group.tpd,
+        "rpm_limit": view["rpm"]["effective"],
+        "tpm_limit": view["tpm"]["effective"],
+        "rpd_limit": view["rpd"]["effective"],
+        "tpd_limit": view["tpd"]["effective"],
+        "limits": view,
         "next_capacity_in": u.next_capacity_in,
     }
 
 
 def key_status(
-    key: APIKey, usage: KeyUsage | None, group: dict[str, Any] | None = None
+    key: APIKey,
+    usage: KeyUsage | None,
+    group: dict[str, Any] | None = None,
+    learned: Mapping[str, LearnedRecord] | None = None,
+    learned_grp: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The original design's status dict for ``key`` (plus limits, health and next
-    capacity, and its quota group's status as ``group``)."""
+    capacity, and its quota group's status as ``group``). ``*_limit`` are the effective
+    limits; ``limits`` gives each one's configured and effective value and source."""
     u = usage or KeyUsage(key.key_id, False, 0, 0, 0, 0.0, None, None, None)
+    view = limits_view(key, learned)
     return {
         "key_id": key.key_id,
         "model_name": key.model_name,
@@ -52,16 +137,18 @@ def key_status(
         "tpm_usage": u.tpm_used,
         "rpd_usage": u.rpd_count,
         "tpd_usage": u.tpd_used,
-        "rpm_limit": key.rpm,
-        "tpm_limit": key.tpm,
-        "rpd_limit": key.rpd,
-        "tpd_limit": key.tpd,
+        "rpm_limit": view["rpm"]["effective"],
+        "tpm_limit": view["tpm"]["effective"],
+        "rpd_limit": view["rpd"]["effective"],
+        "tpd_limit": view["tpd"]["effective"],
+        "limits": view,
         "weight": key.weight,
         "tags": dict(key.tags),
         "base_url": key.base_url,
         "next_capacity_in": u.next_capacity_in,
         "quota_group": key.quota_group,
         "group": group,
+        "learned_group": learned_grp,
         "tier": key.tier,
     }
 

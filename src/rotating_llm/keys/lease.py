@@ -16,6 +16,7 @@ from rotating_llm.failures import FailureKind
 if TYPE_CHECKING:
     from rotating_llm.keys._leasing import Leasing
     from rotating_llm.keys.models import APIKey
+    from rotating_llm.learning import ProviderFacts
     from rotating_llm.limiter import Reservation
 
 __all__ = ["FailureKind", "Lease"]
@@ -119,18 +120,26 @@ class Lease:
         )
         return True
 
-    def complete(self, actual_tokens: int | None = None) -> None:
+    def complete(
+        self, actual_tokens: int | None = None, *, facts: ProviderFacts | None = None
+    ) -> None:
         """Settle with the real token usage (default: keep the estimate).
 
         On a Redis server this returns without waiting for Redis's reply (see
         ``rotating_llm.limiter._settler``); this process's reads of usage and its
-        refusals wait for the outstanding replies first.
+        refusals wait for the outstanding replies first. ``facts``: what the answer said
+        about the key's limits (``rotating_llm.learning.parse_answer`` of its headers),
+        applied with :meth:`KeyManager.learn`.
         """
         tokens = lease_tokens(actual_tokens, self.estimated_tokens)
         if self._begin("complete", tokens) and self.reservation is not None:
             self._complete(tokens)
+        if facts and self.reservation is not None:
+            self._manager.learn(self.key_id, facts)
 
-    async def acomplete(self, actual_tokens: int | None = None) -> None:
+    async def acomplete(
+        self, actual_tokens: int | None = None, *, facts: ProviderFacts | None = None
+    ) -> None:
         """Async twin of :meth:`complete`."""
         tokens = lease_tokens(actual_tokens, self.estimated_tokens)
         if (
@@ -139,6 +148,8 @@ class Lease:
             and not await self._manager.limiter.acomplete_later(self.reservation, tokens)
         ):
             await self._asettle("complete", tokens)
+        if facts and self.reservation is not None:
+            await self._manager.alearn(self.key_id, facts)
 
     def release(self) -> None:
         """Settle a request that never reached the provider: it no longer counts."""
@@ -156,6 +167,8 @@ class Lease:
         retry_after: float | None = None,
         reason: str | None = None,
         actual_tokens: int | None = None,
+        *,
+        facts: ProviderFacts | None = None,
     ) -> str:
         """Settle after the provider refused or failed, and act on the key (docs/design.md).
 
@@ -164,6 +177,8 @@ class Lease:
             retry_after: The provider's retry delay in seconds, if it gave one.
             reason: Short text stored with a cooldown or disable (never a secret).
             actual_tokens: Tokens the provider reported, if any.
+            facts: What the answer said about the key's limits (``Classified.facts``
+                of :func:`rotating_llm.failures.classify_http`).
 
         Returns:
             What was done to the key: ``"cooldown"``, ``"disabled"``,
@@ -173,7 +188,7 @@ class Lease:
         retry_after, actual_tokens = lease_failure(retry_after, actual_tokens)
         if not self._begin(f"fail:{fk.value}", actual_tokens):
             return "none"
-        return self._manager._on_failure(self, fk, retry_after, reason, actual_tokens)
+        return self._manager._on_failure(self, fk, retry_after, reason, actual_tokens, facts)
 
     async def afail(
         self,
@@ -181,13 +196,15 @@ class Lease:
         retry_after: float | None = None,
         reason: str | None = None,
         actual_tokens: int | None = None,
+        *,
+        facts: ProviderFacts | None = None,
     ) -> str:
         """Async twin of :meth:`fail`."""
         fk = FailureKind(kind)
         retry_after, actual_tokens = lease_failure(retry_after, actual_tokens)
         if not self._begin(f"fail:{fk.value}", actual_tokens):
             return "none"
-        return await self._manager._aon_failure(self, fk, retry_after, reason, actual_tokens)
+        return await self._manager._aon_failure(self, fk, retry_after, reason, actual_tokens, facts)
 
     def _complete(self, tokens: int) -> None:
         assert self.reservation is not None

@@ -6,7 +6,7 @@ import itertools
 import logging
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,16 +24,18 @@ from rotating_llm.keys._default import (  # the default manager, in a light modu
 )
 from rotating_llm.keys._groups import group_problem, group_table
 from rotating_llm.keys._leasing import Leasing
-from rotating_llm.keys._status import group_status, key_status
+from rotating_llm.keys._status import group_status, key_status, learned_group
 from rotating_llm.keys.loader import load_keys_document, save_keys_file
 from rotating_llm.keys.models import APIKey, QuotaGroup
 
 if TYPE_CHECKING:
     from rotating_llm.keys._heartbeat import Heartbeat
     from rotating_llm.keys._prober import Prober
+    from rotating_llm.limiter._learn_ops import LearnedRecord
 from rotating_llm.limiter import KeyUsage, RedisLimiter
 from rotating_llm.limiter._group_ops import group_name
 from rotating_llm.limiter._key_check import check_keys
+from rotating_llm.limiter._schema import LEARNED_GROUP, LEARNED_GROUP_KIND
 from rotating_llm.secrets import SecretStore, get_secret_store
 from rotating_llm.storage import FailoverStore, open_store
 
@@ -187,6 +189,10 @@ class KeyManager(Leasing):
         if self.key_store_path is None:
             raise ConfigError("reload_keys needs a key_store_path")
         doc = load_keys_document(self.key_store_path)
+        try:  # the file's word again: limits learned from the provider are forgotten
+            self.limiter.forget_learned()
+        except StoreError as exc:
+            logger.warning("learned limits not forgotten: %s", exc)
         self._apply({k.key_id: k for k in doc.keys}, False, doc.quota_groups)
         self.secret_store.invalidate()
 
@@ -210,25 +216,47 @@ class KeyManager(Leasing):
             members = [k for k in keys if k.model_name == pool]
             gids = sorted({k.quota_group for k in members if k.quota_group in self._groups})
             names = [k.key_id for k in members] + [group_name(g) for g in gids]
+            learned = self.limiter.learned(pool)
+            if any(LEARNED_GROUP_KIND in learned.get(k.key_id, {}) for k in members):
+                names.append(LEARNED_GROUP)
             usage = self.limiter.usage(pool, names)
-            groups = {g: self._group_status(g, usage.get(group_name(g))) for g in gids}
+            groups = {
+                g: self._group_status(g, usage.get(group_name(g)), learned.get(group_name(g)))
+                for g in gids
+            }
             out += [
-                key_status(k, usage.get(k.key_id), groups.get(k.quota_group or "")) for k in members
+                key_status(
+                    k,
+                    usage.get(k.key_id),
+                    groups.get(k.quota_group or ""),
+                    learned.get(k.key_id),
+                    learned_group(learned, k.key_id, usage),
+                )
+                for k in members
             ]
         return out
 
-    def _group_status(self, group_id: str, usage: KeyUsage | None) -> dict[str, Any]:
+    def _group_status(
+        self,
+        group_id: str,
+        usage: KeyUsage | None,
+        learned: Mapping[str, LearnedRecord] | None = None,
+    ) -> dict[str, Any]:
         members = [k for k in self._keys.values() if k.quota_group == group_id]
         model = members[0].model_name if members else None
-        return group_status(self._groups[group_id], model, [k.key_id for k in members], usage)
+        ids = [k.key_id for k in members]
+        return group_status(self._groups[group_id], model, ids, usage, learned)
 
     def get_group_status(self, group_id: str) -> dict[str, Any]:
         """Usage and limits of quota group ``group_id``: all its keys together."""
         if group_id not in self._groups:
             raise ConfigError(f"unknown quota group {group_id!r}; groups: {sorted(self._groups)}")
         has_keys = any(k.quota_group == group_id for k in self._keys.values())
-        usage = self.limiter.group_usage(group_id) if has_keys else None
-        return self._group_status(group_id, usage)
+        if not has_keys:
+            return self._group_status(group_id, None)
+        learned = self.limiter.learned(self.limiter.group_pool(group_id))
+        usage = self.limiter.group_usage(group_id)
+        return self._group_status(group_id, usage, learned.get(group_name(group_id)))
 
     def get_all_group_statuses(self) -> list[dict[str, Any]]:
         """Status of every quota group."""

@@ -35,6 +35,7 @@ from rotating_llm.langchain._rotation import (
     achunks,
     annotate,
     annotate_result,
+    answer_facts,
     chunks,
     conversation_id,
     estimate_tokens,
@@ -377,7 +378,7 @@ class RotatingChatModel(BaseChatModel):
                 if delay:
                     time.sleep(delay)
                 continue
-            lease.complete(usage_tokens(result.generations))
+            lease.complete(usage_tokens(result.generations), facts=answer_facts(result.generations))
             annotate_result(result, lease, att.count)
             return result
 
@@ -404,7 +405,9 @@ class RotatingChatModel(BaseChatModel):
                 if delay:
                     await asyncio.sleep(delay)
                 continue
-            await lease.acomplete(usage_tokens(result.generations))
+            await lease.acomplete(
+                usage_tokens(result.generations), facts=answer_facts(result.generations)
+            )
             annotate_result(result, lease, att.count)
             return result
 
@@ -429,7 +432,9 @@ class RotatingChatModel(BaseChatModel):
             except Exception as exc:
                 found = classify(exc)
                 if seen:  # the caller has chunks of this key's answer: never switch
-                    lease.fail(found.kind or "server", found.retry_after, found.reason)
+                    lease.fail(
+                        found.kind or "server", found.retry_after, found.reason, facts=found.facts
+                    )
                     raise att.error(lease, exc, found) from exc
                 delay = att.decide(lease, exc, found)
                 if delay:
@@ -437,7 +442,7 @@ class RotatingChatModel(BaseChatModel):
                 continue
             finally:
                 if not lease.settled:  # completed normally, or the caller stopped early
-                    lease.complete(usage_tokens(seen))
+                    lease.complete(usage_tokens(seen), facts=answer_facts(seen))
             return
 
     async def _astream(
@@ -462,7 +467,9 @@ class RotatingChatModel(BaseChatModel):
             except Exception as exc:
                 found = classify(exc)
                 if seen:
-                    await lease.afail(found.kind or "server", found.retry_after, found.reason)
+                    await lease.afail(
+                        found.kind or "server", found.retry_after, found.reason, facts=found.facts
+                    )
                     raise att.error(lease, exc, found) from exc
                 delay = await att.adecide(lease, exc, found)
                 if delay:
@@ -470,7 +477,7 @@ class RotatingChatModel(BaseChatModel):
                 continue
             finally:
                 if not lease.settled:
-                    await lease.acomplete(usage_tokens(seen))
+                    await lease.acomplete(usage_tokens(seen), facts=answer_facts(seen))
             return
 
 

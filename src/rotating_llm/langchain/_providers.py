@@ -87,6 +87,7 @@ def openai_model(spec: ProviderSpec) -> BaseChatModel:
 
     args = _common(spec)
     args["stream_usage"] = True
+    args["include_response_headers"] = True  # x-ratelimit-* (rotating_llm.learning)
     args.update(spec.model_kwargs)
     args.update(api_key=spec.api_key, max_retries=0)
     if "http_async_client" not in spec.model_kwargs:

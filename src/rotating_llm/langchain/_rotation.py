@@ -29,6 +29,7 @@ from rotating_llm.langchain._errors import (
     exhausted,
     provider_error,
 )
+from rotating_llm.learning import NO_FACTS, ProviderFacts, parse_headers
 from rotating_llm.tokens import (
     Message,
     content_parts,
@@ -44,6 +45,7 @@ __all__ = [
     "AFFINITY_CONFIG_KEYS",
     "Attempts",
     "achunks",
+    "answer_facts",
     "chunks",
     "conversation_id",
     "estimate_tokens",
@@ -86,6 +88,21 @@ def usage_tokens(generations: Sequence[ChatGeneration | ChatGenerationChunk]) ->
         if usage:
             total = (total or 0) + int(usage.get("total_tokens") or 0)
     return total
+
+
+def answer_facts(generations: Sequence[ChatGeneration | ChatGenerationChunk]) -> ProviderFacts:
+    """What the provider's answer said about the key's limits: its ``x-ratelimit-*``
+    headers, which the OpenAI model puts in ``response_metadata["headers"]`` (taken out
+    again: the caller did not ask for them, and they may hold cookies)."""
+    found: Any = None
+    for gen in generations:
+        info = gen.generation_info
+        if isinstance(info, dict) and isinstance(info.get("headers"), dict):
+            found = found or info.pop("headers")
+        meta = getattr(gen.message, "response_metadata", None)
+        if isinstance(meta, dict) and isinstance(meta.get("headers"), dict):
+            found = found or meta.pop("headers")
+    return parse_headers(found) if found else NO_FACTS
 
 
 def conversation_id() -> str | None:
@@ -171,7 +188,7 @@ class Attempts:
         if found.kind is None:
             lease.complete()
             raise exc
-        outcome = lease.fail(found.kind, found.retry_after, found.reason)
+        outcome = lease.fail(found.kind, found.retry_after, found.reason, facts=found.facts)
         return self._after(lease, exc, found, outcome)
 
     async def adecide(self, lease: Lease, exc: BaseException, found: Classified) -> float:
@@ -180,7 +197,7 @@ class Attempts:
         if found.kind is None:
             await lease.acomplete()
             raise exc
-        outcome = await lease.afail(found.kind, found.retry_after, found.reason)
+        outcome = await lease.afail(found.kind, found.retry_after, found.reason, facts=found.facts)
         return self._after(lease, exc, found, outcome)
 
     def _after(self, lease: Lease, exc: BaseException, found: Classified, outcome: str) -> float:

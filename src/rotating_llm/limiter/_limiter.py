@@ -22,6 +22,7 @@ from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._group_ops import GroupOps, group_name
 from rotating_llm.limiter._journal import Journal
 from rotating_llm.limiter._key_check import check_keys
+from rotating_llm.limiter._learn_ops import LearnOps
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._restore import Restore
 from rotating_llm.limiter._settler import Settler
@@ -109,7 +110,7 @@ def _check_settings(settings: Settings) -> None:
             )
 
 
-class RedisLimiter(GroupOps, Restore):
+class RedisLimiter(GroupOps, LearnOps, Restore):
     """Atomic select-and-reserve over a pool's keys, and everything that settles it.
 
     The original design's ``get_redis_limiter()`` returns the default manager's limiter; its
@@ -182,6 +183,7 @@ class RedisLimiter(GroupOps, Restore):
         return [*self._head(store, pool), "replace", *self._share_tail(store, pool, tail)]
 
     def _needs_register(self, store: Store, pool: str) -> bool:
+        self._expire_due()
         gen = self.store.generation
         entry = self._registered.get(id(store))
         if entry is not None and entry[0] == gen and pool in entry[1]:
@@ -200,13 +202,15 @@ class RedisLimiter(GroupOps, Restore):
 
     def _ensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
-            store.call("register", store.pool_keys(pool), self._register_args(store, pool))
+            raw = store.call("register", store.pool_keys(pool), self._register_args(store, pool))
+            self._register_reply(raw)
             self._restore(store, pool)
             self._mark_registered(store, pool)
 
     async def _aensure(self, store: Store, pool: str) -> None:
         if self._needs_register(store, pool):
-            await store.acall("register", store.pool_keys(pool), self._register_args(store, pool))
+            args = self._register_args(store, pool)
+            self._register_reply(await store.acall("register", store.pool_keys(pool), args))
             await self._arestore(store, pool)
             self._mark_registered(store, pool)
 

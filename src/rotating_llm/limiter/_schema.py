@@ -26,6 +26,9 @@ Keys of one pool share its hash tag and carry the layout version::
                                             @<group>:k -> member key ids "k1,k2",
                                             @<group>:t -> their tiers "0,2" (absent: 0)
     <prefix>v3:{<pool>}:aff:<digest>  string  the key id that last served an affinity
+    <prefix>v3:{<pool>}:learned       hash  "<kind>:<id>" -> a limit learned from the
+                                            provider: "<value> <at_us> <expires_us>
+                                            <flag> <source>" (LEARNED below)
 
 A quota group is counted like a key named ``@<group>`` (:data:`GROUP_MARK`): its summary
 ``@<group>`` and token count ``@<group>:s`` in ``use`` (and ``@<group>:b`` while members
@@ -43,6 +46,10 @@ __all__ = [
     "GROUP_MARK",
     "HEAD",
     "LAYOUT_VERSION",
+    "LEARNED",
+    "LEARNED_GROUP",
+    "LEARNED_GROUP_KIND",
+    "LEARN_KINDS",
     "LIMITS",
     "RATES",
     "RATE_BUCKET_S",
@@ -82,6 +89,7 @@ ARGS: dict[str, tuple[str, ...]] = {
     "health": (*HEAD, "key_id", "action", "seconds", "reason", "backoff_base_s", "backoff_max_s"),
     "register": (*HEAD, "mode"),
     "status": HEAD,
+    "learn": (*HEAD, "action", "target", "file", "ttl_us"),
 }
 
 #: A grant: one string, these fields separated by single spaces (key id last).
@@ -106,6 +114,16 @@ STATUS = (
 #: The limits of a key as registered: these, separated by single spaces (``tier`` only
 #: when it is not 0).
 LIMITS = ("rpm", "tpm", "rpd", "tpd", "weight", "group", "tier")
+#: A learned limit's record in ``learned`` (the source last: it may hold spaces); flag
+#: ``r``: the value may exceed the file's, ``-``: it only lowers it.
+LEARNED = ("value", "at_us", "expires_us", "flag", "source")
+#: The limit kinds a provider's answer may teach (a record's field is ``<kind>:<id>``).
+LEARN_KINDS = ("rpm", "tpm", "rpd", "tpd")
+#: The record kind that puts a key of no group into the pool's learned group (its value:
+#: the group's name, :data:`LEARNED_GROUP`), and that group: the keys a provider's
+#: per-project 429s showed to share their quota with others.
+LEARNED_GROUP_KIND = "grp"
+LEARNED_GROUP = "@~project"
 #: The start of a quota group's name where keys are named (a key id never starts so).
 GROUP_MARK = "@"
 #: The field of a pool's config that lists its tiers (a key id never starts with "~"):
@@ -126,8 +144,11 @@ def pool_base(prefix: str, pool: str) -> str:
     return f"{prefix}v{LAYOUT_VERSION}:{{{pool}}}:"
 
 
-def _locals(prefix: str, names: Sequence[str], start: int = 1) -> str:
-    pairs = [(f"{prefix}_{n.upper()}", str(i)) for i, n in enumerate(names, start)]
+def _locals(prefix: str, names: Sequence[str], start: int = 1, skip: int = 0) -> str:
+    """Lua locals ``<PREFIX>_<NAME> = <position>`` of ``names`` but the first ``skip``."""
+    pairs = [(f"{prefix}_{n.upper()}", str(i)) for i, n in enumerate(names, start)][skip:]
+    if not pairs:
+        return ""
     return f"local {', '.join(p for p, _ in pairs)} = {', '.join(v for _, v in pairs)}\n"
 
 
@@ -136,13 +157,20 @@ def lua_header() -> str:
     out = [f"-- generated from rotating_llm.limiter._schema (layout v{LAYOUT_VERSION})\n"]
     out.append(_locals("HEAD", HEAD))
     for script, names in ARGS.items():
-        out.append(_locals(script.upper(), names))
+        # (the HEAD a script starts with is named HEAD_* once: Lua 5.1 allows a chunk
+        # 200 locals)
+        out.append(_locals(script.upper(), names, skip=len(HEAD)))
     out.append(_locals("GRANT", GRANT))
     out.append(_locals("REFUSAL", REFUSAL))
     out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
     out.append(f"local GROUP_MARK, TIERS_FIELD = '{GROUP_MARK}', '{TIERS_FIELD}'\n")
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
+    kinds = ", ".join(repr(k) for k in LEARN_KINDS)
+    out.append(f"local LEARN_KINDS = {{{kinds}}}\n")
+    out.append(
+        f"local LEARNED_GROUP, LEARNED_GROUP_KIND = '{LEARNED_GROUP}', '{LEARNED_GROUP_KIND}'\n"
+    )
     rate_names = ", ".join(f"RATE_{n.upper()}" for n in RATES)
     out.append(f"local {rate_names} = {', '.join(repr(c) for c in RATES.values())}\n")
     return "".join(out)

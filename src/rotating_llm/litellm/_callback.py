@@ -11,6 +11,7 @@ import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
 from rotating_llm.failures import FailureKind
+from rotating_llm.learning import NO_FACTS, ProviderFacts, parse_headers
 from rotating_llm.litellm._book import TOKEN_FIELD, LeaseBook, metadata_of
 from rotating_llm.litellm._failures import classify, usage_tokens
 from rotating_llm.litellm._keys import key_id_for
@@ -120,6 +121,21 @@ class LeaseSettler(CustomLogger):
         return None
 
     @staticmethod
+    def _facts(kwargs: Mapping[str, Any], response_obj: Any) -> ProviderFacts:
+        """The ``x-ratelimit-*`` headers LiteLLM keeps of a response (``_hidden_params``'
+        ``additional_headers``, ``llm_provider-`` prefixed), parsed."""
+        for candidate in (
+            response_obj,
+            kwargs.get("complete_streaming_response"),
+            kwargs.get("async_complete_streaming_response"),
+        ):
+            hidden = getattr(candidate, "_hidden_params", None)
+            headers = hidden.get("additional_headers") if isinstance(hidden, Mapping) else None
+            if isinstance(headers, Mapping) and headers:
+                return parse_headers(headers)
+        return NO_FACTS
+
+    @staticmethod
     def _exception(kwargs: Mapping[str, Any], response_obj: Any) -> BaseException:
         exc = kwargs.get("exception")
         if isinstance(exc, BaseException):
@@ -137,7 +153,9 @@ class LeaseSettler(CustomLogger):
             return
         outcome: str | None = None
         try:
-            lease.complete(self._tokens(kwargs, response_obj))
+            lease.complete(
+                self._tokens(kwargs, response_obj), facts=self._facts(kwargs, response_obj)
+            )
             outcome = "complete"
         except Exception as exc:
             logger.warning("could not settle a lease on success: %s", type(exc).__name__)
@@ -155,7 +173,7 @@ class LeaseSettler(CustomLogger):
         try:
             failure = classify(self._exception(kwargs, response_obj))
             kind = failure.kind or FailureKind.SERVER
-            lease.fail(kind, failure.retry_after, failure.reason)
+            lease.fail(kind, failure.retry_after, failure.reason, facts=failure.facts)
             outcome = f"fail:{kind.value}"
         except Exception as exc:
             logger.warning("could not settle a lease on failure: %s", type(exc).__name__)
@@ -171,7 +189,9 @@ class LeaseSettler(CustomLogger):
             return
         outcome: str | None = None
         try:
-            await lease.acomplete(self._tokens(kwargs, response_obj))
+            await lease.acomplete(
+                self._tokens(kwargs, response_obj), facts=self._facts(kwargs, response_obj)
+            )
             outcome = "complete"
         except Exception as exc:
             logger.warning("could not settle a lease on success: %s", type(exc).__name__)
@@ -189,7 +209,7 @@ class LeaseSettler(CustomLogger):
         try:
             failure = classify(self._exception(kwargs, response_obj))
             kind = failure.kind or FailureKind.SERVER
-            await lease.afail(kind, failure.retry_after, failure.reason)
+            await lease.afail(kind, failure.retry_after, failure.reason, facts=failure.facts)
             outcome = f"fail:{kind.value}"
         except Exception as exc:
             logger.warning("could not settle a lease on failure: %s", type(exc).__name__)

@@ -35,7 +35,16 @@ StoreKind = Literal["redis", "cluster", "embedded"]
 
 _STANDALONE = frozenset({"user_limit"})  # scripts without the pool prelude
 #: Scripts on the pool prelude: also served as functions of one library (Redis 7+).
-FUNCTION_SCRIPTS = ("acquire", "count", "health", "register", "replay", "settle", "status")
+FUNCTION_SCRIPTS = (
+    "acquire",
+    "count",
+    "health",
+    "learn",
+    "register",
+    "replay",
+    "settle",
+    "status",
+)
 _script_cache: dict[str, str] = {}
 _sha_cache: dict[str, str] = {}
 _library: tuple[str, str] | None = None

@@ -387,11 +387,15 @@ end
 
 -- Members of group g all wait until at least `at` (their scores only rise); its
 -- @<group>:b mark says so until capacity of the group is freed. Only the sets of its
--- members' tiers (@<group>:t) are touched.
+-- members' tiers (@<group>:t) are touched; the learned group's members change without
+-- a registration, so its are the pool's.
 local function group_full(g, at)
   if at == INF then at = NOW + 86400000000 end
   local s, ms = score_s(at), group_members(g)
-  local sets = tier_sets(redis.call('HGET', K_GROUPS, g .. ':t'))
+  local ts
+  if g == LEARNED_GROUP then ts = redis.call('HGET', CFG, TIERS_FIELD)
+  else ts = redis.call('HGET', K_GROUPS, g .. ':t') end
+  local sets = tier_sets(ts)
   for _, set in ipairs(sets) do  -- XX: a key is only in its own tier's set
     for i = 1, #ms, 500 do  -- (a call takes a few thousand arguments at most)
       local args = {'XX', 'GT'}
@@ -442,4 +446,44 @@ local function count_rate(code, kid)
   local f = code
   if kid ~= '' then f = code .. ':' .. kid end
   if redis.call('HINCRBY', k, f, 1) == 1 then redis.call('EXPIRE', k, RATE_TTL_S) end
+end
+
+-- Learned limits (learn.lua): hash learned, field '<kind>:<id>' (kind rpm|tpm|rpd|tpd, id
+-- a key id or '@<group>') -> "<value> <learned at us> <expires us> <flag> <source>";
+-- flag 'r': the value may exceed the file's, '-': it only lowers it. LEARN_KINDS (from
+-- the schema) names the kinds in this order: rpm, tpm, rpd, tpd. Field
+-- LEARNED_GROUP_KIND .. ':<key id>' puts a key of no group into the pool's learned group
+-- LEARNED_GROUP (its value).
+
+-- The limits string `file_s` ("rpm tpm rpd tpd weight group[ tier]", as the file gives
+-- them) of `id` with its learned limits applied (expired ones are deleted), and the
+-- instant the first of them expires (INF: none).
+local function effective(id, file_s)
+  local kl = BASE .. 'learned'
+  local recs = redis.call('HMGET', kl, LEARN_KINDS[1] .. ':' .. id, LEARN_KINDS[2] .. ':' .. id,
+                          LEARN_KINDS[3] .. ':' .. id, LEARN_KINDS[4] .. ':' .. id,
+                          LEARNED_GROUP_KIND .. ':' .. id)
+  if not (recs[1] or recs[2] or recs[3] or recs[4] or recs[5]) then return file_s, INF end
+  local a, b, d, t, w, grp, tier = string.match(file_s, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)(.*)$')
+  local vals, first = {a, b, d, t}, INF
+  for i = 1, 5 do
+    local r = recs[i]
+    if r then
+      local v, exp, flag = string.match(r, '^(%S+) %d+ (%d+) (%S)')
+      exp = tonumber(exp)
+      if exp <= NOW then
+        redis.call('HDEL', kl, (LEARN_KINDS[i] or LEARNED_GROUP_KIND) .. ':' .. id)
+      else
+        if i == 5 then
+          if grp == '-' then grp = v end
+        else
+          local f = tonumber(vals[i])
+          if flag == 'r' or f <= 0 or tonumber(v) < f then vals[i] = v end
+        end
+        if exp < first then first = exp end
+      end
+    end
+  end
+  return vals[1] .. ' ' .. vals[2] .. ' ' .. vals[3] .. ' ' .. vals[4] .. ' ' .. w .. ' ' .. grp
+         .. tier, first
 end

@@ -5,7 +5,9 @@
 -- (the members' tiers ascending, '' if all 0). The pool's tiers go to TIERS_FIELD of its
 -- config (with 'add': joined to those there; 'remove' leaves them). Counters
 -- and reservations are kept; only the pool's membership and limits change (a key whose
--- tier changed leaves its old tier's availability set).
+-- tier changed leaves its old tier's availability set). Learned limits (learn.lua) that
+-- have not expired apply over the file's (expired ones are dropped). Returns {keys
+-- registered, microseconds until the first learned limit expires (-1: none)}.
 local mode = ARGV[REGISTER_MODE]
 local first = REGISTER_MODE + 1
 local seen, gseen, tiers = {}, {}, {}
@@ -18,10 +20,20 @@ if mode == 'remove' then
   return #ARGV - first + 1
 end
 local nkeys = 0
+local learned = redis.call('EXISTS', BASE .. 'learned') == 1
+local first_exp = INF
+local lims = {}
+local function apply(id, file_s)
+  if not learned then return file_s end
+  local eff, exp = effective(id, file_s)
+  if exp < first_exp then first_exp = exp end
+  return eff
+end
 for i = first, #ARGV, 2 do
   local id = ARGV[i]
   if string.sub(id, 1, #GROUP_MARK) == GROUP_MARK then
     local lim, members, gt = string.match(ARGV[i + 1], '^([^|]*)|([^|]*)|?(.*)$')
+    lim = apply(id, lim)
     gseen[id] = lim
     redis.call('HSET', K_GROUPS, id, lim, id .. ':k', members)
     if gt ~= '' then redis.call('HSET', K_GROUPS, id .. ':t', gt)
@@ -32,7 +44,22 @@ for i = first, #ARGV, 2 do
     local old, new = limits(id), parse_limits(ARGV[i + 1])
     if new then tiers[new.tier] = true end
     if old and new and old.tier ~= new.tier then unlist(id, old) end
-    redis.call('HSET', CFG, id, ARGV[i + 1])
+    lims[id] = apply(id, ARGV[i + 1])
+    redis.call('HSET', CFG, id, lims[id])
+  end
+end
+if learned then  -- keys put into the learned group (learn.lua) keep it
+  local members = {}
+  for kid, lim in pairs(lims) do
+    if string.match(lim, '^%S+ %S+ %S+ %S+ %S+ (%S+)') == LEARNED_GROUP then
+      members[#members + 1] = kid
+    end
+  end
+  if #members > 0 then
+    local glim = apply(LEARNED_GROUP, '0 0 0 0 0 -')
+    gseen[LEARNED_GROUP] = glim
+    redis.call('HSET', K_GROUPS, LEARNED_GROUP, glim, LEARNED_GROUP .. ':k',
+               table.concat(members, ','))
   end
 end
 if mode == 'replace' then
@@ -67,11 +94,12 @@ for i = first, #ARGV, 2 do  -- the summaries carry a copy of the limits
   local kid = ARGV[i]
   if seen[kid] then
     local u = usage(kid)
-    u.lim = ARGV[i + 1]
+    u.lim = lims[kid]
     redis.call('HSET', K_USE, unpack(use_args(kid, u)))
   end
 end
 for kid, _ in pairs(seen) do
   rescore(kid)
 end
-return nkeys
+if first_exp == INF then return {nkeys, -1} end
+return {nkeys, first_exp - NOW}

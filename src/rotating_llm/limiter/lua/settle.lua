@@ -20,7 +20,10 @@
 local kid, resid = ARGV[SETTLE_KEY_ID], ARGV[SETTLE_RESERVATION_ID]
 local reserved, action = ARGV[SETTLE_RESERVED], ARGV[SETTLE_ACTION]
 local day, daily, g = ARGV[SETTLE_DAY], ARGV[SETTLE_DAILY], ARGV[SETTLE_GROUP]
-if g == '' then g = nil end
+if g == '' then  -- a key of no group in the file may be in the learned group (learn.lua)
+  local lim = limits(kid)
+  g = lim and lim.group == LEARNED_GROUP and LEARNED_GROUP or nil
+end
 local gm = g and (resid .. '@' .. kid)  -- the reservation's member id in the group's
 
 -- Correct the reservation `m` of `id` (a key or a group) by `delta`: true if it was held.
