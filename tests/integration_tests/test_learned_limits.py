@@ -256,3 +256,32 @@ def test_top_and_keys_status_show_learned_limits(
     out = capsys.readouterr().out
     assert "rpm 3 (file 10)" in out
     assert "tpm 500 (file -)" in out
+
+
+async def test_the_async_entry_point_learns_too(make: Make) -> None:
+    km = make(make_keys(1, rpm=10))
+    lease = await km.aacquire("m", 1)
+    await lease.acomplete(1, facts=header(4))
+    refused = await km.aacquire("m", 1)
+    await refused.afail("rate_limit", 0.01, facts=gemini_429("tpm", 900))
+    st = km.get_key_status("k0")
+    assert (st["rpm_limit"], st["tpm_limit"]) == (4, 900)
+    await km.aclose()
+
+
+def test_extreme_provider_numbers_stay_bounded(make: Make) -> None:
+    from rotating_llm._bounds import MAX_LIMIT
+
+    km = make(make_keys(1, rpm=10))
+    huge = ProviderFacts(
+        (LearnedLimit("tpm", MAX_LIMIT, "project", "x-ratelimit-limit-tokens", False),),
+        (Remaining("rpm", MAX_LIMIT, 0, 90_000.0), Remaining("tpm", MAX_LIMIT, 0, 90_000.0)),
+    )
+    km.learn("k0", huge)
+    st = km.get_key_status("k0")
+    assert st["rpm_usage"] == 1000  # at most 1,000 held per answer, one carrying the tokens
+    assert st["tpm_usage"] == MAX_LIMIT
+    assert st["tpm_limit"] == 100_000  # a header never raises the file's limit
+    with pytest.raises(AllKeysExhaustedError) as err:
+        km.acquire("m", 1, max_wait=0)
+    assert err.value.retry_after is not None and err.value.retry_after <= 60.5  # a window
