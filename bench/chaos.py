@@ -24,6 +24,7 @@ Timings are printed here only; the counts are asserted by the tests
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import threading
@@ -39,7 +40,9 @@ KEYS, RPM, WINDOW = 2, 30, 30.0
 PACE = 0.3  # a worker's pause after each grant: the pool fills up over the run
 MAX_WAIT, DEADLINE = 0.5, 1.0
 FAULT_AT = 2.0
-SCENARIOS = ("sleep3", "sleep6", "pause", "kill", "flush")
+SCENARIOS = ("load", "sleep3", "sleep6", "pause", "kill", "flush")
+#: threads per worker in a scenario (the others: 1): a loaded machine, a healthy Redis
+THREADS = {"load": 16}
 
 
 def _settings(url: str) -> Any:
@@ -69,47 +72,76 @@ def _manager(url: str) -> Any:
     return KeyManager(keys, settings=_settings(url), secret_store=EnvSecretStore(environ=env))
 
 
-def _worker(url: str, start_at: float, seconds: float) -> dict[str, Any]:
-    """Acquire in a loop from ``start_at`` (wall clock) for ``seconds``."""
+class _Tally:
+    """What one worker's callers got (shared by its threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.grants: list[dict[str, Any]] = []
+        self.errors: Counter[str] = Counter()
+        self.longest, self.slowest = 0.0, ""
+
+    def call(self, took: float, outcome: str, grant: dict[str, Any] | None) -> None:
+        with self.lock:
+            if grant is not None:
+                self.grants.append(grant)
+            else:
+                self.errors[outcome] += 1
+            if took > self.longest:
+                self.longest, self.slowest = took, outcome
+
+
+def _loop(km: Any, end: float, pace: float, tally: _Tally) -> None:
     from rotating_llm import AllKeysExhaustedError
 
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        try:
+            lease = km.acquire("m")
+        except AllKeysExhaustedError:
+            tally.call(time.monotonic() - t0, "AllKeysExhaustedError", None)
+            time.sleep(0.05)
+            continue
+        except Exception as exc:  # the library's own store errors
+            tally.call(time.monotonic() - t0, type(exc).__name__, None)
+            time.sleep(0.05)
+            continue
+        res = lease.reservation
+        embedded = bool(res is not None and res.store.is_embedded)
+        tally.call(time.monotonic() - t0, "lease", {"key": lease.key_id, "embedded": embedded})
+        lease.complete(1)
+        time.sleep(pace)
+
+
+def _worker(url: str, start_at: float, seconds: float, threads: int = 1) -> dict[str, Any]:
+    """Acquire in a loop (on ``threads`` threads) from ``start_at`` (wall clock) for
+    ``seconds``."""
     km = _manager(url)
-    grants: list[dict[str, Any]] = []
-    errors: Counter[str] = Counter()
-    longest, slowest = 0.0, ""
+    tally = _Tally()
     try:
         while time.time() < start_at:
             time.sleep(0.01)
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            t0 = time.monotonic()
-            outcome = "lease"
-            try:
-                lease = km.acquire("m")
-            except AllKeysExhaustedError:
-                outcome = "AllKeysExhaustedError"
-                errors[outcome] += 1
-                time.sleep(0.05)
-                continue
-            except Exception as exc:  # the library's own store errors
-                outcome = type(exc).__name__
-                errors[outcome] += 1
-                time.sleep(0.05)
-                continue
-            finally:
-                took = time.monotonic() - t0
-                if took > longest:
-                    longest, slowest = took, outcome
-            res = lease.reservation
-            grants.append(
-                {"key": lease.key_id, "embedded": bool(res is not None and res.store.is_embedded)}
-            )
-            lease.complete(1)
-            time.sleep(PACE)
-        time.sleep(1.0)  # heartbeats go on: a last recovery writes back before the end
+        pace = PACE * threads  # the same demand, however many threads carry it
+        runners = [
+            threading.Thread(target=_loop, args=(km, end, pace, tally)) for _ in range(threads)
+        ]
+        for t in runners:
+            t.start()
+        for t in runners:
+            t.join()
+        for _ in range(10):  # the process lives on: a recovery writes back before the end
+            with contextlib.suppress(Exception):
+                km.limiter.usage("m")
+            time.sleep(0.2)
     finally:
         km.close()
-    return {"grants": grants, "errors": dict(errors), "longest": longest, "slowest": slowest}
+    return {
+        "grants": tally.grants,
+        "errors": dict(tally.errors),
+        "longest": tally.longest,
+        "slowest": tally.slowest,
+    }
 
 
 def _fault(name: str, server: Any) -> None:
@@ -128,6 +160,7 @@ def _fault(name: str, server: Any) -> None:
         server.start()
     elif name == "flush":
         client.flushall()
+    # "load": no fault; the callers are many threads per process
 
 
 def _held(url: str) -> int:
@@ -149,7 +182,10 @@ def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str,
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             start_at = time.time() + 4.0  # spawned and ready by then
-            futures = [pool.submit(_worker, server.url, start_at, seconds) for _ in range(workers)]
+            threads = THREADS.get(name, 1)
+            futures = [
+                pool.submit(_worker, server.url, start_at, seconds, threads) for _ in range(workers)
+            ]
             time.sleep(max(0.0, start_at - time.time()) + FAULT_AT)
             _fault(name, server)
             results = [f.result(timeout=120) for f in futures]

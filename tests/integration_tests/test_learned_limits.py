@@ -285,3 +285,12 @@ def test_extreme_provider_numbers_stay_bounded(make: Make) -> None:
     with pytest.raises(AllKeysExhaustedError) as err:
         km.acquire("m", 1, max_wait=0)
     assert err.value.retry_after is not None and err.value.retry_after <= 60.5  # a window
+
+
+def test_an_exhausted_pool_names_the_learned_limit(make: Make) -> None:
+    km = make(make_keys(1, rpm=10, tpm=100_000))
+    km.learn("k0", gemini_429("rpm", 2))
+    assert len(grants(km)) == 2
+    with pytest.raises(AllKeysExhaustedError) as err:
+        km.acquire("m", 1, max_wait=0)
+    assert err.value.reasons == {"k0": "rpm"}

@@ -27,7 +27,7 @@ from rotating_llm.errors import (
 )
 from rotating_llm.events import emit
 from rotating_llm.keys._flow import Flow, Step, adrive, drive
-from rotating_llm.keys._status import exhausted_reasons
+from rotating_llm.keys._status import exhausted_reasons, with_learned
 from rotating_llm.keys.lease import FailureKind, Lease
 from rotating_llm.limiter import RedisLimiter, Refusal, Reservation
 from rotating_llm.storage import call_deadline
@@ -132,12 +132,17 @@ class Leasing:
         keys = [k for k in self._keys.values() if k.active and k.model_name == model]
         names = [k.key_id for k in keys]
         names += sorted({f"@{k.quota_group}" for k in keys if k.quota_group in self._groups})
+        groups = self._groups
         try:
             self.limiter.count_refusal(model)
             usage = self.limiter.usage(model, names)
+            learned = self.limiter.learned(model)
         except StoreError:
-            usage = {}
-        reasons = exhausted_reasons(keys, usage, refusal.reasons, exclude, self._groups)
+            usage, learned = {}, {}
+        if learned:  # the limits in force, for the reasons
+            keys = [with_learned(k, learned.get(k.key_id)) for k in keys]
+            groups = {g: with_learned(q, learned.get(f"@{g}")) for g, q in groups.items()}
+        reasons = exhausted_reasons(keys, usage, refusal.reasons, exclude, groups)
         emit("lease.refused", model=model, reason="exhausted", retry_after=refusal.retry_after)
         return AllKeysExhaustedError(model, refusal.retry_after, reasons)
 

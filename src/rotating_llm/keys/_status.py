@@ -19,6 +19,7 @@ __all__ = [
     "learned_group",
     "learned_summary",
     "limits_view",
+    "with_learned",
 ]
 
 _KINDS = ("rpm", "tpm", "rpd", "tpd")
@@ -45,6 +46,13 @@ def limits_view(
         else:
             out[kind] = {"configured": configured, "effective": configured, "source": "file"}
     return out
+
+
+def with_learned(limits: Any, learned: Mapping[str, LearnedRecord] | None) -> Any:
+    """A copy of ``limits`` (an ``APIKey`` or ``QuotaGroup``) with its effective limits."""
+    view = limits_view(limits, learned)
+    update = {k: v["effective"] for k, v in view.items() if v["source"] != "file"}
+    return limits.model_copy(update=update) if update else limits
 
 
 def learned_group(

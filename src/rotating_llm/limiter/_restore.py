@@ -207,6 +207,18 @@ class Restore:
             if _is_grant(out):
                 await self.asettle(out, "release", 0)
 
+    def _recover(self, pool: str) -> None:
+        """Try the lost primary now (not at this process's next call) and, if it is back,
+        register and replay ``pool`` there: the write-back of what was granted in process."""
+        primary = self.store.primary
+
+        def op(store: Store) -> None:
+            if store is primary:
+                self._mark_registered(store, pool, done=False)
+            self._ensure(store, pool)
+
+        self.store.run("recover", op)
+
     def beat_seen(self, pool: str, members: Iterable[str], mine: str, epoch: str | None) -> None:
         """What a heartbeat read: the live processes of ``pool`` and its epoch on Redis.
 
@@ -216,6 +228,8 @@ class Restore:
         known = self._epochs.get(pool)
         if known is None or epoch == known:
             self.peers[pool] = peer_rank(members, mine)
+            if self.store.primary_down:  # Redis answers the beat: come back, write back
+                self._recover(pool)
             return
         # (the members were lost with the state: the peers seen before still count)
         logger.warning("pool %s lost its state on Redis (flushed or restarted): replaying", pool)

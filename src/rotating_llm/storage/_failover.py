@@ -14,6 +14,7 @@ a call that ran out of its deadline on a Redis that is slow raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -23,13 +24,19 @@ from typing import TypeVar
 from rotating_llm.config import FailureMode
 from rotating_llm.errors import StoreTimeoutError, StoreUnavailableError
 from rotating_llm.storage._errors import translate_errors
-from rotating_llm.storage._store import Store, embedded_store
+from rotating_llm.storage._store import FUNCTION_SCRIPTS, Store, embedded_store, load_script
 from rotating_llm.storage._timing import deadline_of
 
 __all__ = ["FailoverStore"]
 
 logger = logging.getLogger("rotating_llm.storage")
 T = TypeVar("T")
+
+
+def _import_embedded() -> None:
+    """Import what the in-process store needs ahead of a failover (it takes a while)."""
+    with contextlib.suppress(Exception):
+        import fakeredis  # noqa: F401
 
 
 class FailoverStore:
@@ -45,6 +52,21 @@ class FailoverStore:
         self._lock = threading.Lock()
         #: bumped every time the primary comes back: callers re-register their state
         self.generation = 0
+        if mode == "local" and not primary.is_embedded:
+            primary.liveness.on_silence = self._warm_fallback
+            threading.Thread(target=_import_embedded, name="rotating-llm-import").start()
+
+    def _warm_fallback(self) -> None:
+        """Redis went silent: build the in-process store now, on a thread of its own (its
+        first import takes a while), so a failover does not make a caller wait for it."""
+        if self._fallback is None:
+            threading.Thread(target=self._build_fallback, name="rotating-llm-fallback").start()
+
+    def _build_fallback(self) -> None:
+        with contextlib.suppress(Exception):  # best effort: it is built on first use anyway
+            fb = self.fallback
+            for name in FUNCTION_SCRIPTS:
+                fb.sync.script_load(load_script(name))
 
     def __repr__(self) -> str:
         state = "down" if self._down_since is not None else "up"
@@ -111,6 +133,7 @@ class FailoverStore:
             except Exception as exc:  # still lost
                 self._probe_failed(exc)
                 return None
+            self._mark_up()  # before the call: it registers and writes back first
         return self.primary
 
     async def _acandidate(self) -> Store | None:
@@ -124,6 +147,7 @@ class FailoverStore:
             except Exception as exc:  # still lost
                 self._probe_failed(exc)
                 return None
+            self._mark_up()  # before the call: it registers and writes back first
         return self.primary
 
     def run(self, operation: str, fn: Callable[[Store], T]) -> T:

@@ -104,6 +104,8 @@ class Liveness:
         self._silent_since: float | None = None
         self._probing = threading.Lock()
         self._refused = False
+        #: called (on the caller's thread) when a silence starts: get ready to fail over
+        self.on_silence: Callable[[], object] | None = None
 
     def answered(self) -> None:
         """Redis answered a call: it is not lost."""
@@ -113,6 +115,8 @@ class Liveness:
 
     def refused(self) -> None:
         """A connection was refused: Redis is lost now."""
+        if not self._refused and self.on_silence is not None:
+            self.on_silence()
         self._refused = True
 
     def is_lost(self, budget: float = 1.0) -> bool:
@@ -121,6 +125,8 @@ class Liveness:
         now = time.monotonic()
         if self._silent_since is None:
             self._silent_since = now - self.timing.piece  # the caller waited that long
+            if self.on_silence is not None:
+                self.on_silence()
         if self._probing.acquire(blocking=False):
             wait = max(0.05, min(self.timing.probe_timeout, budget))
             try:
