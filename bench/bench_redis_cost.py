@@ -6,7 +6,8 @@ For pools of 3, 100, 1,000 and 10,000 keys it measures the Redis time (``usec`` 
 of ``INFO commandstats``, summed over every command, divided by the operations run) of:
 
 - ``grant``: ``acquire`` + ``complete`` of a lease (the acquire script and the settle
-  script, each read separately as well);
+  script, each read separately as well), and the granting decision alone
+  (``grant_decision_us``: acquires whose completions are sent after the measurement);
 - ``refusal``: the decision of an ``acquire`` refused because every key of the pool is
   full (one script call); ``refusal_with_reasons_report`` adds what a refused
   ``KeyManager.acquire`` then reads to name each key's reason in its error (a status
@@ -127,6 +128,15 @@ def measure_pool(redis_url: str, size: int, n: int, grouped: bool = False) -> di
         km.acquire("g", 10).complete(7)
     km.limiter.flush()
     grant = _delta(admin, before)
+    # the decision alone: acquires whose completions are sent after the measurement
+    held = []
+    before = _stats(admin)
+    for _ in range(n):
+        held.append(km.acquire("g", 10))
+    decision = _delta(admin, before)
+    for lease in held:
+        lease.complete(7)
+    km.limiter.flush()
     km.close()
 
     # refusal path: one request per key per window, all used
@@ -155,6 +165,7 @@ def measure_pool(redis_url: str, size: int, n: int, grouped: bool = False) -> di
         "grouped": grouped,
         "grant_acquire_complete_us": _per_op(grant, n),
         "grant_script_us_per_call": _script_us(acquire),
+        "grant_decision_us": _per_op(decision, n),
         "refusal_acquire_us": _per_op(refusal, n),
         "refused": refused,
         "refusal_with_reasons_report_us": _per_op(reported, m),
@@ -215,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     grouped_ratio = {
         str(g["keys"]): {
             what: round(g[what] / plain[g["keys"]][what], 2)
-            for what in ("grant_acquire_complete_us", "refusal_acquire_us")
+            for what in ("grant_decision_us", "grant_acquire_complete_us", "refusal_acquire_us")
         }
         for g in grouped
         if g["keys"] in plain

@@ -10,6 +10,7 @@ Hierarchy::
     ├── SecretStoreError             a secret cannot be read (never contains the secret)
     ├── StoreError                   the Redis store answered with an error
     │   └── StoreUnavailableError    the Redis store cannot be reached
+    │       └── StoreTimeoutError    Redis is slow, not lost (also an AllKeysExhaustedError)
     ├── CapacityError                the pool cannot serve a request
     │   ├── AllKeysExhaustedError    no key has room within max_wait (retry_after, reasons)
     │   └── RequestTooLargeError     the request exceeds every key's TPM: it can never be served
@@ -122,14 +123,6 @@ class StoreUnavailableError(StoreError):
     """The Redis store cannot be reached (connection refused, timeout, cluster down)."""
 
 
-class StoreTimeoutError(StoreUnavailableError):
-    """Redis did not answer within the call's deadline but is not lost (slow, stalled).
-
-    No failover follows: Redis still holds the limits. In ``allow`` mode the caller
-    proceeds without a reservation, as for any unavailable store.
-    """
-
-
 class CapacityError(RotatingLLMError):
     """The pool cannot serve a request."""
 
@@ -166,6 +159,20 @@ class AllKeysExhaustedError(CapacityError):
             if detail:
                 message += f" [{detail}]"
         super().__init__(message)
+
+
+class StoreTimeoutError(StoreUnavailableError, AllKeysExhaustedError):
+    """Redis did not answer within the call's deadline but is not lost (slow, stalled).
+
+    No failover follows: Redis still holds the limits. In ``allow`` mode the caller
+    proceeds without a reservation, as for any unavailable store. Otherwise it is a
+    refusal too (an :class:`AllKeysExhaustedError`, ``retry_after`` one second by
+    default): no capacity was decided within what the caller allowed, and a face that
+    turns refusals into its own (LiteLLM's, LangChain's fallbacks) does so for this one.
+    """
+
+    def __init__(self, message: str, *, model: str = "", retry_after: float = 1.0) -> None:
+        AllKeysExhaustedError.__init__(self, model, retry_after, None, message)
 
 
 class RequestTooLargeError(CapacityError, ValueError):

@@ -58,3 +58,15 @@ def test_core_import_loads_no_framework_and_no_embedded_store() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == ""
+
+
+def test_a_store_timeout_is_a_refusal_the_faces_understand() -> None:
+    """While Redis is up, a caller gets a lease or a refusal, never a bare store error:
+    a slow Redis that decided nothing within the deadline is also AllKeysExhaustedError."""
+    from rotating_llm import AllKeysExhaustedError, StoreTimeoutError, StoreUnavailableError
+
+    exc = StoreTimeoutError("Redis at x is slow, not lost: no answer within 1s")
+    assert isinstance(exc, StoreUnavailableError) and isinstance(exc, AllKeysExhaustedError)
+    assert exc.retry_after == 1.0 and exc.reasons == {} and exc.model == ""
+    assert str(exc) == "Redis at x is slow, not lost: no answer within 1s"
+    assert StoreTimeoutError("m", model="pool", retry_after=0.5).retry_after == 0.5
