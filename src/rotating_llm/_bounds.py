@@ -14,8 +14,10 @@ from typing import Any
 __all__ = [
     "DELAY_MARGIN_S",
     "MAX_LIMIT",
+    "MAX_POOL_TIERS",
     "MAX_TIER",
     "MAX_TOKENS",
+    "MAX_WEIGHT",
     "check_count",
     "check_delay",
     "lease_failure",
@@ -26,6 +28,10 @@ __all__ = [
 MAX_LIMIT = 10**12
 #: The highest tier of a key (tier 0 is served first; no pool needs more levels).
 MAX_TIER = 1000
+#: The most distinct tiers the keys of one pool may have (a refusal looks at each).
+MAX_POOL_TIERS = 8
+#: The largest weight of a key (relative shares: no pool needs more).
+MAX_WEIGHT = 1e6
 #: The largest token count of one request (estimated or reported).
 MAX_TOKENS = 10**12
 #: A cooldown may last until the next daily reset plus this (seconds).

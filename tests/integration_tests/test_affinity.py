@@ -119,8 +119,16 @@ def test_the_affinity_is_stored_as_a_digest_with_a_ttl(redis_url: str, prefix: s
     client.close()
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 1025, 7, b"conv"])
+@pytest.mark.parametrize("bad", ["", 7, b"conv"])
 def test_a_bad_affinity_is_a_config_error(make: Callable[..., KeyManager], bad: Any) -> None:
     km = make(_keys(1, rpm=5))
     with pytest.raises(ConfigError, match="affinity"):
         km.acquire("m", 1, max_wait=0, affinity=bad)
+
+
+def test_an_affinity_of_any_length_is_hashed(make: Callable[..., KeyManager]) -> None:
+    km = make(_keys(2, rpm=5))
+    long_id = "thread-" + "x" * 100_000
+    first = km.acquire("m", 1, max_wait=0, affinity=long_id)
+    again = km.acquire("m", 1, max_wait=0, affinity=long_id)
+    assert again.key_id == first.key_id and again.affinity_held is True

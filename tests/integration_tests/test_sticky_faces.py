@@ -51,6 +51,16 @@ def test_a_session_stays_on_its_key_while_it_has_room_then_moves() -> None:
             llm.invoke("bad", affinity="")
 
 
+def test_a_session_id_of_any_length_is_a_conversation_not_an_error() -> None:
+    with pool(3) as p:
+        llm = RotatingChatModel(model=p.keys[0].model_name, key_manager=p.manager)
+        chat = _chat(llm)
+        long_session = "s-" + "y" * 5000  # found in the run's config: hashed, whatever its size
+        metas = [chat.invoke(f"turn {i}", _cfg(long_session)).response_metadata for i in range(3)]
+        assert [m["affinity_held"] for m in metas] == [False, True, True]
+        assert len({m["key_id"] for m in metas}) == 1
+
+
 def test_sessions_hold_their_keys_without_sticky_they_rotate() -> None:
     with pool(3) as p:
         llm = RotatingChatModel(model=p.keys[0].model_name, key_manager=p.manager)

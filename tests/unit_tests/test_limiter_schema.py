@@ -111,6 +111,6 @@ def test_acquire_args_follow_the_declared_order() -> None:
     named = dict(zip(schema.ARGS["acquire"], args, strict=True))
     assert named["est"] == 17 and named["strategy"] == "round_robin"
     assert named["request_id"] == "r-1"
-    assert named["tiers"] == "0,2" and named["affinity"] == "d"
+    assert named["affinity"] == "d"
     assert named["affinity_ttl_ms"] == 5000
     assert named["exclude"] == "a,b" and named["window_us"] == 60_000_000

@@ -11,7 +11,7 @@ import pytest
 from rotating_llm import KeyFileError, load_keys_file
 from rotating_llm._bounds import MAX_TIER
 from rotating_llm.limiter._group_ops import GroupOps
-from rotating_llm.limiter._limiter import _tiers_arg
+from rotating_llm.limiter._key_check import pool_tiers
 
 
 def _write(tmp_path: Path, **extra: Any) -> Path:
@@ -42,5 +42,5 @@ def test_tier_reaches_the_script_only_when_not_zero(tmp_path: Path) -> None:
     ops._groups = {}
     assert ops._limits_arg(k0) == "5 100 0 0 1.0 -"  # today's string: no tier field
     assert ops._limits_arg(k2) == "5 100 0 0 1.0 - 2"
-    assert _tiers_arg([k0]) == "" and _tiers_arg([]) == ""
-    assert _tiers_arg([k2, k0, k2]) == "0,2" and _tiers_arg([k2]) == "2"
+    assert pool_tiers("m", [k0]) == [0] and pool_tiers("m", []) == []
+    assert pool_tiers("m", [k2, k0, k2]) == [0, 2] and pool_tiers("m", [k2]) == [2]

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rotating_llm.limiter._learn_ops import LearnedRecord
 from rotating_llm.limiter import KeyUsage, RedisLimiter
 from rotating_llm.limiter._group_ops import group_name
+from rotating_llm.limiter._key_check import check_keys
 from rotating_llm.limiter._schema import LEARNED_GROUP, LEARNED_GROUP_KIND
 from rotating_llm.secrets import SecretStore, get_secret_store
 from rotating_llm.storage import FailoverStore, open_store
@@ -140,6 +141,7 @@ class KeyManager(Leasing):
         groups: Iterable[QuotaGroup] | None = None,
     ) -> None:
         table = _checked_groups(keys, self._groups.values() if groups is None else groups)
+        check_keys(keys.values(), table.values())  # before anything changes
         if persist:
             if self.key_store_path is None:
                 raise ConfigError("persist=True needs a key_store_path")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rotating_llm._bounds import MAX_LIMIT, MAX_TIER
+from rotating_llm._bounds import MAX_LIMIT, MAX_TIER, MAX_WEIGHT
 
 __all__ = ["APIKey", "QuotaGroup"]
 
@@ -18,8 +18,6 @@ _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$")
 
 #: A limit: an int (never a bool, float or string) from 1 to MAX_LIMIT.
 PositiveInt = Annotated[int, Field(gt=0, le=MAX_LIMIT, strict=True)]
-#: The largest weight of a key (relative shares: no pool needs more).
-MAX_WEIGHT = 1e6
 
 
 class APIKey(BaseModel):

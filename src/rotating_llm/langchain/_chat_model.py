@@ -109,7 +109,7 @@ class RotatingChatModel(BaseChatModel):
     """Lease the key that last served the run's conversation (``session_id`` of
     ``RunnableWithMessageHistory``, ``conversation_id``, ``thread_id``) while it has room;
     ``None``: the manager's ``sticky_keys`` setting. A call's ``affinity=`` wins."""
-    affinity: str | None = Field(default=None, min_length=1, max_length=1024)
+    affinity: str | None = Field(default=None, min_length=1)
     """One conversation id for every call of this model (a call's ``affinity=`` wins;
     the run's own conversation is not looked for then)."""
 

@@ -67,15 +67,19 @@ class GroupOps:
         return f"{out} {key.tier}" if key.tier else out
 
     def _group_register_args(self, keys: Sequence[APIKey]) -> list[str]:
-        """Register pairs of the groups of ``keys`` (a pool's active keys)."""
-        members: dict[str, list[str]] = {}
+        """Register pairs of the groups of ``keys`` (a pool's active keys): limits, member
+        ids and the members' tiers (empty if all 0), separated by ``|``."""
+        members: dict[str, list[APIKey]] = {}
         for key in keys:
             group = self._group_of(key)
             if group is not None:
-                members.setdefault(group.group_id, []).append(key.key_id)
+                members.setdefault(group.group_id, []).append(key)
         out: list[str] = []
-        for gid, ids in members.items():
-            out += [group_name(gid), f"{_group_limits(self._groups[gid])}|{','.join(ids)}"]
+        for gid, ms in members.items():
+            ids = ",".join(k.key_id for k in ms)
+            tiers = sorted({k.tier for k in ms})
+            t = "" if tiers == [0] else ",".join(map(str, tiers))
+            out += [group_name(gid), f"{_group_limits(self._groups[gid])}|{ids}|{t}"]
         return out
 
     def _settle_tail(self, key_id: str) -> tuple[str, str]:

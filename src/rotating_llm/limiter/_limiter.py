@@ -21,6 +21,7 @@ from rotating_llm.limiter._asettler import AsyncSettler
 from rotating_llm.limiter._days import DayBoundaries
 from rotating_llm.limiter._group_ops import GroupOps, group_name
 from rotating_llm.limiter._journal import Journal
+from rotating_llm.limiter._key_check import check_keys
 from rotating_llm.limiter._learn_ops import LearnOps
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._restore import Restore
@@ -98,12 +99,6 @@ class KeyUsage:
 _MAX_SETTING_S = 7 * 86400
 
 
-def _tiers_arg(keys: Iterable[APIKey]) -> str:
-    """The acquire script's ``tiers`` of a pool: its keys' tiers ascending, ``""`` if all 0."""
-    tiers = sorted({k.tier for k in keys})
-    return "" if tiers in ([], [0]) else ",".join(map(str, tiers))
-
-
 def _check_settings(settings: Settings) -> None:
     """The settings that reach the scripts are finite and at most a week."""
     names = ("window_seconds", "cooldown_base_seconds", "cooldown_max_seconds")
@@ -131,8 +126,6 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         self._keys: dict[str, APIKey] = {}
         self._groups: dict[str, QuotaGroup] = {}
         self._pools: dict[str, list[APIKey]] = {}
-        #: pool -> its tiers for the acquire script ("0,2"; "": every key is of tier 0)
-        self._tiers: dict[str, str] = {}
         self._affinity_ttl_ms = max(1, int(settings.affinity_ttl_seconds * 1000))
         self._registered: dict[int, tuple[int, set[str]]] = {}
         self._lock = threading.Lock()
@@ -156,6 +149,8 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         """Replace the known keys and quota groups (checked by the caller: every group a
         key names is known, and holds keys of one pool); pools are registered lazily on
         each store used."""
+        keys, groups = list(keys), list(groups)
+        check_keys(keys, groups)
         table = {g.group_id: g for g in groups}
         by_pool: dict[str, list[APIKey]] = {}
         known: dict[str, APIKey] = {}
@@ -168,7 +163,6 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
             self._keys = known
             self._groups = table
             self._pools = {p: by_pool.get(p, []) for p in set(by_pool) | gone}
-            self._tiers = {p: _tiers_arg(keys) for p, keys in self._pools.items()}
             self._registered.clear()
 
     def pool_of(self, key_id: str) -> str:
@@ -249,7 +243,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         head = self._head(store, pool)
         return [
             *(*head, est, strategy, rnd, _CANDIDATES, ",".join(exclude), request_id),
-            *(self._tiers.get(pool, ""), affinity, self._affinity_ttl_ms),
+            *(affinity, self._affinity_ttl_ms),
         ]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:

@@ -11,7 +11,8 @@ Keys of one pool share its hash tag and carry the layout version::
     <prefix>v3:{<pool>}:avail         zset  key_id -> earliest instant it may admit
     <prefix>v3:{<pool>}:avail:<tier>  zset  the same, of the keys of a tier > 0
     <prefix>v3:{<pool>}:cfg           hash  key_id -> limits "rpm tpm rpd tpd weight group
-                                            [tier]" (no tier: 0)
+                                            [tier]" (no tier: 0); ~tiers -> the pool's
+                                            tiers ascending "0,2" (absent: all 0)
     <prefix>v3:{<pool>}:use           hash  key_id -> "cnt day n dt old seq|<limits>",
                                             key_id ":s" -> tokens held (an integer)
     <prefix>v3:{<pool>}:rpm:<key_id>  zset  "<reservation id>:<tokens>" -> instant
@@ -22,7 +23,8 @@ Keys of one pool share its hash tag and carry the layout version::
     <prefix>v3:{<pool>}:rates:<minute>  hash  "<code>:<key_id>" / "<code>" -> count of
                                             that minute (Redis's clock, RATES below)
     <prefix>v3:{<pool>}:groups        hash  @<group> -> its limits "rpm tpm rpd tpd 0 -",
-                                            @<group>:k -> member key ids "k1,k2"
+                                            @<group>:k -> member key ids "k1,k2",
+                                            @<group>:t -> their tiers "0,2" (absent: 0)
     <prefix>v3:{<pool>}:aff:<digest>  string  the key id that last served an affinity
     <prefix>v3:{<pool>}:learned       hash  "<kind>:<id>" -> a limit learned from the
                                             provider: "<value> <at_us> <expires_us>
@@ -54,6 +56,7 @@ __all__ = [
     "RATE_TTL_S",
     "REFUSAL",
     "STATUS",
+    "TIERS_FIELD",
     "lua_header",
     "pool_base",
 ]
@@ -74,7 +77,7 @@ HEAD = ("window_us", "day_0", "day_1", "day_2", "day_3")
 ARGS: dict[str, tuple[str, ...]] = {
     "acquire": (
         *HEAD,
-        *("est", "strategy", "random", "candidates", "exclude", "request_id", "tiers"),
+        *("est", "strategy", "random", "candidates", "exclude", "request_id"),
         *("affinity", "affinity_ttl_ms"),
     ),
     "settle": (
@@ -123,6 +126,9 @@ LEARNED_GROUP_KIND = "grp"
 LEARNED_GROUP = "@~project"
 #: The start of a quota group's name where keys are named (a key id never starts so).
 GROUP_MARK = "@"
+#: The field of a pool's config that lists its tiers (a key id never starts with "~"):
+#: written by ``register``, read by every ``acquire`` of any process.
+TIERS_FIELD = "~tiers"
 
 #: What a pool counts per minute, and the code its counter field starts with: requests
 #: a key served and its 429s (written by ``settle``, given as its ``outcome``; counted
@@ -158,7 +164,7 @@ def lua_header() -> str:
     out.append(_locals("REFUSAL", REFUSAL))
     out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
-    out.append(f"local GROUP_MARK = '{GROUP_MARK}'\n")
+    out.append(f"local GROUP_MARK, TIERS_FIELD = '{GROUP_MARK}', '{TIERS_FIELD}'\n")
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
     kinds = ", ".join(repr(k) for k in LEARN_KINDS)
     out.append(f"local LEARN_KINDS = {{{kinds}}}\n")

@@ -39,7 +39,6 @@
 -- The same code serves as a prelude of EVAL scripts and as a function library (FCALL,
 -- Redis 7+): per-call state lives in the locals below and is set by begin().
 local KEYS, ARGV, AVAIL, CFG, BASE, K_USE, K_DISABLED, K_GROUPS, WINDOW
-local SETS  -- the availability sets of every tier of the pool (set by acquire), or nil
 local NOW, NOW_S, CUTOFF, CUTOFF_S, STALE
 local DAY_S, NEXT_RESET
 local INF = 1 / 0
@@ -73,7 +72,7 @@ local function begin(keys, args)
   NOW_S = t[1] .. string.sub('00000' .. t[2], -6)  -- (string.format costs more)
   CUTOFF = NOW - WINDOW
   STALE = CUTOFF - WINDOW
-  CUTOFF_S, DAY_S, SETS = nil, nil, nil
+  CUTOFF_S, DAY_S = nil, nil
 end
 
 -- Today's start as passed (DAY_S, a string stored as is) and the next reset after now
@@ -109,6 +108,9 @@ local function parse_limits(c)
   local lim = LIMITS[c]
   if lim then return lim end
   local a, b, d, t, w, g, r = string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(%d*)$')
+  if not (tonumber(a) and tonumber(b) and tonumber(d) and tonumber(t) and tonumber(w)) then
+    return nil  -- not a config string (the client checks what it registers)
+  end
   lim = {rpm = tonumber(a), tpm = tonumber(b), rpd = tonumber(d), tpd = tonumber(t),
          weight = tonumber(w), tier = tonumber(r) or 0}
   if lim.rpm <= 0 then lim.rpm = INF end
@@ -121,10 +123,28 @@ end
 
 local function limits(kid) return parse_limits(redis.call('HGET', CFG, kid)) end
 
+-- The ids of the pool's keys: the fields of its config but TIERS_FIELD.
+local function key_ids()
+  local out = {}
+  for _, f in ipairs(redis.call('HKEYS', CFG)) do
+    if f ~= TIERS_FIELD then out[#out + 1] = f end
+  end
+  return out
+end
+
 -- The availability set of a key of limits `lim`: AVAIL for tier 0 (or no limits).
 local function k_avail(lim)
   if lim and lim.tier > 0 then return BASE .. 'avail:' .. int_s(lim.tier) end
   return AVAIL
+end
+
+-- The availability sets of the tiers listed in `s` ("0,2", ascending; '' or nil: only
+-- tier 0), lowest tier first.
+local function tier_sets(s)
+  if not s or s == '' then return {AVAIL} end
+  local out = {}
+  for t in string.gmatch(s, '%d+') do out[#out + 1] = t == '0' and AVAIL or BASE .. 'avail:' .. t end
+  return out
 end
 
 -- A key's score in its availability set and that set (nil, nil: in none).
@@ -366,11 +386,17 @@ local function key_fit(kid, lim, est, u)
 end
 
 -- Members of group g all wait until at least `at` (their scores only rise); its
--- @<group>:b mark says so until capacity of the group is freed.
+-- @<group>:b mark says so until capacity of the group is freed. Only the sets of its
+-- members' tiers (@<group>:t) are touched; the learned group's members change without
+-- a registration, so its are the pool's.
 local function group_full(g, at)
   if at == INF then at = NOW + 86400000000 end
   local s, ms = score_s(at), group_members(g)
-  for _, set in ipairs(SETS or {AVAIL}) do  -- XX: a key is only in its own tier's set
+  local ts
+  if g == LEARNED_GROUP then ts = redis.call('HGET', CFG, TIERS_FIELD)
+  else ts = redis.call('HGET', K_GROUPS, g .. ':t') end
+  local sets = tier_sets(ts)
+  for _, set in ipairs(sets) do  -- XX: a key is only in its own tier's set
     for i = 1, #ms, 500 do  -- (a call takes a few thousand arguments at most)
       local args = {'XX', 'GT'}
       for j = i, math.min(i + 499, #ms) do args[#args + 1] = s; args[#args + 1] = ms[j] end

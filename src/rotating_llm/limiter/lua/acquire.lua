@@ -7,9 +7,10 @@
 -- instead of a second reservation. The grant is kept under req:<id> for REQ_TTL_MS.
 -- Candidates are the eligible keys (score <= now) in least-recently-used order. A key of
 -- a quota group fits only if the group fits too; both are reserved in this call.
--- Tiers: ARGV[ACQUIRE_TIERS] the pool's tiers ascending ("0,1,3"; '': only tier 0). The
--- eligible keys of one tier are in that tier's availability set; a tier is looked at only
--- when no key of every lower tier fits, so a decision reads only a few candidates.
+-- Tiers: the pool's tiers ascending ("0,1,3"; absent: only tier 0) are in its config
+-- (TIERS_FIELD, written by register, so every process sees every tier). The eligible keys
+-- of one tier are in that tier's availability set; a tier is looked at only when no key
+-- of every lower tier fits, so a decision reads only a few candidates.
 -- Affinity: ARGV[ACQUIRE_AFFINITY] a digest naming a conversation ('' none); the key that
 -- last served it (aff:<digest>) is chosen if it fits and no lower tier has room, else the
 -- strategy decides; either way aff:<digest> names the key granted, for
@@ -115,7 +116,7 @@ end
 -- The affinity's key, looked at first (and not again in its set): chosen if it fits.
 local aff_key, aff_kid, aff_lim, aff_u = nil, nil, nil, nil
 local aff_s = ARGV[ACQUIRE_AFFINITY]
-local tiers_s = ARGV[ACQUIRE_TIERS]
+local tiers_s = redis.call('HGET', CFG, TIERS_FIELD) or ''
 if aff_s ~= '' then
   aff_key = BASE .. 'aff:' .. aff_s
   aff_kid = redis.call('GET', aff_key)
@@ -172,15 +173,9 @@ local held = false
 if tiers_s == '' then
   if aff_lim then held = true else scan(AVAIL) end
 else
-  SETS = {}
-  for t in string.gmatch(tiers_s, '%d+') do
-    SETS[#SETS + 1] = t == '0' and AVAIL or BASE .. 'avail:' .. t
-  end
-  local n = 0
-  for t in string.gmatch(tiers_s, '%d+') do
-    n = n + 1
+  for t in string.gmatch(tiers_s, '%d+') do  -- (a set's name made only when looked at)
     if aff_lim and aff_lim.tier == tonumber(t) then held = true; break end
-    scan(SETS[n])
+    scan(t == '0' and AVAIL or BASE .. 'avail:' .. t)
     if nfit > 0 then break end
   end
 end
@@ -264,7 +259,7 @@ if deferred then for _, d in ipairs(deferred) do rescore(d) end end
 
 if not pick then
   local waiting = false
-  for _, set in ipairs(SETS or {AVAIL}) do
+  for _, set in ipairs(tier_sets(tiers_s)) do  -- (at most MAX_POOL_TIERS)
     local nxt = redis.call('ZRANGEBYSCORE', set, '(' .. NOW_S, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     if #nxt > 0 then
       waiting = true

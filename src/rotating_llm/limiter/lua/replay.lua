@@ -25,7 +25,7 @@ local fresh = redis.call('SETNX', ek, epoch)
 if fresh == 0 then
   epoch = redis.call('GET', ek)
 elseif hold > 0 then
-  for _, kid in ipairs(redis.call('HKEYS', CFG)) do
+  for _, kid in ipairs(key_ids()) do
     local cur = redis.call('PTTL', k_cool(kid))
     if cur == nil or cur < hold then redis.call('SET', k_cool(kid), HOLD_REASON, 'PX', hold) end
     rescore(kid)
@@ -63,7 +63,7 @@ if expected then
   redis.call('PEXPIRE', rsk, redis.call('PTTL', rk))
   if redis.call('SCARD', rsk) >= tonumber(expected) then  -- everyone is in: end the hold
     redis.call('DEL', rk, rsk)
-    for _, kid in ipairs(redis.call('HKEYS', CFG)) do
+    for _, kid in ipairs(key_ids()) do
       if redis.call('GET', k_cool(kid)) == HOLD_REASON then redis.call('DEL', k_cool(kid)) end
       touched[kid] = true
     end

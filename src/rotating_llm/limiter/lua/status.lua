@@ -3,7 +3,7 @@
 -- own). Returns per id STATUS_WIDTH values, at the STATUS_* offsets of the schema.
 local ids = {}
 for i = HEAD_LEN + 1, #ARGV do ids[#ids + 1] = ARGV[i] end
-if #ids == 0 then ids = redis.call('HKEYS', CFG) end
+if #ids == 0 then ids = key_ids() end
 local out = {}
 for n, kid in ipairs(ids) do
   local lim, u, at
