@@ -221,3 +221,24 @@ def test_async_grants_while_lost_are_written_back(prefix: str, tmp_path: Path) -
     finally:
         km.close()
         server.stop()
+
+
+def test_a_registration_during_traffic_replays_nothing_redis_still_holds(make) -> None:
+    """A pool registered again while Redis kept its state (keys changed, a concurrent
+    first use by many tasks) replays none of this process's grants of that state, even
+    one whose settlement is still in flight (the journal already has its real tokens,
+    Redis not yet): adding it again counted it twice."""
+    from conftest import make_keys
+
+    km = make(make_keys(1, rpm=100, tpm=10_000))
+    lease = km.acquire("m", 50)
+    assert lease.reservation is not None
+    km.limiter.journal.settled(lease.reservation, "complete", 3, True)  # sent, not applied
+    km.limiter._mark_registered(km.store.primary, "m", done=False)
+    km.limiter.register_all()
+    st = km.get_key_status("k0")
+    assert (st["rpm_usage"], st["tpm_usage"]) == (1, 50)
+    lease.complete(3)
+    km.limiter.flush()
+    st = km.get_key_status("k0")
+    assert (st["rpm_usage"], st["tpm_usage"]) == (1, 3)

@@ -5,8 +5,9 @@
 -- the processes to wait for, this process's tag, then quintuples id (a key id, or '@<group>'), member (without its ':<tokens>'),
 -- instant (microseconds), tokens, and the epoch the member was granted under ('': the
 -- member is this process's own name, kept as is).
--- A member granted under another epoch than the pool's is renamed 'r<epoch>.<member>':
--- the state it was part of is gone, and new grants reuse its reservation id. A member
+-- A member granted under the pool's present epoch is skipped: that state still holds it
+-- (or settled it). One granted under another epoch is renamed 'r<epoch>.<member>': the
+-- state it was part of is gone, and new grants reuse its reservation id. A member
 -- already held, or whose instant left the window, is skipped, so a replay sent twice
 -- adds nothing. An instant after now (another clock) counts from now. A numeric member
 -- raises the key's reservation sequence past it.
@@ -37,10 +38,12 @@ local added, touched = 0, {}
 for i = HEAD_LEN + 5, #ARGV - 4, 5 do
   local id, tok_s, e = ARGV[i], ARGV[i + 3], ARGV[i + 4]
   local m = ARGV[i + 1] .. ':' .. tok_s
-  if e ~= '' and e ~= epoch then m = 'r' .. e .. '.' .. m end
+  if e ~= '' then m = 'r' .. e .. '.' .. m end
   local at = tonumber(ARGV[i + 2])
   if at > NOW then at = NOW end
-  if at > CUTOFF and not redis.call('ZSCORE', k_rpm(id), m) then
+  -- a grant made in the pool's present state is in it still, or was settled or trimmed
+  -- there: never added again (its tokens may be changing under a settlement in flight)
+  if e ~= epoch and at > CUTOFF and not redis.call('ZSCORE', k_rpm(id), m) then
     local r = redis.call('HMGET', K_USE, id, skey(id))
     local u = current(id, r[1], r[2])
     local tok = tonumber(tok_s)
