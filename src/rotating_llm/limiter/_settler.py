@@ -177,6 +177,9 @@ class Settler:
         """The connection failed: send the unanswered completions once more, or drop them."""
         unanswered = list(ch.sent)
         ch.sent.clear()
+        # a new connection: redis-py leaves the broken one open when the error came from
+        # a readiness check (can_read), and a write on it fails again
+        ch.conn.disconnect()
         try:
             with translate_errors("settle (complete)", ch.store.description):
                 for item in unanswered:
