@@ -156,6 +156,9 @@ def test_provider_429_cools_the_key_for_its_retry_delay_and_moves_on() -> None:
 def test_openai_429_uses_retry_after_header() -> None:
     with pool(2, kind="openai", model=GPT) as p:
         p.provider.set_limits(p.secret("k0"), rpm=1)
+        # another app just used k0: the pool's first call there meets a 429 (answers carry
+        # x-ratelimit-* headers, so without it the limit is learned from a success first)
+        p.provider.spend(p.secret("k0"), requests=1)
         llm = model(p)
         replies = [llm.invoke(f"question {i}") for i in range(3)]
         assert max(r.response_metadata["attempts"] for r in replies) == 2
