@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 import uuid
 from typing import Any
 
@@ -15,8 +16,12 @@ from rotating_llm.testing import FakeProvider
 pytestmark = [pytest.mark.multiprocess]
 
 
-def _route(url: str, secrets: list[str], prefix: str, calls: int) -> dict[str, Any]:
-    """``calls`` completions through a Router with the rotating strategy; statuses."""
+def _route(
+    url: str, secrets: list[str], prefix: str, calls: int, learned: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``calls`` completions through a Router with the rotating strategy; statuses, once
+    the keys in ``learned`` show a learned rpm (LiteLLM runs its success callbacks on a
+    worker of its own, after the call returned; 10 s at most)."""
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     import litellm
 
@@ -40,7 +45,12 @@ def _route(url: str, secrets: list[str], prefix: str, calls: int) -> dict[str, A
             outcomes.append("ok")
         except Exception as exc:
             outcomes.append(type(exc).__name__)
-    statuses = {s["key_id"]: s["limits"]["rpm"] for s in inst.manager.get_all_key_statuses()}
+    deadline = time.monotonic() + 10.0
+    while True:
+        statuses = {s["key_id"]: s["limits"]["rpm"] for s in inst.manager.get_all_key_statuses()}
+        if time.monotonic() > deadline or all(statuses[k]["source"] != "file" for k in learned):
+            break
+        time.sleep(0.05)
     inst.close()
     return {"outcomes": outcomes, "rpm": statuses}
 
@@ -54,7 +64,7 @@ def _run(*args: Any) -> dict[str, Any]:
 def test_litellm_successes_and_429s_teach_the_limits(redis_url: str) -> None:
     s = [f"sk-ll-{i}-{uuid.uuid4().hex}" for i in range(2)]
     with FakeProvider(rpm=100, true_limits={s[0]: {"rpm": 3}}, process=True) as fp:
-        out = _run(fp.openai_url, s, f"t{uuid.uuid4().hex[:8]}:", 2)
+        out = _run(fp.openai_url, s, f"t{uuid.uuid4().hex[:8]}:", 2, ("d0",))
         assert out["outcomes"] == ["ok", "ok"]
         # each deployment answered once: its x-ratelimit-limit-requests was adopted
         assert out["rpm"]["d0"]["effective"] == 3
@@ -67,7 +77,7 @@ def test_litellm_429_headers_teach_the_limit(redis_url: str) -> None:
     s = [f"sk-ll-{uuid.uuid4().hex}"]
     with FakeProvider(rpm=100, true_limits={s[0]: {"rpm": 1}}, process=True) as fp:
         fp.spend(s[0], requests=1)  # another app took the only request of the minute
-        out = _run(fp.openai_url, s, f"t{uuid.uuid4().hex[:8]}:", 1)
+        out = _run(fp.openai_url, s, f"t{uuid.uuid4().hex[:8]}:", 1, ("d0",))
         assert fp.key_stats(s[0]).rate_limited == 1
         assert out["outcomes"] != ["ok"]
         assert out["rpm"]["d0"]["effective"] == 1  # learned from the 429's headers
