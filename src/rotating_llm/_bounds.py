@@ -15,11 +15,15 @@ __all__ = [
     "DELAY_MARGIN_S",
     "MAX_LIMIT",
     "MAX_POOL_TIERS",
+    "MAX_PRIORITY",
+    "MAX_TENANT_LEN",
     "MAX_TIER",
     "MAX_TOKENS",
     "MAX_WEIGHT",
     "check_count",
     "check_delay",
+    "check_priority",
+    "check_tenant",
     "lease_failure",
     "lease_tokens",
 ]
@@ -34,6 +38,10 @@ MAX_POOL_TIERS = 8
 MAX_WEIGHT = 1e6
 #: The largest token count of one request (estimated or reported).
 MAX_TOKENS = 10**12
+#: Priorities of an acquire are integers from -MAX_PRIORITY to MAX_PRIORITY (higher first).
+MAX_PRIORITY = 1000
+#: The longest tenant name (a tenant: whose request it is, for fair shares).
+MAX_TENANT_LEN = 256
 #: A cooldown may last until the next daily reset plus this (seconds).
 DELAY_MARGIN_S = 3600.0
 
@@ -63,6 +71,26 @@ def check_delay(value: Any, what: str, error: type[Exception]) -> float | None:
     if math.isnan(seconds) or math.isinf(seconds) or seconds <= 0:
         return None
     return seconds
+
+
+def check_priority(value: Any, error: type[Exception]) -> int:
+    """``value`` as a priority: an int in ``[-MAX_PRIORITY, MAX_PRIORITY]``, or ``error``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"priority must be an integer, got {type(value).__name__} {value!r:.40}")
+    if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
+        raise error(f"priority must be from {-MAX_PRIORITY} to {MAX_PRIORITY}, got {value}")
+    return value
+
+
+def check_tenant(value: Any, error: type[Exception]) -> str | None:
+    """``value`` as a tenant: ``None`` or a non-empty string of at most MAX_TENANT_LEN."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise error(f"tenant must be a string, got {type(value).__name__}")
+    if not value or len(value) > MAX_TENANT_LEN:
+        raise error(f"tenant must be 1 to {MAX_TENANT_LEN} characters, got {len(value)}")
+    return value
 
 
 def lease_tokens(actual_tokens: Any, default: int) -> int:

@@ -290,6 +290,28 @@ def test_acquire_wrong_types_are_config_errors(
         embedded_manager.acquire(model, 1, max_wait=wait)
 
 
+@pytest.mark.parametrize(
+    ("priority", "tenant", "names"),
+    [
+        (True, None, "priority must be an integer"),
+        (1.5, None, "priority must be an integer"),
+        ("9", None, "priority must be an integer"),
+        (1001, None, "priority must be from -1000 to 1000"),
+        (-(10**30), None, "priority must be from -1000 to 1000"),
+        (0, "", "tenant must be 1 to 256 characters"),
+        (0, "t" * 257, "tenant must be 1 to 256 characters"),
+        (0, 7, "tenant must be a string"),
+    ],
+)
+def test_acquire_bad_priority_or_tenant_is_a_config_error(
+    embedded_manager: KeyManager, priority: Any, tenant: Any, names: str
+) -> None:
+    with pytest.raises(ConfigError, match=names):
+        embedded_manager.acquire("m", 1, priority=priority, tenant=tenant)
+    lease = embedded_manager.acquire("m", 1, priority=-1000, tenant="t" * 256)
+    lease.release()
+
+
 # -- ConversationStore.append_turn -----------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from rotating_llm._bounds import check_priority, check_tenant
 from rotating_llm.config import Settings, Strategy
 from rotating_llm.errors import (
     AllKeysExhaustedError,
@@ -171,16 +172,22 @@ class Leasing:
         strategy: Strategy | None,
         exclude: Sequence[str],
         affinity: str | None = None,
+        priority: int = 0,
+        tenant: str | None = None,
     ) -> Flow[Lease]:
         """Every rule of ``acquire``, without I/O: yields what to do, gets its result."""
         est = self._check_request(model, estimated_tokens)
+        priority = check_priority(priority, ConfigError)
+        tenant = check_tenant(tenant, ConfigError)
         start = time.monotonic()
         deadline = self._deadline(start, max_wait)
         secret_errors: list[SecretStoreError] = []
         while True:
             excl = self._exclusions(exclude)
             try:
-                out = yield Step("reserve", model, est, strategy, excl, None, affinity)
+                out = yield Step(
+                    "reserve", model, est, strategy, excl, None, affinity, priority, tenant
+                )
             except StoreUnavailableError:
                 if self.store.mode == "allow":
                     lease: Lease = yield Step("fail_open", model, est, excl)
@@ -212,6 +219,8 @@ class Leasing:
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
         affinity: str | None = None,
+        priority: int = 0,
+        tenant: str | None = None,
     ) -> Lease:
         """Reserve one request of ``estimated_tokens`` on a key of ``model``'s pool.
 
@@ -230,8 +239,13 @@ class Leasing:
         ``affinity`` (a conversation's id, say): the key that last served it is chosen
         while it has room, else the strategy decides and the affinity moves to the key
         granted; ``Lease.affinity_held`` tells which.
+
+        ``priority`` (an int from -1000 to 1000, higher first) and ``tenant`` (whose
+        request it is) say how this request ranks among the pool's waiters.
         """
-        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
+        flow = self._acquire_flow(
+            model, estimated_tokens, max_wait, strategy, exclude, affinity, priority, tenant
+        )
         with call_deadline(self._store_deadline(max_wait)):
             return drive(flow, self._sync_io)
 
@@ -244,9 +258,13 @@ class Leasing:
         strategy: Strategy | None = None,
         exclude: Sequence[str] = (),
         affinity: str | None = None,
+        priority: int = 0,
+        tenant: str | None = None,
     ) -> Lease:
         """Async twin of :meth:`acquire` (the same rules, driven on the event loop)."""
-        flow = self._acquire_flow(model, estimated_tokens, max_wait, strategy, exclude, affinity)
+        flow = self._acquire_flow(
+            model, estimated_tokens, max_wait, strategy, exclude, affinity, priority, tenant
+        )
         with call_deadline(self._store_deadline(max_wait)):
             return await adrive(flow, self._async_io, self.limiter.in_background)
 

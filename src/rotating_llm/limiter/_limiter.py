@@ -282,6 +282,8 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         exclude: Sequence[str] = (),
         request_id: str | None = None,
         affinity: str | None = None,
+        priority: int = 0,
+        tenant: str | None = None,
     ) -> Reservation | Refusal:
         """One select-and-reserve call for ``pool`` (registering the pool first if needed).
 
@@ -289,6 +291,8 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         (after a timeout) carries it, so the store returns the first grant, not a second.
         ``affinity`` (a conversation's id): the key that last served it is chosen while it
         has room (and no key of a lower tier has); the grant says whether it was.
+        ``priority`` and ``tenant`` (checked by the caller) rank the request among the
+        pool's waiters; the queue that uses them is not built yet.
         """
         strat = strategy or self.settings.strategy
         rid = new_request_id() if request_id is None else check_request_id(request_id)
@@ -330,6 +334,8 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         exclude: Sequence[str] = (),
         request_id: str | None = None,
         affinity: str | None = None,
+        priority: int = 0,
+        tenant: str | None = None,
     ) -> Reservation | Refusal:
         """Async twin of :meth:`reserve`."""
         strat = strategy or self.settings.strategy
