@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
+from rotating_llm._prefilter import may_hold_secret
 from rotating_llm.scanner.detectors import find_secrets
 
 if TYPE_CHECKING:
@@ -124,24 +125,12 @@ def _registered_pattern() -> re.Pattern[str] | None:
 #: Detectors look at no more than this many leading characters of one text (a bound on
 #: the work per log record); registered secrets are masked in the whole text.
 MAX_SCAN_CHARS = 64 * 1024
-# Every detector needs a known prefix, a separator before 16 value characters, or a PEM
-# header: text without any skips the detectors. Fixed width, so the search is linear.
-_VALUE = r"[^\s\"'`<>,;(){}\[\]\\]"
-_SEPARATED = re.compile(r"[=:>,][ \t]*[\"'`]?[^\s\"'`<>,;(){}\[\]\\/]" + _VALUE + "{15}")
-_PREFIXED = re.compile(  # factored by first character: the fastest form for ``re``
-    r"A(?:Iza|KIA|SIA|BIA|CCA|3T|BSK)|sk-|gsk_|hf_|api_org_|gh[pousr]_|github_pat_"
-    r"|x(?:ox|app-|ai-)|hooks\.slack|_(?:live|test|prod)_|eyJ|pplx-|fw_|PRIVATE KEY"
-)
-
-
-def _candidate(head: str) -> bool:
-    return _SEPARATED.search(head) is not None or _PREFIXED.search(head) is not None
 
 
 def _detect(text: str) -> str:
-    head = text[:MAX_SCAN_CHARS]
-    if not _candidate(head):
+    if not may_hold_secret(text, MAX_SCAN_CHARS):
         return text
+    head = text[:MAX_SCAN_CHARS]
     matches = find_secrets(head, honor_allow=False)
     if not matches:
         return text
@@ -173,9 +162,11 @@ def redact(text: str) -> str:
 
 def _needs_redaction(text: str) -> bool:
     """Whether :func:`redact` would change ``text`` (cheap when it holds no candidate)."""
-    pattern = _registered_pattern()
+    pattern = _pattern if _pattern is not None or not _secrets else _registered_pattern()
     if pattern is not None and pattern.search(text) is not None:
         return True
+    if not may_hold_secret(text, MAX_SCAN_CHARS):
+        return False
     return _detect(text) is not text
 
 
@@ -236,28 +227,40 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     format string and its arguments (a name in ``msg``, the value in ``args``) is the
     message formatted once and stored in ``msg`` with ``args`` emptied (same type). Extras,
     exception text and stack text are masked too; the work per record is bounded by
-    :data:`MAX_SCAN_CHARS`.
+    :data:`MAX_SCAN_CHARS`. A record already redacted and unchanged since costs a lookup.
     """
     attrs = record.__dict__
-    stamp = attrs.get(_STAMP)
-    if len(attrs) - (stamp is not None) > _BASE_ATTR_COUNT:  # extras, set after creation
-        for name in attrs.keys() - _STANDARD_ATTRS:
-            value = attrs[name]
-            if isinstance(value, str) and _needs_redaction(value):
-                attrs[name] = redact(value)
-    if (
-        stamp is not None
-        and stamp[0] == _version
-        and stamp[1] is record.msg
-        and stamp[2] is record.args
-    ):
-        return record  # already redacted, and not changed since
+    if len(attrs) > _BASE_ATTR_COUNT:  # a stamp, extras (set after creation), or both
+        stamp = attrs.get(_STAMP)
+        if len(attrs) - (stamp is not None) > _BASE_ATTR_COUNT:
+            _redact_extras(attrs)
+        if (
+            stamp is not None
+            and stamp[0] == _version
+            and stamp[1] is record.msg
+            and stamp[2] is record.args
+        ):
+            return record  # already redacted, and not changed since
     try:
         message = record.getMessage()
     except Exception:  # bad args: the formatter will report them; mask what is there
         message = None
     if message is None or _needs_redaction(message):
         _redact_message(record, message)
+    if record.exc_info or record.exc_text or record.stack_info:
+        _redact_traces(record)
+    attrs[_STAMP] = (_version, record.msg, record.args)
+    return record
+
+
+def _redact_extras(attrs: dict[str, Any]) -> None:
+    for name in attrs.keys() - _STANDARD_ATTRS:
+        value = attrs[name]
+        if isinstance(value, str) and _needs_redaction(value):
+            attrs[name] = redact(value)
+
+
+def _redact_traces(record: logging.LogRecord) -> None:
     if record.exc_info and record.exc_info[0] is not None:
         text = record.exc_text or logging.Formatter().formatException(record.exc_info)
         if _needs_redaction(text):
@@ -267,8 +270,6 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         record.exc_text = redact(record.exc_text)
     if record.stack_info and _needs_redaction(record.stack_info):
         record.stack_info = redact(record.stack_info)
-    record.__dict__[_STAMP] = (_version, record.msg, record.args)
-    return record
 
 
 def _redact_message(record: logging.LogRecord, message: str | None) -> None:
@@ -297,7 +298,16 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact ``record`` in place and let it through."""
-        redact_record(record)
+        attrs = record.__dict__
+        stamp = attrs.get(_STAMP)
+        if (  # the common case, redacted at creation: checked here without a call
+            stamp is None
+            or len(attrs) != _BASE_ATTR_COUNT + 1
+            or stamp[0] != _version
+            or stamp[1] is not record.msg
+            or stamp[2] is not record.args
+        ):
+            redact_record(record)
         return True
 
 

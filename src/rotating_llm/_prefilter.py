@@ -1,0 +1,53 @@
+"""The quick test that lets a log line without a secret skip the secret detectors.
+
+Every detector of :mod:`rotating_llm.scanner.detectors` needs one of: a known prefix
+(``AIza``, ``sk-``, ``gsk_``, ``xoxb-``, ``eyJ``, ``PRIVATE KEY``...) or a separator
+(``=``, ``:``, ``>``, ``,``) before 16 value characters. Text with neither cannot hold a
+finding, so :func:`may_hold_secret` rejects it with one regular-expression pass.
+
+Python's ``re`` skips quickly over characters that cannot start a match and pays for every
+one that can. Each prefix is therefore found from a rare character of it (``k`` of ``sk-``,
+``V`` of ``PRIVATE KEY``, ``x`` of ``xoxb-``, ``J`` of ``eyJ``, ``f`` of ``hf_``), checked backwards
+with a fixed-width look-behind, never from ``-`` or ``_``, which fill separator lines and
+identifiers. The test is a superset of what the detectors match, so it never hides a
+finding; a test plants every detector's secret in many contexts to hold it to that.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MAY_HOLD_SECRET", "may_hold_secret"]
+
+_VALUE = r"[^\s\"'`<>,;(){}\[\]\\]"
+# After a separator: blanks, an escaped or plain quote, then 16 value characters (the
+# first not ``/``: ``https://`` is no assignment).
+_AFTER_SEPARATOR = r"[ \t]*\\?[\"'`]?[^\s\"'`<>,;(){}\[\]\\/]" + _VALUE + "{15}"
+# Every alternative starts with a literal character, so ``re`` builds the set of possible
+# first characters and skips the others in C. Written out per separator for that reason.
+# ``=`` and ``:`` are value characters too: a banner line of them would match at every
+# position and send the line to the detectors; a separator followed by 15 more of itself
+# is skipped, which hides nothing (a value of 15 ``=`` and fewer than 16 other characters
+# is below every detector's entropy floor; with 16 or more, the run's last ``=`` matches).
+_ALTERNATIVES = (
+    "=(?!={15})" + _AFTER_SEPARATOR,
+    ":(?!:{15})" + _AFTER_SEPARATOR,
+    ">" + _AFTER_SEPARATOR,
+    "," + _AFTER_SEPARATOR,
+    r"A(?:Iza|KIA|SIA|BIA|CCA|3T|BSK)",  # Google, AWS access key ids, Bedrock
+    r"V(?<=PRIV)ATE KEY",  # PEM blocks (from V: P starts HTTP and POST)
+    r"J(?<=eyJ)",  # JWTs
+    # sk- (OpenAI, Anthropic, DeepSeek, OpenRouter), sk_/rk_live_ (Stripe), gsk_ (Groq),
+    # hooks.slack (Slack webhooks)
+    r"k(?:-(?<=sk-)|_(?:(?:live|test|prod)_|(?<=gsk_))|s\.slack(?<=hooks\.slack))",
+    r"g(?:h[pousr]_|ithub_pat_|_(?<=api_org_))",  # GitHub, Hugging Face org tokens
+    r"x(?:ox|app-|ai-|-(?<=pplx-))",  # Slack, xAI, Perplexity
+    r"f(?:_(?<=hf_)|w_)",  # Hugging Face, Fireworks
+)
+#: One pass: a match means the detectors must look; none means the text holds no finding.
+MAY_HOLD_SECRET = re.compile("|".join(_ALTERNATIVES))
+
+
+def may_hold_secret(text: str, end: int) -> bool:
+    """Whether the first ``end`` characters of ``text`` may hold a detector's finding."""
+    return MAY_HOLD_SECRET.search(text, 0, end) is not None

@@ -1,0 +1,115 @@
+"""The quick test before the detectors never hides a finding, and rejects plain log lines."""
+
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+
+from rotating_llm._prefilter import may_hold_secret
+from rotating_llm.redaction import MAX_SCAN_CHARS
+from rotating_llm.scanner.corpus import KINDS, make_key
+from rotating_llm.scanner.detectors import DETECTORS, find_secrets
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _body(rng: random.Random, n: int, alphabet: str = _ALNUM) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _extra_kinds(rng: random.Random) -> list[str]:
+    """Secrets of the detectors the corpus does not make."""
+    return [
+        "xoxb-" + _body(rng, 40),
+        "xapp-" + _body(rng, 40),
+        "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/" + _body(rng, 24),
+        "sk_live_" + _body(rng, 30),
+        "rk_test_" + _body(rng, 30),
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0." + _body(rng, 30),
+        "ghp_" + _body(rng, 36),
+        "github_pat_" + _body(rng, 82, _ALNUM + "_"),
+        "pplx-" + _body(rng, 48),
+        "xai-" + _body(rng, 80),
+        "fw_" + _body(rng, 30),
+        "hf_" + _body(rng, 34),
+        "api_org_" + _body(rng, 34),
+        "ABSK" + _body(rng, 80, _ALNUM + "+/"),
+        "sk-or-v1-" + _body(rng, 64, "0123456789abcdef"),
+        "sk-" + _body(rng, 32, "0123456789abcdef"),
+    ]
+
+
+_CONTEXTS = (
+    "{}",
+    "calling {}",
+    "({})",
+    '"{}"',
+    "Bearer {}",
+    "url=https://x.example/v1?key={}",
+    'headers {{"x-api-key": "{}"}}',
+    '\\"{}\\"',
+    "key: {}",
+    "a,{}",
+    "{name}={}",
+    "{name}: '{}'",
+    '{name} = "{}"',
+    "<{name}>{}</{name}>",
+)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_finding_passes_the_quick_test(seed: int) -> None:
+    rng = random.Random(seed)
+    values = [(make_key(kind, rng), name) for kind, (_, name) in KINDS.items()]
+    values += [(value, "API_TOKEN") for value in _extra_kinds(rng)]
+    found = 0
+    for value, name in values:
+        for context in _CONTEXTS:
+            text = context.replace("{name}", name).format(value)
+            if find_secrets(text, honor_allow=False):
+                found += 1
+                assert may_hold_secret(text, MAX_SCAN_CHARS), text
+    assert found >= len(values) * 3
+
+
+def test_every_detector_prefix_passes_the_quick_test() -> None:
+    rng = random.Random(1)
+    # private-key's shown prefix is "-----BEGIN"; its pattern needs "PRIVATE KEY" (above)
+    prefixes = {p for det in DETECTORS if det.name != "private-key" for p in det.prefixes}
+    for prefix in prefixes:
+        assert may_hold_secret(f"x {prefix}{_body(rng, 40)} y", MAX_SCAN_CHARS), prefix
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "x alpha 42",
+        "x GET https://api.example.com/v1/models?page=2 200",
+        "HTTP Request: POST https://generativelanguage.googleapis.com/v1beta/models/"
+        'gemini-2.0-flash:generateContent "HTTP/1.1 200 OK"',
+        "The request was retried after the provider answered with a quota error.",
+        "-" * 72,
+        "_" * 72,
+        "=" * 72,
+        ":" * 72,
+        "user_id=usr_01HZX3 status_code=200 elapsed_ms=12.5",
+        "HTTP/1.1 429 Too Many Requests, retry after 7 s",
+    ],
+)
+def test_plain_lines_skip_the_detectors(line: str) -> None:
+    assert not may_hold_secret(line, MAX_SCAN_CHARS)
+
+
+def test_a_value_after_a_run_of_separators_is_still_seen() -> None:
+    key = make_key("generic-token", random.Random(3))
+    for text in (f"TOKEN={'=' * 20}{key}", f"TOKEN:{':' * 20}{key}"):
+        assert may_hold_secret(text, len(text))
+
+
+def test_only_the_head_is_looked_at() -> None:
+    key = make_key("google", random.Random(2))
+    text = "a" * 100 + " " + key
+    assert may_hold_secret(text, len(text))
+    assert not may_hold_secret(text, 100)
