@@ -1,21 +1,28 @@
 """Chaos table: one pool, several processes, a Redis of its own that is slowed, paused,
-killed or flushed mid-run; per scenario, what the callers got.
+killed, flushed or closed to scripts mid-run; per scenario, what the callers got.
 
-    python -m bench.chaos [--workers 3] [--seconds 8] [--json PATH]
+    python -m bench.chaos [--workers 3] [--seconds 8] [--only stress,acl] [--json PATH]
 
-Every scenario starts a fresh ``redis-server`` on a free loopback port (debug commands
-enabled for ``DEBUG SLEEP``), spawns ``--workers`` processes that each acquire in a
-loop (``max_wait`` 0.5 s, a pause of ``PACE`` after each grant) for ``--seconds``,
-completing every lease at once, and injects its fault two seconds in. The run fits in
-one window (30 s), so a key's grants over the run are the most any window saw. Columns:
+Every scenario but ``stress`` starts a fresh ``redis-server`` on a free loopback port
+(debug commands enabled for ``DEBUG SLEEP``), spawns ``--workers`` processes that each
+acquire in a loop (``max_wait`` 0.5 s, a pause of ``PACE`` after each grant) for
+``--seconds``, completing every lease at once, and injects its fault two seconds in
+(``acl``: the callers' Redis user may not run scripts or functions). ``stress`` is the
+stress mix of ``bench/_chaos_stress.py``: 8 processes of 20 threads and 8 of 50 asyncio
+tasks on 3 keys of 7 requests per 5 s window, a healthy Redis, the default timings and
+``local`` mode, for three windows. Columns:
 
-- ``max/key``: the most grants of one key (the limit is ``limit``), degraded ones too;
+- ``max/key``: the most grants of one key in any window (sliding, by the instants the
+  store granted them; the limit is ``limit``), degraded ones too;
 - ``degraded``: grants made on the in-process store while Redis was lost;
 - ``errors``: what callers got instead of a lease, by type (``AllKeysExhaustedError`` is
-  the pool being full, not an error of the library's making);
+  the pool being full, not an error of the library's making; ``StoreTimeoutError`` is
+  one too, a decision Redis did not answer in time);
 - ``max call``: the longest acquire against its bound (``max_wait`` + store deadline);
 - ``left behind``: reservations Redis holds that no caller was granted (0 wanted);
-  ``missing``: grants callers got that Redis does not hold at the end.
+  ``missing``: grants callers got that Redis does not hold at the end (``stress``:
+  those of the last window);
+- ``health``: what ``health_check()`` says at the end, connected as the callers were.
 
 Timings are printed here only; the counts are asserted by the tests
 (``tests/integration_tests/test_chaos_table.py``).
@@ -34,13 +41,15 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench._chaos_stress import Tally, grant_of, max_in_window, run_stress
+
 __all__ = ["SCENARIOS", "main", "run_scenario"]
 
 KEYS, RPM, WINDOW = 2, 30, 30.0
 PACE = 0.3  # a worker's pause after each grant: the pool fills up over the run
 MAX_WAIT, DEADLINE = 0.5, 1.0
 FAULT_AT = 2.0
-SCENARIOS = ("load", "sleep3", "sleep6", "pause", "kill", "flush")
+SCENARIOS = ("stress", "load", "sleep3", "sleep6", "pause", "kill", "flush", "acl")
 #: threads per worker in a scenario (the others: 1): a loaded machine, a healthy Redis
 THREADS = {"load": 16}
 
@@ -72,26 +81,7 @@ def _manager(url: str) -> Any:
     return KeyManager(keys, settings=_settings(url), secret_store=EnvSecretStore(environ=env))
 
 
-class _Tally:
-    """What one worker's callers got (shared by its threads)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.grants: list[dict[str, Any]] = []
-        self.errors: Counter[str] = Counter()
-        self.longest, self.slowest = 0.0, ""
-
-    def call(self, took: float, outcome: str, grant: dict[str, Any] | None) -> None:
-        with self.lock:
-            if grant is not None:
-                self.grants.append(grant)
-            else:
-                self.errors[outcome] += 1
-            if took > self.longest:
-                self.longest, self.slowest = took, outcome
-
-
-def _loop(km: Any, end: float, pace: float, tally: _Tally) -> None:
+def _loop(km: Any, end: float, pace: float, tally: Tally) -> None:
     from rotating_llm import AllKeysExhaustedError
 
     while time.monotonic() < end:
@@ -106,9 +96,7 @@ def _loop(km: Any, end: float, pace: float, tally: _Tally) -> None:
             tally.call(time.monotonic() - t0, type(exc).__name__, None)
             time.sleep(0.05)
             continue
-        res = lease.reservation
-        embedded = bool(res is not None and res.store.is_embedded)
-        tally.call(time.monotonic() - t0, "lease", {"key": lease.key_id, "embedded": embedded})
+        tally.call(time.monotonic() - t0, "lease", grant_of(lease))
         lease.complete(1)
         time.sleep(pace)
 
@@ -117,7 +105,7 @@ def _worker(url: str, start_at: float, seconds: float, threads: int = 1) -> dict
     """Acquire in a loop (on ``threads`` threads) from ``start_at`` (wall clock) for
     ``seconds``."""
     km = _manager(url)
-    tally = _Tally()
+    tally = Tally()
     try:
         while time.time() < start_at:
             time.sleep(0.01)
@@ -136,12 +124,7 @@ def _worker(url: str, start_at: float, seconds: float, threads: int = 1) -> dict
             time.sleep(0.2)
     finally:
         km.close()
-    return {
-        "grants": tally.grants,
-        "errors": dict(tally.errors),
-        "longest": tally.longest,
-        "slowest": tally.slowest,
-    }
+    return tally.result()
 
 
 def _fault(name: str, server: Any) -> None:
@@ -160,7 +143,8 @@ def _fault(name: str, server: Any) -> None:
         server.start()
     elif name == "flush":
         client.flushall()
-    # "load": no fault; the callers are many threads per process
+    # "load": no fault, the callers are many threads per process; "acl": no fault, the
+    # callers' Redis user may not run scripts
 
 
 def _held(url: str) -> int:
@@ -172,30 +156,66 @@ def _held(url: str) -> int:
         km.close()
 
 
+def _health(url: str) -> dict[str, Any]:
+    """What ``health_check()`` says of the pool, as the workers connected to it."""
+    km = _manager(url)
+    try:
+        report = km.health_check()
+    finally:
+        km.close()
+    return {"healthy": report["healthy"], "problems": report["problems"]}
+
+
+#: the ``acl`` scenario's Redis user: everything but scripting
+ACL_USER, ACL_PASSWORD = "noscript", "pw-chaos-noscript"
+
+
+def _no_scripting_user(url: str) -> str:
+    """Add a Redis user that cannot run scripts or functions; returns its URL."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.execute_command(
+            "ACL", "SETUSER", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all",
+            "-eval", "-evalsha", "-eval_ro", "-evalsha_ro", "-fcall", "-fcall_ro",
+            "-function", "-script",
+        )  # fmt: skip
+    finally:
+        client.close()
+    return url.replace("redis://", f"redis://{ACL_USER}:{ACL_PASSWORD}@", 1)
+
+
 def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str, Any]:
-    """Run one scenario; returns its row of the table."""
+    """Run one scenario; returns its row of the table (``stress``: its own shape, see
+    ``bench/_chaos_stress.py``; ``workers`` and ``seconds`` apply to the others)."""
     from rotating_llm.testing._redis import RedisServer
 
+    if name == "stress":
+        return run_stress()
     server = RedisServer(args=["--enable-debug-command", "yes"])
     server.start()
     try:
+        url = _no_scripting_user(server.url) if name == "acl" else server.url
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             start_at = time.time() + 4.0  # spawned and ready by then
             threads = THREADS.get(name, 1)
             futures = [
-                pool.submit(_worker, server.url, start_at, seconds, threads) for _ in range(workers)
+                pool.submit(_worker, url, start_at, seconds, threads) for _ in range(workers)
             ]
             time.sleep(max(0.0, start_at - time.time()) + FAULT_AT)
             _fault(name, server)
             results = [f.result(timeout=120) for f in futures]
         time.sleep(0.5)
         held = _held(server.url)
+        health = _health(url)
     finally:
         server.stop()
     per_key: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     degraded = 0
+    all_grants = [g for r in results for g in r["grants"]]
     for r in results:
         for g in r["grants"]:
             per_key[g["key"]] += 1
@@ -205,7 +225,7 @@ def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str,
     return {
         "scenario": name,
         "limit": RPM,
-        "max_per_key": max(per_key.values(), default=0),
+        "max_per_key": max(max_in_window(all_grants, WINDOW).values(), default=0),
         "grants": granted,
         "degraded": degraded,
         "errors": dict(errors),
@@ -214,19 +234,21 @@ def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str,
         "bound_s": MAX_WAIT + DEADLINE,
         "left_behind": max(0, held - granted),
         "missing": max(0, granted - held),
+        **health,
     }
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = f"{'scenario':9} {'max/key':>8} {'limit':>5} {'grants':>6} {'degraded':>8} "
-    head += f"{'max call':>9} {'bound':>6} {'left behind':>11} {'missing':>7}  errors"
+    head += f"{'max call':>9} {'bound':>6} {'left behind':>11} {'missing':>7} {'health':>7}  errors"
     lines = [head]
     for r in rows:
         errs = ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items())) or "-"
         lines.append(
             f"{r['scenario']:9} {r['max_per_key']:>8} {r['limit']:>5} {r['grants']:>6} "
             f"{r['degraded']:>8} {r['max_call_s']:>8.2f}s {r['bound_s']:>5.1f}s "
-            f"{r['left_behind']:>11} {r['missing']:>7}  {errs}"
+            f"{r['left_behind']:>11} {r['missing']:>7} "
+            f"{'ok' if r['healthy'] else 'failing':>7}  {errs}"
         )
     return "\n".join(lines)
 
