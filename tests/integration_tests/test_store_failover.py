@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -96,3 +97,32 @@ def test_store_flushed_under_a_live_manager(server: RedisProcess) -> None:
     lease = km.acquire("m")  # the pool is registered again on the fly
     assert not lease.reservation.store.is_embedded
     km.close()
+
+
+def test_close_waits_for_background_work_on_the_in_process_store(server: RedisProcess) -> None:
+    """Closing waits for what runs in the background (building the in-process store,
+    releasing an abandoned grant) before it closes the clients that work uses; nothing
+    starts after it."""
+    km = manager(server.url, "local")
+    fb = km.store.fallback
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                fb.sync.ping()
+        except Exception as exc:  # closed under it
+            errors.append(exc)
+        finally:
+            done.set()
+
+    km.store.in_background(work, "test-background")
+    km.close()
+    assert done.is_set() and errors == []
+    km.store.in_background(lambda: errors.append(RuntimeError("ran")), "test-late")
+    km.store._warm_fallback()
+    time.sleep(0.1)
+    assert errors == []
+    assert not any(t.name == "rotating-llm-fallback" for t in threading.enumerate())

@@ -404,7 +404,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
             except Exception as exc:  # the reservation then expires with its window
                 logger.warning("could not release an abandoned reservation: %s", exc)
 
-        threading.Thread(target=release, name="rotating-llm-release", daemon=True).start()
+        self.store.in_background(release, "rotating-llm-release")  # closing waits for it
 
     async def _release_abandoned(self, pool: str, est: int, store: Store, args: list[Any]) -> None:
         """Release what an acquire whose caller was cancelled was granted: the same call

@@ -31,6 +31,8 @@ __all__ = ["FailoverStore"]
 
 logger = logging.getLogger("rotating_llm.storage")
 T = TypeVar("T")
+#: how long closing waits for background work (building the in-process store, a release)
+_CLOSE_WAIT_S = 5.0
 
 
 def _import_embedded() -> None:
@@ -52,18 +54,33 @@ class FailoverStore:
         self._lock = threading.Lock()
         #: bumped every time the primary comes back: callers re-register their state
         self.generation = 0
+        self._threads: list[threading.Thread] = []
+        self._closed = False
         if mode == "local" and not primary.is_embedded:
             primary.liveness.on_silence = self._warm_fallback
             threading.Thread(target=_import_embedded, name="rotating-llm-import").start()
+
+    def in_background(self, work: Callable[[], object], name: str) -> None:
+        """Run ``work`` on a daemon thread that :meth:`close` waits for (a while) before
+        it closes the clients the work may be using."""
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        with self._lock:
+            if self._closed:
+                return
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
 
     def _warm_fallback(self) -> None:
         """Redis went silent: build the in-process store now, on a thread of its own (its
         first import takes a while), so a failover does not make a caller wait for it."""
         if self._fallback is None:
-            threading.Thread(target=self._build_fallback, name="rotating-llm-fallback").start()
+            self.in_background(self._build_fallback, "rotating-llm-fallback")
 
     def _build_fallback(self) -> None:
         with contextlib.suppress(Exception):  # best effort: it is built on first use anyway
+            if self._closed:
+                return
             fb = self.fallback
             for name in FUNCTION_SCRIPTS:
                 fb.sync.script_load(load_script(name))
@@ -203,8 +220,16 @@ class FailoverStore:
         with translate_errors(operation, fb.description):
             return await fn(fb)
 
-    def close(self) -> None:
-        """Close every client."""
+    def close(self, wait: float = _CLOSE_WAIT_S) -> None:
+        """Wait (at most ``wait`` seconds in all) for the background work started with
+        :meth:`in_background`, then close every client."""
+        with self._lock:
+            self._closed = True
+            threads, self._threads = self._threads, []
+        end = time.monotonic() + wait
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, end - time.monotonic()))
         self.primary.close()
         if self._fallback is not None:
             self._fallback.close()

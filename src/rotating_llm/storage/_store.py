@@ -303,13 +303,7 @@ class Store:
         self.sync.close()
         pool = getattr(self.sync, "connection_pool", None)
         if pool is not None:
-            try:
-                pool.disconnect()
-            except ValueError:
-                # fakeredis: a socket another thread is inside ("generator already
-                # executing"); the embedded store holds nothing that closing must keep
-                if not self.is_embedded:
-                    raise
+            pool.disconnect()
 
     async def aclose(self) -> None:
         """Close the running loop's async client."""
