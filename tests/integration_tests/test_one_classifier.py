@@ -489,3 +489,52 @@ def test_the_walker_finds_a_secret_in_a_chained_request() -> None:
     outer = ValueError("outer")
     outer.__cause__ = inner
     assert "exc.__cause__.request.headers['authorization']" in _reachable_secrets(outer, "sk-walk")
+
+
+@pytest.mark.parametrize(
+    ("provider", "answer"),
+    [("gemini", GEMINI[2][1]), ("openai", OPENAI[3][1]), ("openai", OPENAI[7][1])],
+)
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_no_secret_reachable_from_the_litellm_face_errors(
+    server: tuple[str, type[_Canned]], provider: str, answer: Answer, shell: str
+) -> None:
+    """A ``Router`` with the face installed: what the call raises (LiteLLM's error of the
+    provider's answer, then the face's ``PoolExhaustedError`` once the key is out of
+    rotation) holds the deployment's key nowhere, as soon as it is raised."""
+    import asyncio
+    import uuid
+
+    import litellm
+
+    from rotating_llm.litellm import install
+
+    url, handler = server
+    handler.answer = answer
+    secret = f"sk-scrub-{uuid.uuid4().hex}"
+    model = "gemini/gemini-2.5-flash" if provider == "gemini" else "openai/gpt-4o-mini"
+    params = {"model": model, "api_key": secret, "api_base": url, "rpm": 100, "timeout": 2}
+    router = litellm.Router(
+        model_list=[{"model_name": "pool", "litellm_params": params, "model_info": {"id": "d0"}}],
+        num_retries=0,
+    )
+    installed = install(router, redis_url=None, key_prefix=f"s{uuid.uuid4().hex[:8]}:", max_wait=0)
+    messages = [{"role": "user", "content": "hi"}]
+
+    def call() -> Any:
+        if shell == "sync":
+            return router.completion(model="pool", messages=messages)
+        return asyncio.run(router.acompletion(model="pool", messages=messages))
+
+    try:
+        names = []
+        for _ in range(2):  # the provider's answer, then the pool (the key failed)
+            with pytest.raises(Exception) as info:
+                call()
+            # at once: LiteLLM runs the face's failure callback before it raises
+            assert _reachable_secrets(info.value, secret) == [], type(info.value).__name__
+            names.append(type(info.value).__name__)
+        if answer is not OPENAI[7][1]:  # (a context-window error leaves the key in)
+            assert names[-1] == "PoolExhaustedError", names
+    finally:
+        installed.close()

@@ -1,4 +1,10 @@
-"""``LeaseSettler``: LiteLLM's callback that settles each attempt's lease."""
+"""``LeaseSettler``: LiteLLM's callback that settles each attempt's lease.
+
+A failed attempt's exception is scrubbed of the key it was sent with before LiteLLM
+raises it (its failure callbacks run first, sync and async): the SDK error it chains
+keeps the request, whose headers hold the key (``Authorization: Bearer ...``,
+``x-goog-api-key``). Only attempts the face routed (they carry its lease) are touched.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
+from rotating_llm._scrub import scrub_exception
 from rotating_llm.failures import FailureKind
 from rotating_llm.learning import NO_FACTS, ProviderFacts, parse_headers
 from rotating_llm.litellm._book import TOKEN_FIELD, LeaseBook, metadata_of
 from rotating_llm.litellm._failures import classify, usage_tokens
-from rotating_llm.litellm._keys import key_id_for
+from rotating_llm.litellm._keys import PLACEHOLDER_SECRET, key_id_for
 
 if TYPE_CHECKING:
     from rotating_llm.keys.lease import Lease
@@ -40,6 +47,29 @@ def _deployment_of(kwargs: Mapping[str, Any], metadata: Mapping[str, Any]) -> st
         if isinstance(source, Mapping) and source.get("model_id") is not None:
             return str(source["model_id"])
     return None
+
+
+#: shorter values are not taken for keys (an empty or dummy ``api_key``)
+_MIN_SECRET = 8
+
+
+def _call_secrets(kwargs: Mapping[str, Any]) -> list[str]:
+    """The key(s) an attempt was sent with, as LiteLLM's callback arguments give them."""
+    params = kwargs.get("litellm_params")
+    found = [kwargs.get("api_key"), params.get("api_key") if isinstance(params, Mapping) else None]
+    return [
+        s
+        for s in dict.fromkeys(found)
+        if isinstance(s, str) and len(s) >= _MIN_SECRET and s != PLACEHOLDER_SECRET
+    ]
+
+
+def _scrub(kwargs: Mapping[str, Any], exc: BaseException) -> None:
+    """Remove the attempt's key from everything reachable from ``exc`` (in place)."""
+    try:
+        scrub_exception(exc, _call_secrets(kwargs))
+    except Exception as err:  # never fail the settlement for it
+        logger.warning("could not scrub a failed attempt's error: %s", type(err).__name__)
 
 
 class LeaseSettler(CustomLogger):
@@ -171,7 +201,9 @@ class LeaseSettler(CustomLogger):
             return
         outcome: str | None = None
         try:
-            failure = classify(self._exception(kwargs, response_obj))
+            exc = self._exception(kwargs, response_obj)
+            failure = classify(exc)
+            _scrub(kwargs, exc)
             kind = failure.kind or FailureKind.SERVER
             lease.fail(kind, failure.retry_after, failure.reason, facts=failure.facts)
             outcome = f"fail:{kind.value}"
@@ -207,7 +239,9 @@ class LeaseSettler(CustomLogger):
             return
         outcome: str | None = None
         try:
-            failure = classify(self._exception(kwargs, response_obj))
+            exc = self._exception(kwargs, response_obj)
+            failure = classify(exc)
+            _scrub(kwargs, exc)
             kind = failure.kind or FailureKind.SERVER
             await lease.afail(kind, failure.retry_after, failure.reason, facts=failure.facts)
             outcome = f"fail:{kind.value}"
