@@ -1,0 +1,173 @@
+"""``allow`` mode interrupted while it fails open: nothing is left behind.
+
+When Redis does not answer (stalled past the deadline, or down), ``allow`` mode gives
+the caller a lease without a reservation; that lease's secret is read after the store
+call failed. A caller that gives up during that read (``KeyboardInterrupt``, a
+cancelled task) gets no lease, and the acquire a stalled Redis ran after all has its
+grant released once Redis answers again: no reservation is left behind, and the pool
+serves as before. Each test runs its own ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import pytest
+import redis
+from _redis_server import RedisProcess
+
+from conftest import make_keys, secrets_for
+from rotating_llm import KeyManager, Settings
+from rotating_llm.secrets import EnvSecretStore
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+class Unready(EnvSecretStore):
+    """An env store whose backend read raises ``interrupt`` or waits for ``gate``."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        super().__init__(environ)
+        self.interrupt: BaseException | None = None
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def _fetch(self, key_id: str) -> str:
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.interrupt is not None:
+            raise self.interrupt
+        return super()._fetch(key_id)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisProcess]:
+    srv = RedisProcess(args=["--enable-debug-command", "yes"])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _manager(url: str) -> tuple[KeyManager, Unready]:
+    keys = make_keys(2, rpm=100, tpm=10_000)
+    store = Unready(secrets_for(keys))
+    settings = Settings(
+        redis_url=url,
+        window_seconds=60,
+        max_wait=0,
+        on_store_failure="allow",
+        store_deadline=1.0,
+        store_lost_after=8.0,  # a stall is slow, not lost
+        store_retry_interval=0.2,
+        heartbeat_seconds=0,
+    )
+    km = KeyManager(keys, settings=settings, secret_store=store, probe=False)
+    km.limiter.usage("m")  # connected, pool registered; no secret read yet
+    return km, store
+
+
+def _stall(url: str, seconds: int) -> threading.Thread:
+    client = redis.Redis.from_url(url, socket_timeout=60)
+
+    def run() -> None:
+        client.execute_command("DEBUG", "SLEEP", str(seconds))
+        client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.2)  # the server is busy from here on
+    return thread
+
+
+def _eventually(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def _held(km: KeyManager) -> int:
+    return sum(u.rpm_count for u in km.limiter.usage("m").values())
+
+
+def _serves_as_before(km: KeyManager, store: Unready) -> None:
+    store.interrupt, store.gate = None, None
+    lease = km.acquire("m", 10)
+    assert lease.reservation is not None and not lease.reservation.store.is_embedded
+    assert _held(km) == 1
+    lease.release()
+    assert _held(km) == 0
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_while_failing_open_on_a_stalled_redis_leaves_nothing(
+    server: RedisProcess, interrupt: type[BaseException]
+) -> None:
+    km, store = _manager(server.url)
+    try:
+        store.interrupt = interrupt()
+        stall = _stall(server.url, 3)
+        with pytest.raises(interrupt):
+            km.acquire("m", 10)  # times out on Redis, fails open, interrupted reading
+        assert store.entered.is_set()
+        stall.join()
+        assert not km.store.primary_down  # slow, not lost
+        # the acquire Redis ran after its stall: released (same request id, resent)
+        assert _eventually(lambda: _held(km) == 0), _held(km)
+        _serves_as_before(km, store)
+    finally:
+        km.close()
+
+
+def test_an_interrupt_while_failing_open_on_a_dead_redis_leaves_nothing(
+    server: RedisProcess,
+) -> None:
+    km, store = _manager(server.url)
+    try:
+        store.interrupt = KeyboardInterrupt()
+        server.stop()
+        with pytest.raises(KeyboardInterrupt):
+            km.acquire("m", 10)
+        assert store.entered.is_set()
+        server.start()  # empty: nothing of this process's to write back either
+        assert _eventually(lambda: not _raises(lambda: _held(km)) and _held(km) == 0)
+        _serves_as_before(km, store)
+    finally:
+        km.close()
+
+
+def _raises(fn: Callable[[], object]) -> bool:
+    try:
+        fn()
+    except Exception:
+        return True
+    return False
+
+
+async def test_a_task_cancelled_while_failing_open_leaves_nothing(server: RedisProcess) -> None:
+    km, store = _manager(server.url)
+    gate = store.gate = threading.Event()
+    try:
+        stall = _stall(server.url, 3)
+        task = asyncio.ensure_future(km.aacquire("m", 10))
+        for _ in range(1000):  # until the fail-open lease's secret read has started
+            if store.entered.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert store.entered.is_set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        await asyncio.to_thread(stall.join)
+        assert await asyncio.to_thread(_eventually, lambda: _held(km) == 0)
+        await asyncio.to_thread(_serves_as_before, km, store)
+    finally:
+        gate.set()
+        await km.aclose()
