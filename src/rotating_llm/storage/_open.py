@@ -63,6 +63,7 @@ def open_store(settings: Settings, *, announce: bool = True) -> Store:
                 cluster_client,
                 lambda: AsyncRedisCluster.from_url(url, **opts),
                 settings.key_prefix,
+                timing_of(settings),
             )
         # blocking pools: many waiting callers wait for a connection instead of failing
         pool = {

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from importlib import resources
@@ -16,8 +17,9 @@ from redis.exceptions import NoPermissionError, NoScriptError
 
 from rotating_llm.errors import ConfigError
 from rotating_llm.storage._adirect import LoopConnection
+from rotating_llm.storage._cluster_bound import ClusterBound
 from rotating_llm.storage._direct import DirectConnections, ping_fresh
-from rotating_llm.storage._timing import Liveness, Timing
+from rotating_llm.storage._timing import Liveness, Timing, deadline_of
 
 __all__ = [
     "FUNCTION_SCRIPTS",
@@ -154,6 +156,8 @@ class Store:
         #: Pool scripts run as functions (FCALL): on a Redis server until it refuses them.
         self._functions = kind == "redis"
         self.timing = timing or Timing()
+        #: a cluster's calls: each bounded by its caller's deadline (no per-call timeout)
+        self._bound = ClusterBound(description) if kind == "cluster" else None
         #: tells a slow Redis server from a lost one
         self.liveness = Liveness(self.probe, self.timing)
         #: script calls on a Redis server: each thread's own connection
@@ -179,6 +183,8 @@ class Store:
         ``ConnectionError`` if refused, ``TimeoutError`` if silent)."""
         if self.kind == "redis":
             ping_fresh(self.sync, timeout)
+        elif self._bound is not None:
+            self._bound.run(self.sync.ping, time.monotonic() + timeout)
         else:
             self.sync.ping()
 
@@ -252,6 +258,12 @@ class Store:
 
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script ``name`` on the sync client, loading it once if it is missing."""
+        if self._bound is not None:
+            until = deadline_of(self.timing)  # (the caller's: a context variable)
+            return self._bound.run(lambda: self._call(name, keys, args), until)
+        return self._call(name, keys, args)
+
+    def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         send = self._direct.execute if self._direct else self.sync.execute_command
         for attempt in (1, 2, 3):
             cmd, ref = self.command(name)
@@ -269,6 +281,11 @@ class Store:
         tasks meeting NOSCRIPT at once on a fresh cluster node can break an async
         cluster connection in redis-py.
         """
+        if self._bound is not None:
+            return await self._bound.arun(self._acall(name, keys, args), deadline_of(self.timing))
+        return await self._acall(name, keys, args)
+
+    async def _acall(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
         client = self.async_client
         if self.command(name)[0] == "EVALSHA":
@@ -300,6 +317,8 @@ class Store:
         """Close the sync client and its connection pool (passed in, so not closed by it)."""
         if self._direct:
             self._direct.close()
+        if self._bound is not None:
+            self._bound.close()
         self.sync.close()
         pool = getattr(self.sync, "connection_pool", None)
         if pool is not None:
