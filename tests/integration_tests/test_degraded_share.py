@@ -24,7 +24,7 @@ from _degraded_workers import KEYS, RPM, WINDOW, worker
 from _redis_server import RedisProcess
 
 from conftest import make_keys, secrets_for
-from rotating_llm import AllKeysExhaustedError, KeyManager, Settings
+from rotating_llm import AllKeysExhaustedError, KeyManager, QuotaGroup, Settings
 from rotating_llm.secrets import EnvSecretStore
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.multiprocess]
@@ -174,6 +174,45 @@ def test_a_flush_keeps_disabled_and_cooling_keys_out_and_the_window_full(
         assert usage["k0"].disabled_reason == "revoked"
         assert usage["k1"].cooldown_remaining > 50
         assert usage["k2"].rpm_count == 4
+    finally:
+        km.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("fault", ["flush", "kill"])
+def test_a_cooling_quota_group_stays_out_after_a_flush_or_a_failover(
+    prefix: str, fault: str
+) -> None:
+    """A group's cooldown (every key of a per-project quota) is put back as a key's is:
+    into a Redis that was flushed, and into the in-process store after a failover."""
+    server = RedisProcess()
+    server.start()
+    keys = make_keys(3, rpm=4, quota_group="proj-a")
+    settings = Settings(
+        redis_url=server.url, key_prefix=prefix, max_wait=0, window_seconds=30,
+        heartbeat_seconds=0.2, store_retry_interval=0.2, probe_seconds=0,
+    )  # fmt: skip
+    km = KeyManager(
+        keys,
+        quota_groups=[QuotaGroup(group_id="proj-a", rpm=12)],
+        settings=settings,
+        secret_store=EnvSecretStore(secrets_for(keys)),
+    )
+    try:
+        km.acquire("m").complete(1)
+        km.mark_group_unhealthy("proj-a", 60, "per-project 429")
+        assert _drain(km) == Counter()
+        if fault == "flush":
+            redis.Redis.from_url(server.url).flushall()
+            time.sleep(0.6)  # a heartbeat or two: the epoch is gone, the pool is replayed
+        else:
+            server.stop()
+        assert _drain(km) == Counter()  # the group's keys are still out
+        if fault == "flush":
+            status = km.get_group_status("proj-a")
+            assert status["rpm_usage"] == 1, status  # the window written back too
+        else:
+            assert km.store.primary_down
     finally:
         km.close()
         server.stop()

@@ -15,6 +15,7 @@ from rotating_llm.limiter._schema import GROUP_MARK
 
 if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey, QuotaGroup
+    from rotating_llm.limiter._journal import Journal
     from rotating_llm.limiter._limiter import KeyUsage
     from rotating_llm.storage import FailoverStore, Store
 
@@ -37,6 +38,7 @@ class GroupOps:
     _keys: dict[str, APIKey]
     _groups: dict[str, QuotaGroup]
     store: FailoverStore
+    journal: Journal
 
     # provided by RedisLimiter
     def _ensure(self, store: Store, pool: str) -> None:  # pragma: no cover
@@ -122,7 +124,10 @@ class GroupOps:
             args = self._health_args(store, pool, name, action, seconds, reason)
             return int(store.call("health", store.pool_keys(pool), args)) / 1000
 
-        return self.store.run(f"group health ({action})", op)
+        out = self.store.run(f"group health ({action})", op)
+        # (replayed into a store that lost it, as a key's cooldown is)
+        self.journal.health(name, "clear" if action == "clear" else "cooldown", out, reason)
+        return out
 
     def cool_group(
         self, group_id: str, seconds: float | None, reason: str, *, daily: bool = False
