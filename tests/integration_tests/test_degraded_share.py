@@ -218,6 +218,44 @@ def test_a_cooling_quota_group_stays_out_after_a_flush_or_a_failover(
         server.stop()
 
 
+@pytest.mark.parametrize("limit", ["key rpd", "group rpd"])
+def test_daily_limits_hold_while_lost(prefix: str, limit: str) -> None:
+    """The in-process store is seeded with the day's use Redis counted before the
+    window (not only the window's reservations): a key's (or a group's) daily limit
+    is not granted afresh after a failover."""
+    server = RedisProcess()
+    server.start()
+    grouped = limit == "group rpd"
+    keys = make_keys(
+        2, rpm=50, rpd=None if grouped else 5, quota_group="proj-a" if grouped else None
+    )
+    groups = [QuotaGroup(group_id="proj-a", rpd=8)] if grouped else []
+    settings = Settings(
+        redis_url=server.url, key_prefix=prefix, max_wait=0, window_seconds=2,
+        heartbeat_seconds=0.2, store_retry_interval=0.2, probe_seconds=0,
+    )  # fmt: skip
+    km = KeyManager(
+        keys, quota_groups=groups, settings=settings, secret_store=EnvSecretStore(secrets_for(keys))
+    )
+    try:
+        before = Counter()
+        for _ in range(6):
+            lease = km.acquire("m")
+            before[lease.key_id] += 1
+            lease.complete(1)
+        time.sleep(2.5)  # out of the window, still today; heartbeats read Redis meanwhile
+        server.stop()
+        lost = _drain(km)
+        assert km.store.primary_down
+        if grouped:
+            assert sum(lost.values()) == 8 - 6, (before, lost)
+        else:
+            assert all(before[k] + lost[k] == 5 for k in ("k0", "k1")), (before, lost)
+    finally:
+        km.close()
+        server.stop()
+
+
 def test_async_grants_while_lost_are_written_back(prefix: str, tmp_path: Path) -> None:
     server = RedisProcess()
     server.start()

@@ -138,7 +138,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         self.pending_releases: deque[tuple[str, int, Store, list[Any]]] = deque(maxlen=1000)
         self.peers: dict[str, tuple[int, int]] = {}
         self._epochs: dict[str, str] = {}
-        self._seen: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}
+        self._seen: dict[str, tuple[int, dict[str, tuple[int, int, int, int]]]] = {}
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self.store!r}, pools={sorted(self._pools)})"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 from rotating_llm.limiter._degraded import degraded_tail, peer_rank, share
 from rotating_llm.limiter._group_ops import group_name
 from rotating_llm.limiter._journal import Journal
+from rotating_llm.limiter._schema import DAY_SEED, STATUS
 from rotating_llm.storage._errors import translate_errors
 
 if TYPE_CHECKING:
@@ -53,8 +54,9 @@ class Restore:
     peers: dict[str, tuple[int, int]]
     #: pool -> the epoch of its state on Redis, as last registered
     _epochs: dict[str, str]
-    #: pool -> (when, key id -> (reservations, tokens)) Redis held at the last heartbeat
-    _seen: dict[str, tuple[int, dict[str, tuple[int, int]]]]
+    #: pool -> (when, key or group name -> (reservations, tokens, requests today, tokens
+    #: today)) Redis held at the last heartbeat
+    _seen: dict[str, tuple[int, dict[str, tuple[int, int, int, int]]]]
 
     pending_releases: deque[tuple[str, int, Store, list[Any]]]
 
@@ -124,32 +126,48 @@ class Restore:
         return [*head, *tail]
 
     def _seed_tail(self, pool: str) -> list[Any]:
-        """Seed of the degraded store: this process's share of every key's reservations
-        on Redis at the last heartbeat (apportioned as the limits are, so the seeds of
-        all processes add up to what Redis held; dated at that beat, so they count a
-        full window from then), and its own grants on Redis made since."""
+        """Seed of the degraded store: this process's share of every key's and group's
+        reservations on Redis at the last heartbeat (apportioned as the limits are, so
+        the seeds of all processes add up to what Redis held; dated at that beat, so they
+        count a full window from then) and of their use earlier that day (so daily
+        limits hold too), and its own grants on Redis made since."""
         seen = self._seen.get(pool)
         if seen is None:
             return self.journal.replay_tail(pool, written_back=False)
         at_us, usage = seen
         n, rank = self.peers.get(pool, (1, 0))
         tail: list[Any] = []
-        for kid, (count, tokens) in usage.items():
+        for kid, (count, tokens, today, tokens_today) in usage.items():
             mine, tok = share(count, kid, n, rank), share(tokens, kid, n, rank)
             for j in range(mine):
                 each = tok // mine + (1 if j < tok % mine else 0)
                 tail += [kid, f"seen{at_us}.{j}", at_us, each, ""]
+            day_n = max(0, share(today, kid, n, rank) - mine)
+            day_t = max(0, share(tokens_today, kid, n, rank) - tok)
+            if day_n or day_t:  # the day's use before the window (schema.DAY_SEED)
+                tail += [kid, f"{DAY_SEED}{day_n}", at_us, day_t, ""]
         return tail + self.journal.replay_tail(pool, written_back=False, since_us=at_us)
 
     def snapshot(self, pool: str) -> None:
-        """Read what Redis holds of ``pool`` now (the heartbeat does, every beat)."""
-        from rotating_llm.limiter._schema import STATUS
-
+        """Read what Redis holds of ``pool`` now (the heartbeat does, every beat): of
+        every key and quota group, its window's reservations and its use today."""
+        keys = self._pools.get(pool, [])
+        names = [k.key_id for k in keys]
+        names += sorted({group_name(k.quota_group) for k in keys if k.quota_group})
+        if not names:
+            return
         primary = self.store.primary
         now_us = int(time.time() * 1_000_000)
-        raw = list(primary.call("status", primary.pool_keys(pool), self._head(primary, pool)))
-        w, c, t = len(STATUS), STATUS.index("rpm_count"), STATUS.index("tpm_used")
-        usage = {str(raw[i]): (int(raw[i + c]), int(raw[i + t])) for i in range(0, len(raw), w)}
+        args = [*self._head(primary, pool), *names]
+        raw = list(primary.call("status", primary.pool_keys(pool), args))
+        w = len(STATUS)
+        at = [STATUS.index(f) for f in ("rpm_count", "tpm_used", "rpd_count", "tpd_used")]
+        usage = {
+            str(raw[i]): (int(raw[i + at[0]]), int(raw[i + at[1]]), int(raw[i + at[2]]),
+                          int(raw[i + at[3]]))
+            for i in range(0, len(raw), w)
+            if int(raw[i + STATUS.index("in_pool")])
+        }  # fmt: skip
         self._seen[pool] = (now_us, usage)
 
     def _health_calls(self, store: Store, pool: str, reply: Any) -> list[list[Any]]:

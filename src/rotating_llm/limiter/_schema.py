@@ -20,6 +20,8 @@ Keys of one pool share its hash tag and carry the layout version::
     <prefix>v3:{<pool>}:req:<request id>  string  an acquire's grant, kept briefly so a
                                             resent acquire returns it (no second one)
     <prefix>v3:{<pool>}:procs, proc:<member>  heartbeats (keys/_heartbeat.py; no Lua)
+    <prefix>v3:{<pool>}:dayseed:<id>  string  "<requests> <tokens> <day>" of the day's
+                                            use a ``replay`` seeded (DAY_SEED below)
     <prefix>v3:{<pool>}:rates:<minute>  hash  "<code>:<key_id>" / "<code>" -> count of
                                             that minute (Redis's clock, RATES below)
     <prefix>v3:{<pool>}:groups        hash  @<group> -> its limits "rpm tpm rpd tpd 0 -",
@@ -42,6 +44,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "ARGS",
+    "DAY_SEED",
     "GRANT",
     "GROUP_MARK",
     "HEAD",
@@ -73,7 +76,8 @@ HEAD = ("window_us", "day_0", "day_1", "day_2", "day_3")
 #: key ids. ``replay`` takes HEAD, an epoch token, a hold (ms), the processes to wait
 #: for, a tag of the caller's, then quintuples id, member (without ``:<tokens>``),
 #: instant (us), tokens, epoch granted under; it is left out of this table (and so of
-#: the header's locals: an EVAL script has room for 200).
+#: the header's locals: an EVAL script has room for 200). A quintuple whose member is
+#: :data:`DAY_SEED` followed by a count is not a reservation: see there.
 ARGS: dict[str, tuple[str, ...]] = {
     "acquire": (
         *HEAD,
@@ -124,6 +128,12 @@ LEARN_KINDS = ("rpm", "tpm", "rpd", "tpd")
 #: per-project 429s showed to share their quota with others.
 LEARNED_GROUP_KIND = "grp"
 LEARNED_GROUP = "@~project"
+#: A ``replay`` member ``~day<requests>`` (instant: when Redis was read, tokens: the
+#: day's tokens) seeds the in-process store with this process's share of a key's (or
+#: group's) use earlier today, outside the window, so daily limits hold while Redis is
+#: lost. It replaces the seed of that day the store got before (kept in ``dayseed:<id>``),
+#: so a replay sent twice adds nothing; a seed read on an earlier day is ignored.
+DAY_SEED = "~day"
 #: The start of a quota group's name where keys are named (a key id never starts so).
 GROUP_MARK = "@"
 #: The field of a pool's config that lists its tiers (a key id never starts with "~"):
@@ -165,6 +175,7 @@ def lua_header() -> str:
     out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
     out.append(f"local GROUP_MARK, TIERS_FIELD = '{GROUP_MARK}', '{TIERS_FIELD}'\n")
+    out.append(f"local DAY_SEED = '{DAY_SEED}'\n")
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
     kinds = ", ".join(repr(k) for k in LEARN_KINDS)
     out.append(f"local LEARN_KINDS = {{{kinds}}}\n")

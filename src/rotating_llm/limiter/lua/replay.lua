@@ -10,7 +10,8 @@
 -- state it was part of is gone, and new grants reuse its reservation id. A member
 -- already held, or whose instant left the window, is skipped, so a replay sent twice
 -- adds nothing. An instant after now (another clock) counts from now. A numeric member
--- raises the key's reservation sequence past it.
+-- raises the key's reservation sequence past it. A member DAY_SEED .. '<requests>' is a
+-- day seed (see seed_day below).
 -- The pool's epoch (BASE..'epoch') is set to the token unless it is set: a process that
 -- finds another epoch later knows the pool's state was lost. When this call sets it and
 -- the hold is > 0 (the caller knew an earlier state), every key of the pool cools down
@@ -35,15 +36,35 @@ elseif hold > 0 then
   redis.call('DEL', rsk)
 end
 local added, touched = 0, {}
+-- A day seed (member DAY_SEED .. requests): id's use earlier today, outside the window;
+-- it replaces the seed of the same day applied before (dayseed:<id>).
+local function seed_day(id, n, t, at)
+  local r = redis.call('HMGET', K_USE, id, skey(id))
+  local u = current(id, r[1], r[2])
+  if at < tonumber(DAY_S) then return false end  -- read on an earlier day
+  if u.day ~= DAY_S then u.day, u.n, u.dt = DAY_S, 0, 0 end
+  local sk = BASE .. 'dayseed:' .. id
+  local on, ot, od = string.match(redis.call('GET', sk) or '', '^(%d+) (%d+) (%d+)$')
+  if od ~= DAY_S then on, ot = 0, 0 end
+  u.n = math.max(0, u.n + n - tonumber(on))
+  u.dt = math.max(0, math.min(DT_MAX, u.dt + t - tonumber(ot)))
+  redis.call('SET', sk, int_s(n) .. ' ' .. int_s(t) .. ' ' .. DAY_S, 'EX', KEY_TTL_S)
+  redis.call('HSET', K_USE, unpack(use_args(id, u)))
+  return true
+end
+
 for i = HEAD_LEN + 5, #ARGV - 4, 5 do
   local id, tok_s, e = ARGV[i], ARGV[i + 3], ARGV[i + 4]
   local m = ARGV[i + 1] .. ':' .. tok_s
   if e ~= '' then m = 'r' .. e .. '.' .. m end
   local at = tonumber(ARGV[i + 2])
   if at > NOW then at = NOW end
+  local day_n = string.match(ARGV[i + 1], '^' .. DAY_SEED .. '(%d+)$')
+  if day_n then
+    if seed_day(id, tonumber(day_n), tonumber(tok_s), at) then touched[id] = true end
   -- a grant made in the pool's present state is in it still, or was settled or trimmed
   -- there: never added again (its tokens may be changing under a settlement in flight)
-  if e ~= epoch and at > CUTOFF and not redis.call('ZSCORE', k_rpm(id), m) then
+  elseif e ~= epoch and at > CUTOFF and not redis.call('ZSCORE', k_rpm(id), m) then
     local r = redis.call('HMGET', K_USE, id, skey(id))
     local u = current(id, r[1], r[2])
     local tok = tonumber(tok_s)
