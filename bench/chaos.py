@@ -6,8 +6,9 @@ killed, flushed or closed to scripts mid-run; per scenario, what the callers got
 Every scenario but ``stress`` starts a fresh ``redis-server`` on a free loopback port
 (debug commands enabled for ``DEBUG SLEEP``), spawns ``--workers`` processes that each
 acquire in a loop (``max_wait`` 0.5 s, a pause of ``PACE`` after each grant) for
-``--seconds``, completing every lease at once, and injects its fault two seconds in
-(``acl``: the callers' Redis user may not run scripts or functions). ``stress`` is the
+``--seconds`` (``sleep12``: at least 17), completing every lease at once, and injects
+its fault two seconds in (``acl``: the callers' Redis user may not run scripts or
+functions). ``stress`` is the
 stress mix of ``bench/_chaos_stress.py``: 8 processes of 20 threads and 8 of 50 asyncio
 tasks on 3 keys of 7 requests per 5 s window, a healthy Redis, the default timings and
 ``local`` mode, for three windows. Columns:
@@ -49,7 +50,9 @@ KEYS, RPM, WINDOW = 2, 30, 30.0
 PACE = 0.3  # a worker's pause after each grant: the pool fills up over the run
 MAX_WAIT, DEADLINE = 0.5, 1.0
 FAULT_AT = 2.0
-SCENARIOS = ("stress", "load", "sleep3", "sleep6", "pause", "kill", "flush", "acl")
+SCENARIOS = ("stress", "load", "sleep3", "sleep6", "sleep12", "pause", "kill", "flush", "acl")
+#: the shortest run of a scenario (seconds): past its stall, with time to come back
+AT_LEAST = {"sleep12": 17.0}
 #: threads per worker in a scenario (the others: 1): a loaded machine, a healthy Redis
 THREADS = {"load": 16}
 
@@ -193,6 +196,7 @@ def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str,
 
     if name == "stress":
         return run_stress()
+    seconds = max(seconds, AT_LEAST.get(name, 0.0))
     server = RedisServer(args=["--enable-debug-command", "yes"])
     server.start()
     try:
