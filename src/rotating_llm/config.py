@@ -40,6 +40,7 @@ ENV_VARS: dict[str, str] = {
     "max_wait": "ROTATING_LLM_MAX_WAIT",
     "sticky_keys": "ROTATING_LLM_STICKY_KEYS",
     "affinity_ttl_seconds": "ROTATING_LLM_AFFINITY_TTL_SECONDS",
+    "queue_ticket_seconds": "ROTATING_LLM_QUEUE_TICKET_SECONDS",
     "probe_seconds": "ROTATING_LLM_PROBE_SECONDS",
     "heartbeat_seconds": "ROTATING_LLM_HEARTBEAT_SECONDS",
     "cooldown_base_seconds": "ROTATING_LLM_COOLDOWN_BASE_SECONDS",
@@ -92,6 +93,9 @@ class Settings(BaseModel):
     sticky_keys: bool = True
     #: How long the pool remembers which key served an affinity (seconds, at most a week).
     affinity_ttl_seconds: float = Field(3600.0, gt=0, le=7 * 86400)
+    #: How long a waiter's place in the pool's queue lasts unless renewed (seconds; a
+    #: waiter renews it three times as often): a dead waiter blocks the queue no longer.
+    queue_ticket_seconds: float = Field(3.0, gt=0, le=600.0)
     probe_seconds: float = Field(300.0, ge=0, le=86400.0)
     #: How often a long-lived manager on a Redis says it is alive (0: never).
     heartbeat_seconds: float = Field(10.0, ge=0, le=3600.0)

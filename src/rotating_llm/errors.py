@@ -24,7 +24,7 @@ this module imports neither framework.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rotating_llm.failures import FailureKind
@@ -136,6 +136,10 @@ class AllKeysExhaustedError(CapacityError):
             ``None`` when no key will ever have room (all disabled or inactive).
         reasons: ``key_id`` -> why that key could not serve (``"rpm"``, ``"tpm"``,
             ``"rpd"``, ``"cooldown: ..."``, ``"disabled: ..."``).
+        queue_position: How many waiters of the pool's queue were ahead of the caller
+            when it gave up (0: it was next); ``None`` when it was not queued.
+        expected_wait: The expected wait in the queue then, in seconds (``None``:
+            unknown, or not queued).
     """
 
     def __init__(
@@ -144,10 +148,15 @@ class AllKeysExhaustedError(CapacityError):
         retry_after: float | None,
         reasons: Mapping[str, str] | None = None,
         message: str | None = None,
+        *,
+        queue_position: int | None = None,
+        expected_wait: float | None = None,
     ) -> None:
         self.model = model
         self.retry_after = retry_after
         self.reasons: dict[str, str] = dict(reasons or {})
+        self.queue_position = queue_position
+        self.expected_wait = expected_wait
         if message is None:
             when = (
                 f"capacity returns in {retry_after:.3f}s"
@@ -158,7 +167,15 @@ class AllKeysExhaustedError(CapacityError):
             message = f"No keys with available capacity for model {model!r}: {when}"
             if detail:
                 message += f" [{detail}]"
+            if queue_position is not None:
+                message += f"; {queue_position} ahead in the queue"
+                if expected_wait is not None:
+                    message += f", expected wait {expected_wait:.3f}s"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # (the default calls __init__ with args alone: retry_after would be missing)
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class StoreTimeoutError(StoreUnavailableError, AllKeysExhaustedError):
@@ -219,3 +236,11 @@ class ProviderError(RotatingLLMError):
 
 class LeaseError(RotatingLLMError):
     """A lease was used wrongly (for example settled with negative tokens)."""
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An unpickled exception: its message arguments and attributes, without __init__."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc

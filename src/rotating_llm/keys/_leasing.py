@@ -27,15 +27,16 @@ from rotating_llm.errors import (
     StoreUnavailableError,
 )
 from rotating_llm.events import emit
+from rotating_llm.keys._failing import Failing
 from rotating_llm.keys._flow import Flow, Step, adrive, drive
 from rotating_llm.keys._status import exhausted_reasons, with_learned
-from rotating_llm.keys.lease import FailureKind, Lease
+from rotating_llm.keys.lease import Lease
 from rotating_llm.limiter import RedisLimiter, Refusal, Reservation
+from rotating_llm.limiter._queue import new_ticket
 from rotating_llm.storage import call_deadline
 
 if TYPE_CHECKING:
     from rotating_llm.keys.models import APIKey, QuotaGroup
-    from rotating_llm.learning import ProviderFacts
     from rotating_llm.secrets import SecretStore
     from rotating_llm.storage import FailoverStore
 
@@ -48,7 +49,7 @@ SECRET_RETRY_SECONDS = 30.0
 _WAKE_SLACK = 0.001
 
 
-class Leasing:
+class Leasing(Failing):
     """``acquire``/``aacquire`` and failure handling of a key manager."""
 
     settings: Settings
@@ -145,7 +146,13 @@ class Leasing:
             groups = {g: with_learned(q, learned.get(f"@{g}")) for g, q in groups.items()}
         reasons = exhausted_reasons(keys, usage, refusal.reasons, exclude, groups)
         emit("lease.refused", model=model, reason="exhausted", retry_after=refusal.retry_after)
-        return AllKeysExhaustedError(model, refusal.retry_after, reasons)
+        return AllKeysExhaustedError(
+            model,
+            refusal.retry_after,
+            reasons,
+            queue_position=refusal.position,
+            expected_wait=refusal.expected_wait,
+        )
 
     def _granted(self, model: str, res: Reservation, secret: Any, est: int, start: float) -> Lease:
         waited = time.monotonic() - start
@@ -182,18 +189,28 @@ class Leasing:
         start = time.monotonic()
         deadline = self._deadline(start, max_wait)
         secret_errors: list[SecretStoreError] = []
+        # a caller that may wait holds a ticket in the pool's queue (taken by the call
+        # that refuses it); its turn is signalled, or it looks again before it expires
+        ticket = new_ticket() if deadline > start else ""
+        ticket_s = self.settings.queue_ticket_seconds
+        queued = False
         while True:
             excl = self._exclusions(exclude)
+            life = min(ticket_s, deadline - time.monotonic()) if ticket else 0.0
+            held = ticket if life > 0 else ""
+            reserve = ("reserve", model, est, strategy, excl, None, affinity, priority, tenant)
             try:
-                out = yield Step(
-                    "reserve", model, est, strategy, excl, None, affinity, priority, tenant
-                )
+                out = yield Step(*reserve, held, life)
             except StoreUnavailableError:
+                if queued:
+                    yield Step("leave", model, ticket)
                 if self.store.mode == "allow":
                     lease: Lease = yield Step("fail_open", model, est, excl)
                     return lease
                 raise
             if isinstance(out, Reservation):
+                if queued:  # (the grant took the ticket out of the queue)
+                    yield Step("forget", ticket)
                 try:  # a caller that gives up meanwhile leaves no grant behind
                     release = Step("settle", out, "release", 0)
                     secret = yield Step("secret", out.key_id, undo=release)
@@ -201,14 +218,32 @@ class Leasing:
                     secret_errors.append(exc)
                     yield Step("settle", out, "release", 0)
                     self._exclude_for_secret(out.key_id, exc)
+                    queued = False
                     continue
                 return self._granted(model, out, secret, est, start)
-            if out.retry_after is None or time.monotonic() + out.retry_after > deadline:
+            now = time.monotonic()
+            behind = out.position is not None and out.position > 0
+            if (
+                out.retry_after is None
+                or now + out.retry_after > deadline
+                or (behind and now >= deadline)
+            ):
+                if queued or (held and out.position is not None):
+                    yield Step("leave", model, ticket)
                 if secret_errors:
                     raise _unreadable(secret_errors)
                 raise (yield Step("exhausted", model, out, exclude))
-            emit("lease.waiting", model=model, seconds=out.retry_after)
-            yield Step("sleep", out.retry_after + _WAKE_SLACK)
+            if held and out.position is not None and not queued:
+                queued = True
+                yield Step("listen", model, ticket)
+            # the head waits until capacity returns (Redis's clock), the others until
+            # signalled; each looks again before its ticket expires
+            wait = out.retry_after + _WAKE_SLACK if not behind else deadline - now
+            if queued:
+                wait = min(wait, ticket_s / 3)
+            emit("lease.waiting", model=model, seconds=out.retry_after, position=out.position)
+            leave = Step("leave", model, ticket) if queued else None
+            yield Step("wait", ticket if queued else "", wait, undo=leave)
 
     def acquire(
         self,
@@ -285,6 +320,16 @@ class Leasing:
             return self.limiter.health(*args)
         if op == "learn":
             return self.learn(*args)
+        if op == "wait":
+            if not args[0]:
+                return time.sleep(args[1])
+            return self.limiter.waiters.wait(*args)
+        if op == "listen":
+            return self.limiter.listen(*args)
+        if op == "leave":
+            return self.limiter.leave(*args)
+        if op == "forget":
+            return self.limiter.waiters.forget(*args)
         if op == "sleep":
             return time.sleep(*args)
         if op == "exhausted":
@@ -308,107 +353,20 @@ class Leasing:
             return await self.limiter.ahealth(*args)
         if op == "learn":
             return await self.alearn(*args)
+        if op == "wait":
+            if not args[0]:
+                return await asyncio.sleep(args[1])
+            return await self.limiter.waiters.await_signal(*args)
+        if op == "listen":
+            return await self.limiter.alisten(*args)
+        if op == "leave":
+            return await self.limiter.aleave(*args)
+        if op == "forget":
+            return self.limiter.waiters.forget(*args)
         if op == "sleep":
             return await asyncio.sleep(*args)
         # rare paths that read every key's status or pick a key by hand: off the loop
         return await asyncio.to_thread(self._sync_io, step)
-
-    # -- learned limits -------------------------------------------------------------
-
-    def learn(self, key_id: str, facts: ProviderFacts) -> None:
-        """Apply what a provider's answer on ``key_id`` said about its limits, for every
-        process sharing the store (the one entry point of every face: ``Lease.complete``
-        and ``Lease.fail`` call it with their ``facts``). A store error is logged."""
-        if not facts or key_id not in self._keys:
-            return
-        try:
-            self.limiter.learn(key_id, facts)
-        except StoreError as exc:
-            logger.warning("could not record the limits learned on %s: %s", key_id, exc)
-
-    async def alearn(self, key_id: str, facts: ProviderFacts) -> None:
-        """Async twin of :meth:`learn`."""
-        if not facts or key_id not in self._keys:
-            return
-        try:
-            await self.limiter.alearn(key_id, facts)
-        except StoreError as exc:
-            logger.warning("could not record the limits learned on %s: %s", key_id, exc)
-
-    # -- failures ---------------------------------------------------------------------
-
-    def _failure_flow(
-        self,
-        lease: Lease,
-        kind: FailureKind,
-        retry_after: float | None,
-        reason: str | None,
-        actual: int | None,
-        facts: ProviderFacts | None = None,
-    ) -> Flow[str]:
-        """What a provider's failure does to the key (the failure table), without I/O."""
-        res, kid = lease.reservation, lease.key_id
-        tokens = lease.estimated_tokens if actual is None else actual
-        try:
-            if kind is FailureKind.AUTH:
-                if res is not None:
-                    yield Step("settle", res, "release", 0)
-                try:  # re-read the secret once: a changed one means it was rotated
-                    fresh = yield Step("fresh_secret", kid)
-                except SecretStoreError:
-                    fresh = None
-                if (
-                    fresh is not None
-                    and fresh.get_secret_value() != lease.api_key.get_secret_value()
-                ):
-                    return "secret_rotated"
-                why = reason or "authentication failed"
-                yield Step("health", kid, "disable", 0.0, why)
-                emit("key.disabled", model=lease.model_name, key_id=kid, reason=why)
-                return "disabled"
-            if res is not None:
-                limited = kind in (FailureKind.RATE_LIMIT, FailureKind.DAILY_QUOTA)
-                spent = (actual or 0) if limited else tokens
-                yield Step("settle", res, "complete", spent, "rate_limited" if limited else "")
-            if facts:  # after the settlement: the refused request still counts
-                yield Step("learn", kid, facts)
-            if kind is FailureKind.RATE_LIMIT:
-                why = reason or "rate limited (429)"
-                secs = yield Step("health", kid, "cooldown", retry_after or 0.0, why)
-                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
-                return "cooldown"
-            if kind is FailureKind.DAILY_QUOTA:
-                why = reason or "daily quota exhausted"
-                secs = yield Step("health", kid, "daily", 0.0, why)
-                emit("key.cooldown", model=lease.model_name, key_id=kid, seconds=secs, reason=why)
-                return "cooldown"
-        except StoreError as exc:
-            logger.warning("could not record %s on %s: %s", kind.value, kid, exc)
-        return "none"
-
-    def _on_failure(
-        self,
-        lease: Lease,
-        kind: FailureKind,
-        retry_after: float | None,
-        reason: str | None,
-        actual: int | None,
-        facts: ProviderFacts | None = None,
-    ) -> str:
-        flow = self._failure_flow(lease, kind, retry_after, reason, actual, facts)
-        return drive(flow, self._sync_io)
-
-    async def _aon_failure(
-        self,
-        lease: Lease,
-        kind: FailureKind,
-        retry_after: float | None,
-        reason: str | None,
-        actual: int | None,
-        facts: ProviderFacts | None = None,
-    ) -> str:
-        flow = self._failure_flow(lease, kind, retry_after, reason, actual, facts)
-        return await adrive(flow, self._async_io)
 
 
 def _unreadable(errors: list[SecretStoreError]) -> SecretStoreError:

@@ -23,6 +23,7 @@ from rotating_llm.limiter._group_ops import GroupOps, group_name
 from rotating_llm.limiter._journal import Journal
 from rotating_llm.limiter._key_check import check_keys
 from rotating_llm.limiter._learn_ops import LearnOps
+from rotating_llm.limiter._queue import QueueOps, Waiters, check_ticket, tenant_digest
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._restore import Restore
 from rotating_llm.limiter._settler import Settler
@@ -48,7 +49,9 @@ _G_RES, _G_DAY, _G_NOW, _G_AFF, _G_KEY = (
     schema.GRANT.index(f) for f in ("reservation_id", "day", "now_us", "affinity", "key_id")
 )
 _HELD = {"-": None, "1": True, "0": False}
-_R_CODE, _R_RETRY = (schema.REFUSAL.index(f) for f in ("code", "retry_after_us"))
+_R_CODE, _R_RETRY, _R_POS, _R_WAIT = (
+    schema.REFUSAL.index(f) for f in ("code", "retry_after_us", "position", "wait_us")
+)
 
 
 class Reservation(NamedTuple):
@@ -76,6 +79,10 @@ class Refusal:
 
     retry_after: float | None
     reasons: dict[str, str]
+    #: Waiters ahead of the caller in the pool's queue (``None``: not queued).
+    position: int | None = None
+    #: The expected wait in the queue, in seconds (``None``: unknown).
+    expected_wait: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,22 @@ class KeyUsage:
     tpd_used: int = 0
 
 
+def _ticket_ms(ticket: str, seconds: float) -> int:
+    """A ticket's life for the script: milliseconds, at most the ticket setting's bound."""
+    check_ticket(ticket)
+    if not ticket or not seconds > 0:
+        return 0
+    return max(1, min(int(seconds * 1000), _MAX_TICKET_MS))
+
+
+def _untaken(args: list[Any]) -> list[Any]:
+    """An acquire's arguments to resend for a release: it takes no ticket (a grant it
+    made is returned, or made and released; the caller no longer waits)."""
+    return [*args[:-1], 0]  # (the schema's ticket_ms is last)
+
+
+#: The longest a ticket lives without being renewed (milliseconds; the setting's bound).
+_MAX_TICKET_MS = 600_000
 #: The longest window and cooldown settings the scripts are given (seconds).
 _MAX_SETTING_S = 7 * 86400
 
@@ -110,7 +133,7 @@ def _check_settings(settings: Settings) -> None:
             )
 
 
-class RedisLimiter(GroupOps, LearnOps, Restore):
+class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
     """Atomic select-and-reserve over a pool's keys, and everything that settles it.
 
     The original design's ``get_redis_limiter()`` returns the default manager's limiter; its
@@ -127,6 +150,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         self._groups: dict[str, QuotaGroup] = {}
         self._pools: dict[str, list[APIKey]] = {}
         self._affinity_ttl_ms = max(1, int(settings.affinity_ttl_seconds * 1000))
+        self.waiters = Waiters()
         self._registered: dict[int, tuple[int, set[str]]] = {}
         self._lock = threading.Lock()
         self._settler = Settler()
@@ -234,6 +258,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         exclude: Sequence[str],
         request_id: str,
         affinity: str = "",
+        queue: tuple[int, str, str, int] = (0, "-", "", 0),
     ) -> list[Any]:
         rnd = 0.0
         if strategy == "weighted":
@@ -244,6 +269,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         return [
             *(*head, est, strategy, rnd, _CANDIDATES, ",".join(exclude), request_id),
             *(affinity, self._affinity_ttl_ms),
+            *queue,
         ]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
@@ -269,10 +295,15 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         if code == -1:  # the store lost the pool's config (flushed or restarted)
             self._mark_registered(store, pool, done=False)
             return None
-        retry_us = int(raw[_R_RETRY])
+        retry_us, pos, wait_us = int(raw[_R_RETRY]), int(raw[_R_POS]), int(raw[_R_WAIT])
         n = len(schema.REFUSAL)
         reasons = {str(raw[i]): str(raw[i + 1]) for i in range(n, len(raw) - 1, 2)}
-        return Refusal(None if retry_us < 0 else retry_us / _US, reasons)
+        return Refusal(
+            None if retry_us < 0 else retry_us / _US,
+            reasons,
+            None if pos < 0 else pos,
+            None if wait_us < 0 else wait_us / _US,
+        )
 
     def reserve(
         self,
@@ -284,6 +315,8 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         affinity: str | None = None,
         priority: int = 0,
         tenant: str | None = None,
+        ticket: str = "",
+        ticket_seconds: float = 0.0,
     ) -> Reservation | Refusal:
         """One select-and-reserve call for ``pool`` (registering the pool first if needed).
 
@@ -292,23 +325,29 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         ``affinity`` (a conversation's id): the key that last served it is chosen while it
         has room (and no key of a lower tier has); the grant says whether it was.
         ``priority`` and ``tenant`` (checked by the caller) rank the request among the
-        pool's waiters; the queue that uses them is not built yet.
+        pool's waiters: while anyone waits, only the best ticket, or a caller it does not
+        outrank, is granted. ``ticket`` (from ``new_ticket``; '' none) is the caller's
+        place in the queue, taken or renewed for ``ticket_seconds`` (0: it will not
+        wait) by a refusal.
         """
         strat = strategy or self.settings.strategy
         rid = new_request_id() if request_id is None else check_request_id(request_id)
         aff = affinity_digest(affinity)
+        queue = (priority, tenant_digest(tenant), ticket, _ticket_ms(ticket, ticket_seconds))
 
         def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 self._ensure(store, pool)
-                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid, aff)
+                args = self._acquire_args(
+                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue
+                )
                 try:
                     raw = store.call("acquire", store.pool_keys(pool), args)
                 except (StoreTimeoutError, KeyboardInterrupt):  # it may be granted: release it
-                    self._abandon(pool, estimated_tokens, store, args)
+                    self._abandon(pool, estimated_tokens, store, _untaken(args))
                     raise
                 except LostError:  # it may have run: released once Redis is back
-                    self.pending_releases.append((pool, estimated_tokens, store, args))
+                    self.pending_releases.append((pool, estimated_tokens, store, _untaken(args)))
                     raise
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
@@ -320,6 +359,8 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
             # this process's own completions may free room: apply them, then look again
             self._settler.flush(until=self._call_end())
             out = self.store.run("acquire", op)
+        if ticket and isinstance(out, Reservation):
+            self._wake_local(pool, out.store)
         return out
 
     def _call_end(self) -> float:
@@ -336,26 +377,31 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         affinity: str | None = None,
         priority: int = 0,
         tenant: str | None = None,
+        ticket: str = "",
+        ticket_seconds: float = 0.0,
     ) -> Reservation | Refusal:
         """Async twin of :meth:`reserve`."""
         strat = strategy or self.settings.strategy
         rid = new_request_id() if request_id is None else check_request_id(request_id)
         aff = affinity_digest(affinity)
+        queue = (priority, tenant_digest(tenant), ticket, _ticket_ms(ticket, ticket_seconds))
 
         sent: list[tuple[Store, list[Any]]] = []
 
         async def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 await self._aensure(store, pool)
-                args = self._acquire_args(store, pool, estimated_tokens, strat, exclude, rid, aff)
-                sent.append((store, args))
+                args = self._acquire_args(
+                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue
+                )
+                sent.append((store, _untaken(args)))
                 try:
                     raw = await store.acall("acquire", store.pool_keys(pool), args)
                 except StoreTimeoutError:  # it may still be granted: release it then
-                    self._aabandon(pool, estimated_tokens, store, args)
+                    self._aabandon(pool, estimated_tokens, store, _untaken(args))
                     raise
                 except LostError:  # it may have run: released once Redis is back
-                    self.pending_releases.append((pool, estimated_tokens, store, args))
+                    self.pending_releases.append((pool, estimated_tokens, store, _untaken(args)))
                     raise
                 out = self._parse(store, pool, estimated_tokens, raw)
                 if out is not None:
@@ -376,6 +422,8 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
             if self._settler.pending:
                 await asyncio.to_thread(self._settler.flush, until)
             out = await self.store.arun("acquire", op)
+        if ticket and isinstance(out, Reservation):
+            self._wake_local(pool, out.store)
         return out
 
     def in_background(self, work: Awaitable[Any]) -> None:
@@ -494,6 +542,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         with translate_errors(f"settle ({action})", res.store.description):
             raw = res.store.call("settle", res.store.pool_keys(res.pool), args)
         self.journal.settled(res, action, value, res.store is self.store.primary)
+        self._wake_local(res.pool, res.store)
         return int(raw)
 
     async def asettle(self, res: Reservation, action: str, value: int, outcome: str = "") -> int:
@@ -502,6 +551,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
         with translate_errors(f"settle ({action})", res.store.description):
             raw = await res.store.acall("settle", res.store.pool_keys(res.pool), args)
         self.journal.settled(res, action, value, res.store is self.store.primary)
+        self._wake_local(res.pool, res.store)
         return int(raw)
 
     def count_refusal(self, pool: str) -> None:
@@ -548,6 +598,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
 
         out = self.store.run(f"key health ({action})", op)
         self.journal.health(key_id, action, out, reason)
+        self._wake_local(pool)
         return out
 
     async def ahealth(
@@ -565,6 +616,7 @@ class RedisLimiter(GroupOps, LearnOps, Restore):
 
         out = await self.store.arun(f"key health ({action})", op)
         self.journal.health(key_id, action, out, reason)
+        self._wake_local(pool)
         return out
 
     def set_cooldown(self, key_id: str, seconds: float | None, reason: str) -> float:

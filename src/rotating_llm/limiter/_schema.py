@@ -31,6 +31,21 @@ Keys of one pool share its hash tag and carry the layout version::
     <prefix>v3:{<pool>}:learned       hash  "<kind>:<id>" -> a limit learned from the
                                             provider: "<value> <at_us> <expires_us>
                                             <flag> <source>" (LEARNED below)
+    <prefix>v3:{<pool>}:q             zset  the waiters' queue: "<seq:012><ticket>" ->
+                                            (MAX_PRIORITY - priority) * QUEUE_ROUND +
+                                            round (lowest first; equal: by arrival)
+    <prefix>v3:{<pool>}:qt            hash  ticket -> "<expires_us> <member> <prio>:<tenant
+                                            digest>" (TICKET below)
+    <prefix>v3:{<pool>}:qr            hash  <prio> -> round of the last ticket served,
+                                            "<prio>:<tenant digest>" -> the tenant's last
+                                            round, ~seq arrivals, ~last / ~gap when and how
+                                            often (EWMA, us) queued tickets were served
+    channel <prefix>v3:{<pool>}:q           PUBLISH <ticket>: that ticket's turn may have
+                                            come (the head after a grant, a purge, a
+                                            release, a key re-enabled)
+
+The queue's keys exist only while someone waits (the last ticket out deletes them), so
+an acquire on a pool nobody waits for costs one ``EXISTS``.
 
 A quota group is counted like a key named ``@<group>`` (:data:`GROUP_MARK`): its summary
 ``@<group>`` and token count ``@<group>:s`` in ``use`` (and ``@<group>:b`` while members
@@ -41,6 +56,8 @@ wait because of it), its reservations in ``rpm:@<group>`` as
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from rotating_llm._bounds import MAX_PRIORITY
 
 __all__ = [
     "ARGS",
@@ -54,11 +71,13 @@ __all__ = [
     "LEARNED_GROUP_KIND",
     "LEARN_KINDS",
     "LIMITS",
+    "QUEUE_ROUND",
     "RATES",
     "RATE_BUCKET_S",
     "RATE_TTL_S",
     "REFUSAL",
     "STATUS",
+    "TICKET",
     "TIERS_FIELD",
     "lua_header",
     "pool_base",
@@ -83,7 +102,9 @@ ARGS: dict[str, tuple[str, ...]] = {
         *HEAD,
         *("est", "strategy", "random", "candidates", "exclude", "request_id"),
         *("affinity", "affinity_ttl_ms"),
+        *("priority", "tenant", "ticket", "ticket_ms"),
     ),
+    "queue": (*HEAD, "action", "ticket"),
     "settle": (
         *HEAD,
         *("key_id", "reservation_id", "reserved", "action", "value", "day", "daily", "group"),
@@ -100,8 +121,15 @@ ARGS: dict[str, tuple[str, ...]] = {
 #: ``affinity``: ``-`` none was asked, ``1`` the affinity's key was chosen, ``0`` not.
 GRANT = ("reservation_id", "day", "now_us", "affinity", "key_id")
 #: A refusal: an array of these, then key id / reason pairs. ``code`` 0 is a refusal,
-#: -1 says the pool's config is missing (register and call again).
-REFUSAL = ("code", "retry_after_us", "now_us")
+#: -1 says the pool's config is missing (register and call again). ``position``: the
+#: waiters ahead of the caller in the pool's queue (-1: it has no ticket and none
+#: outranks it); ``wait_us`` the expected wait there (-1: unknown). A caller queued
+#: behind others gets ``retry_after_us`` 0: its turn is signalled, not timed.
+REFUSAL = ("code", "retry_after_us", "now_us", "position", "wait_us")
+#: A ticket's record in ``qt`` (fields separated by single spaces).
+TICKET = ("expires_us", "member", "class")
+#: The span of rounds of one priority in the queue's scores (exact in a double).
+QUEUE_ROUND = 2**32
 #: Per key in a status reply, in this order (``next_fit_us`` -1: never).
 STATUS = (
     "key_id",
@@ -174,6 +202,7 @@ def lua_header() -> str:
     out.append(_locals("REFUSAL", REFUSAL))
     out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
+    out.append(f"local MAX_PRIORITY, QUEUE_ROUND = {MAX_PRIORITY}, {QUEUE_ROUND}\n")
     out.append(f"local GROUP_MARK, TIERS_FIELD = '{GROUP_MARK}', '{TIERS_FIELD}'\n")
     out.append(f"local DAY_SEED = '{DAY_SEED}'\n")
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")

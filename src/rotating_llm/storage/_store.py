@@ -42,6 +42,7 @@ FUNCTION_SCRIPTS = (
     "count",
     "health",
     "learn",
+    "queue",
     "register",
     "replay",
     "settle",

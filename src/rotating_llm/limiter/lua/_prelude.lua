@@ -487,3 +487,124 @@ local function effective(id, file_s)
   return vals[1] .. ' ' .. vals[2] .. ' ' .. vals[3] .. ' ' .. vals[4] .. ' ' .. w .. ' ' .. grp
          .. tier, first
 end
+
+-- The pool's queue of waiters (acquire.lua, queue.lua; layout in _schema): q (zset of
+-- members "<seq:012><ticket>" scored by class and round), qt (ticket -> "<expires_us>
+-- <member> <prio>:<tenant>"), qr (rounds, arrivals, pace), and the channel q (a
+-- ticket whose turn may have come). Its keys are kept QU.TTL_MS past the last change
+-- (longer than any ticket lives), and deleted when the last ticket leaves.
+-- (one table: a chunk may hold 200 locals)
+local QU = {TTL_MS = '1200000'}
+
+-- A ticket's record: expiry (us), member, class ("<prio>:<tenant>").
+function QU.ticket(rec)
+  local e, m, c = string.match(rec, '^(%d+) (%S+) (%S+)$')
+  return tonumber(e), m, c
+end
+
+-- The round of score `sc` in class `c`.
+function QU.round(sc, c)
+  return sc - (MAX_PRIORITY - tonumber(string.match(c, '^(-?%d+):'))) * QUEUE_ROUND
+end
+
+-- Take ticket `t` (member m, class c, score sc) out; the tenant's last round is
+-- forgotten with its last ticket (its rounds only grow).
+function QU.remove(t, m, c, sc)
+  redis.call('ZREM', BASE .. 'q', m)
+  redis.call('HDEL', BASE .. 'qt', t)
+  if c and sc then
+    local qr = BASE .. 'qr'
+    if tonumber(redis.call('HGET', qr, c)) == QU.round(sc, c) then redis.call('HDEL', qr, c) end
+  end
+end
+
+-- The head of the queue after purging (at most 32) tickets that expired or lost their
+-- record: member, score, ticket; nil when the queue is empty (its keys deleted). After
+-- a purge the new head is signalled.
+function QU.head()
+  local q, qt = BASE .. 'q', BASE .. 'qt'
+  local purged = false
+  local h
+  for _ = 1, 32 do
+    h = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
+    if #h == 0 then
+      redis.call('DEL', qt, BASE .. 'qr')
+      return nil
+    end
+    local m, sc = h[1], tonumber(h[2])
+    local t = string.sub(m, 13)
+    local rec = redis.call('HGET', qt, t)
+    local exp, c = nil, nil
+    if rec then
+      local e, _m, cc = QU.ticket(rec)
+      exp, c = e, cc
+    end
+    if exp and exp > NOW then
+      if purged then redis.call('PUBLISH', q, t) end
+      return m, sc, t
+    end
+    QU.remove(t, m, c, sc)
+    purged = true
+  end
+  h = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')  -- (more to purge: by the next call)
+  if #h == 0 then return nil end
+  return h[1], tonumber(h[2]), string.sub(h[1], 13)
+end
+
+-- The class and round a new ticket of priority `prio_s` and tenant `ten` would take:
+-- after the tenant's last ticket, and not before the round last served.
+function QU.place(prio_s, ten)
+  local c = prio_s .. ':' .. ten
+  local r = redis.call('HMGET', BASE .. 'qr', prio_s, c)
+  local round = (tonumber(r[2]) or 0) + 1
+  local served = tonumber(r[1]) or 0
+  if served > round then round = served end
+  return c, round, (MAX_PRIORITY - tonumber(prio_s)) * QUEUE_ROUND + round
+end
+
+function QU.expire()
+  for _, k in ipairs({BASE .. 'q', BASE .. 'qt', BASE .. 'qr'}) do
+    redis.call('PEXPIRE', k, QU.TTL_MS)
+  end
+end
+
+-- Enqueue ticket `t` expiring at `exp` (us): its member, class and score.
+function QU.add(t, prio_s, ten, exp)
+  local c, round, sc = QU.place(prio_s, ten)
+  local qr = BASE .. 'qr'
+  local seq = redis.call('HINCRBY', qr, '~seq', 1)
+  local m = string.format('%012d', seq) .. t
+  redis.call('ZADD', BASE .. 'q', int_s(sc), m)
+  redis.call('HSET', BASE .. 'qt', t, int_s(exp) .. ' ' .. m .. ' ' .. c)
+  redis.call('HSET', qr, c, int_s(round))
+  return m, c, sc
+end
+
+-- Ticket `t` (member m, class c, score sc) was served: the round advances, the pace is
+-- measured, and the next head is signalled.
+function QU.served(t, m, c, sc)
+  QU.remove(t, m, c, sc)
+  local qr = BASE .. 'qr'
+  local r = redis.call('HMGET', qr, '~last', '~gap')
+  local last, gap = tonumber(r[1]), tonumber(r[2])
+  if last then
+    local d = NOW - last
+    gap = gap and math.floor(0.75 * gap + 0.25 * d) or d
+    redis.call('HSET', qr, '~gap', int_s(gap))
+  end
+  redis.call('HSET', qr, string.match(c, '^(-?%d+):'), int_s(QU.round(sc, c)), '~last', NOW_S)
+  redis.call('HDEL', qr, '~at')
+  local _, _, nt = QU.head()
+  if nt then redis.call('PUBLISH', BASE .. 'q', nt) end
+end
+
+-- Capacity returned early (a release, fewer tokens, a key back): signal the head, and
+-- forget when the head last expected capacity.
+function QU.wake()
+  local q = BASE .. 'q'
+  local h = redis.call('ZRANGE', q, 0, 0)
+  if #h > 0 then
+    redis.call('HDEL', BASE .. 'qr', '~at')
+    redis.call('PUBLISH', q, string.sub(h[1], 13))
+  end
+end

@@ -15,6 +15,18 @@
 -- last served it (aff:<digest>) is chosen if it fits and no lower tier has room, else the
 -- strategy decides; either way aff:<digest> names the key granted, for
 -- ARGV[ACQUIRE_AFFINITY_TTL_MS].
+-- Queue: ARGV[ACQUIRE_PRIORITY] (-MAX_PRIORITY..MAX_PRIORITY, higher first),
+-- ARGV[ACQUIRE_TENANT] (a digest, '-' none), ARGV[ACQUIRE_TICKET] (the caller's ticket
+-- id, '' none), ARGV[ACQUIRE_TICKET_MS] (how long a ticket taken or kept by this call
+-- lives; 0: the caller will not wait, so it takes none). While anyone waits, only the
+-- head ticket, or a caller whose ticket would come before the head, may be granted;
+-- a caller refused takes (or renews) its ticket in this call. Ticket order: priority
+-- (higher first), then round (round robin over tenants: a tenant's next ticket is one
+-- round after its last, and never before the round last served), then arrival. A
+-- caller behind the head is refused without looking at the keys: retry_after 0 (or
+-- when the head last found capacity returns), its position, and the expected wait
+-- (position times the pace at which queued tickets were served). A ticket holder
+-- granted leaves the queue and the next head is signalled (PUBLISH on channel q).
 -- Returns the GRANT fields as one string (the cheapest reply to send and to parse;
 -- affinity '-' none asked, '1' held, '0' not), or the REFUSAL array followed by key id /
 -- reason pairs; code -1 when the pool's config is missing (store flushed): register and
@@ -22,6 +34,63 @@
 local req_key = BASE .. 'req:' .. ARGV[ACQUIRE_REQUEST_ID]
 local granted = redis.call('GET', req_key)
 if granted then return granted end
+local Q = BASE .. 'q'
+-- the caller's ticket: id, member, class, score; whether it waits behind the head
+local qs = {tk = ARGV[ACQUIRE_TICKET], m = nil, c = nil, sc = nil, blocked = false}
+if redis.call('EXISTS', Q) == 1 then  -- (all the queue costs while nobody waits)
+  local hm, hs = QU.head()
+  if hm then
+    if qs.tk ~= '' then
+      local rec = redis.call('HGET', BASE .. 'qt', qs.tk)
+      if rec then
+        local _e, m, c = QU.ticket(rec)
+        local sc = m == hm and hs or tonumber(redis.call('ZSCORE', Q, m))
+        if sc then qs.m, qs.c, qs.sc = m, c, sc end
+      end
+    end
+    if qs.m then
+      qs.blocked = qs.m ~= hm
+    else
+      local _c, _r, sc = QU.place(ARGV[ACQUIRE_PRIORITY], ARGV[ACQUIRE_TENANT])
+      qs.sc = sc
+      qs.blocked = sc >= hs
+    end
+  end
+end
+
+-- A refusal (capacity returns in `retry_us`, -1 never): the caller takes or keeps its
+-- ticket if it may wait; the REFUSAL array with its position and expected wait.
+local function refuse(retry_us)
+  local pos, wait = -1, -1
+  local tms = tonumber(ARGV[ACQUIRE_TICKET_MS])
+  if tms > 0 and qs.tk ~= '' and (retry_us >= 0 or qs.m) then
+    local exp = NOW + tms * 1000
+    if qs.m then
+      redis.call('HSET', BASE .. 'qt', qs.tk, int_s(exp) .. ' ' .. qs.m .. ' ' .. qs.c)
+    else
+      qs.m, qs.c, qs.sc = QU.add(qs.tk, ARGV[ACQUIRE_PRIORITY], ARGV[ACQUIRE_TENANT], exp)
+    end
+    QU.expire()
+    pos = redis.call('ZRANK', Q, qs.m)
+  elseif qs.blocked then  -- where it would stand
+    pos = redis.call('ZCOUNT', Q, '-inf', int_s(qs.sc))
+  end
+  if pos == 0 then
+    wait = retry_us
+    redis.call('HSET', BASE .. 'qr', '~at', retry_us < 0 and '-1' or int_s(NOW + retry_us))
+  elseif pos > 0 then
+    local gap = tonumber(redis.call('HGET', BASE .. 'qr', '~gap'))
+    if gap and retry_us >= 0 then wait = retry_us + pos * gap end
+  end
+  return {0, retry_us, NOW, pos, wait}
+end
+
+if qs.blocked then  -- behind the head: its turn is signalled
+  local at = tonumber(redis.call('HGET', BASE .. 'qr', '~at'))
+  local retry_us = 0
+  if at == -1 then retry_us = -1 elseif at and at > NOW then retry_us = at - NOW end
+  return refuse(retry_us)
+end
 local est_s = ARGV[ACQUIRE_EST]
 local est = tonumber(est_s)
 local strategy = ARGV[ACQUIRE_STRATEGY]
@@ -269,8 +338,7 @@ if not pick then
   if not waiting and listed == 0 and redis.call('EXISTS', CFG) == 0 then
     return {-1}
   end
-  local out = {0, -1, NOW}
-  if retry_at ~= INF then out[REFUSAL_RETRY_AFTER_US] = retry_at - NOW end
+  local out = refuse(retry_at ~= INF and retry_at - NOW or -1)
   if reasons then for _, v in ipairs(reasons) do out[#out + 1] = v end end
   return out
 end
@@ -301,6 +369,7 @@ if aff_key then
     redis.call('SET', aff_key, kid, 'PX', ARGV[ACQUIRE_AFFINITY_TTL_MS])
   end
 end
+if qs.m then QU.served(qs.tk, qs.m, qs.c, qs.sc) end  -- the next ticket's turn
 local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. aff .. ' ' .. kid
 redis.call('SET', req_key, grant, 'PX', REQ_TTL_MS)
 return grant

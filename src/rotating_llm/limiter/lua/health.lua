@@ -57,4 +57,5 @@ end
 for _, t in ipairs(targets) do
   if redis.call('HEXISTS', CFG, t) == 1 then rescore(t) end
 end
+QU.wake()  -- a key back ('clear', 'enable'): the head of the pool's queue may go
 return 0

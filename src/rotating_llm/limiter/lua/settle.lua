@@ -15,6 +15,7 @@
 -- Returns the key's token delta applied to its window (0 if the reservation already left
 -- the window: it is then taken out as a trim would take it, never re-dated, and only its
 -- day's token count is corrected; once trimmed, its day's count stays as reserved).
+-- Capacity freed signals the head of the pool's queue (q_wake).
 -- Settling again changes nothing more (but a 'complete' resent with unchanged tokens
 -- counts its outcome again).
 local kid, resid = ARGV[SETTLE_KEY_ID], ARGV[SETTLE_RESERVATION_ID]
@@ -110,4 +111,5 @@ if freed then
   if sc and sc > NOW then rescore(kid) end
 end
 if gfreed then group_freed(g) end
+if freed or gfreed then QU.wake() end  -- capacity back early: the queue's head may go
 return delta
