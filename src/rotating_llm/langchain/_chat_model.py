@@ -25,9 +25,11 @@ from pydantic import (
     model_validator,
 )
 
+from rotating_llm._bounds import check_priority, check_tenant
 from rotating_llm.config import Settings
 from rotating_llm.errors import AllKeysExhaustedError, ConfigError, RotatingLLMError
 from rotating_llm.keys import APIKey, KeyManager, Lease
+from rotating_llm.langchain._call import call_attempts
 from rotating_llm.langchain._errors import classify
 from rotating_llm.langchain._providers import ProviderCache, ProviderFactory, ProviderSpec
 from rotating_llm.langchain._rotation import (
@@ -37,8 +39,6 @@ from rotating_llm.langchain._rotation import (
     annotate_result,
     answer_facts,
     chunks,
-    conversation_id,
-    estimate_tokens,
     usage_tokens,
 )
 from rotating_llm.langchain._structured import STRUCTURED_KWARG, provider_kwargs, structured
@@ -46,8 +46,6 @@ from rotating_llm.secrets import SecretStore
 from rotating_llm.tokens import aprepare
 
 __all__ = ["RotatingChatModel"]
-
-_PRIVATE_KWARGS = ("ls_structured_output_format",)
 
 
 class RotatingChatModel(BaseChatModel):
@@ -112,6 +110,11 @@ class RotatingChatModel(BaseChatModel):
     affinity: str | None = Field(default=None, min_length=1)
     """One conversation id for every call of this model (a call's ``affinity=`` wins;
     the run's own conversation is not looked for then)."""
+    priority: int = Field(default=0, strict=True)
+    """The calls' priority when the pool is scarce (-1000..1000, higher first; a call's
+    ``priority=`` wins)."""
+    tenant: str | None = None
+    """Whose calls these are, for per-tenant fair shares (a call's ``tenant=`` wins)."""
 
     _manager: KeyManager = PrivateAttr()
     _providers: ProviderCache = PrivateAttr()
@@ -131,6 +134,8 @@ class RotatingChatModel(BaseChatModel):
     @model_validator(mode="after")
     def _setup(self) -> RotatingChatModel:
         self.api_key = None
+        check_priority(self.priority, ConfigError)
+        check_tenant(self.tenant, ConfigError)
         if self.max_retries is not None:
             self.max_attempts = self.max_retries + 1
         for name in ("temperature", "max_tokens", "timeout", "base_url", "stop"):
@@ -242,41 +247,8 @@ class RotatingChatModel(BaseChatModel):
     # -- one call ---------------------------------------------------------------------
 
     def _attempts(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> Attempts:
-        """The attempts of one call. Call keywords read here (never sent to a provider):
-        ``model`` (another pool), ``max_wait`` (seconds to wait for capacity on this call),
-        ``expected_completion_tokens`` (reserved without capping the reply) and
-        ``affinity`` (a conversation id: its key is preferred, see ``sticky_keys``)."""
-        pool = str(kwargs.pop("model", None) or self.model)
-        affinity = kwargs.pop("affinity", None)
-        if affinity is None:
-            affinity = self.affinity
-        sticky = self.sticky_keys
-        if sticky is None:
-            sticky = self._manager.settings.sticky_keys
-        if affinity is None and sticky:
-            affinity = conversation_id()
-        for name in _PRIVATE_KWARGS:
-            kwargs.pop(name, None)
-        wait = kwargs.pop("max_wait", None)
-        expected = kwargs.pop("expected_completion_tokens", None)
-        if wait is None:
-            wait = self._manager.settings.max_wait if self.max_wait is None else self.max_wait
-        elif isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
-            raise ConfigError(f"max_wait must be a number of seconds >= 0, got {wait!r}")
-        if expected is not None and (
-            isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
-        ):
-            raise ConfigError(f"expected_completion_tokens must be an int >= 0, got {expected!r}")
-        completion = kwargs.get("max_tokens") or self.max_tokens or 0
-        return Attempts(
-            pool=pool,
-            estimated_tokens=estimate_tokens(messages, kwargs, int(completion)) + (expected or 0),
-            max_attempts=self.max_attempts,
-            max_wait=wait,
-            backoff_base=self.backoff_base,
-            backoff_max=self.backoff_max,
-            affinity=affinity,
-        )
+        """The attempts of one call (its own keywords taken out of ``kwargs``)."""
+        return call_attempts(self, messages, kwargs)
 
     def _spec(self, lease: Lease) -> ProviderSpec:
         return ProviderSpec(
@@ -323,6 +295,8 @@ class RotatingChatModel(BaseChatModel):
                 max_wait=att.remaining_wait,
                 exclude=self._excluded(att.pool),
                 affinity=att.affinity,
+                priority=att.priority,
+                tenant=att.tenant,
             )
         except AllKeysExhaustedError as exc:
             raise att.exhausted(exc) from exc
@@ -345,6 +319,8 @@ class RotatingChatModel(BaseChatModel):
                 max_wait=att.remaining_wait,
                 exclude=self._excluded(att.pool),
                 affinity=att.affinity,
+                priority=att.priority,
+                tenant=att.tenant,
             )
         except AllKeysExhaustedError as exc:
             raise att.exhausted(exc) from exc

@@ -154,6 +154,9 @@ class Attempts:
     backoff_max: float
     #: The conversation the leases are for (the acquire's ``affinity``), or ``None``.
     affinity: str | None = None
+    #: The acquire's ``priority`` (higher first) and ``tenant`` (whose request it is).
+    priority: int = 0
+    tenant: str | None = None
     count: int = 0
     model_side: int = 0
     deadline: float = field(init=False)

@@ -24,6 +24,7 @@ from rotating_llm.litellm._errors import PoolExhaustedError, PoolRequestTooLarge
 from rotating_llm.litellm._install import keys_from_file, new_manager
 from rotating_llm.litellm._keys import deployment_id, deployment_key, estimate_tokens
 from rotating_llm.litellm._strategy import Estimator
+from rotating_llm.litellm._who import who
 from rotating_llm.tokens import aprepare
 
 __all__ = ["RotatingFilter"]
@@ -123,8 +124,12 @@ class RotatingFilter(LeaseSettler):
         exclude = [kid for kid in self._known.get(pool, {}) if kid not in keys]
         await aprepare()  # the tokenizer's first load runs in a worker thread
         est = int(self.estimator(messages, None, request_kwargs))
+        w = who(request_kwargs, self.manager.settings.sticky_keys)
         try:
-            lease = await self.manager.aacquire(pool, est, self.max_wait, exclude=exclude)
+            lease = await self.manager.aacquire(
+                pool, est, self.max_wait, exclude=exclude,
+                affinity=w.affinity, priority=w.priority, tenant=w.tenant,
+            )  # fmt: skip
         except AllKeysExhaustedError as exc:
             raise PoolExhaustedError(exc) from exc
         except RequestTooLargeError as exc:

@@ -15,6 +15,7 @@ from rotating_llm.keys.models import APIKey
 from rotating_llm.litellm._book import LeaseBook, stamp
 from rotating_llm.litellm._errors import PoolExhaustedError, PoolRequestTooLargeError
 from rotating_llm.litellm._keys import deployment_id, deployment_key, estimate_tokens, key_id_for
+from rotating_llm.litellm._who import who
 from rotating_llm.tokens import aprepare
 
 __all__ = ["Deployment", "Estimator", "RotatingStrategy", "group_keys", "router_deployments"]
@@ -227,8 +228,12 @@ class RotatingStrategy(CustomRoutingStrategyBase):
         pool, by_key, exclude = self._candidates(model, specific_deployment)
         est = self._estimate(messages, input, request_kwargs)
         exclude = exclude + self._cooled(by_key)
+        w = who(request_kwargs, self.manager.settings.sticky_keys)
         try:
-            lease = self.manager.acquire(pool, est, self.max_wait, exclude=exclude)
+            lease = self.manager.acquire(
+                pool, est, self.max_wait, exclude=exclude,
+                affinity=w.affinity, priority=w.priority, tenant=w.tenant,
+            )  # fmt: skip
         except AllKeysExhaustedError as exc:
             raise PoolExhaustedError(exc) from exc
         except RequestTooLargeError as exc:
@@ -248,8 +253,12 @@ class RotatingStrategy(CustomRoutingStrategyBase):
         await aprepare()  # the tokenizer's first load runs in a worker thread
         est = self._estimate(messages, input, request_kwargs)
         exclude = exclude + await self._acooled(by_key)
+        w = who(request_kwargs, self.manager.settings.sticky_keys)
         try:
-            lease = await self.manager.aacquire(pool, est, self.max_wait, exclude=exclude)
+            lease = await self.manager.aacquire(
+                pool, est, self.max_wait, exclude=exclude,
+                affinity=w.affinity, priority=w.priority, tenant=w.tenant,
+            )  # fmt: skip
         except AllKeysExhaustedError as exc:
             raise PoolExhaustedError(exc) from exc
         except RequestTooLargeError as exc:

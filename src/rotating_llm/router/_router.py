@@ -47,6 +47,17 @@ def _count_attempts(name: str, fields: dict[str, Any]) -> None:
             outcome.key_id = fields.get("key_id")
 
 
+def _who(kw: dict[str, Any], user_id: str | None, priority: int | None) -> dict[str, Any]:
+    """The call keywords with the send's ``user_id`` as ``tenant`` and its ``priority``
+    (checked by the chat model: a bad one is a failed send naming it)."""
+    out = dict(kw)
+    if user_id is not None:
+        out["tenant"] = user_id
+    if priority is not None:
+        out["priority"] = priority
+    return out
+
+
 class RequestRouter:
     """Send prompts to a model's pool of keys; conversations kept across key rotation.
 
@@ -299,12 +310,18 @@ class RequestRouter:
         *,
         fallback_models: Sequence[str] | None = None,
         max_wait: float | None = None,
+        user_id: str | None = None,
+        priority: int | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
         """Send one prompt without history; return the result dict (never raises for a
-        provider, pool or store failure). ``kw`` goes to the provider call (e.g. ``stop``)."""
+        provider, pool or store failure). ``kw`` goes to the provider call (e.g. ``stop``).
+
+        ``user_id`` is the lease's ``tenant`` (per-tenant fair share: the pool's tenant
+        caps apply to it), ``priority`` its priority (-1000..1000, higher first).
+        """
         prepare = (model_preference, fallback_models, expected_completion_tokens,
-                   temperature, max_wait, kw)  # fmt: skip
+                   temperature, max_wait, _who(kw, user_id, priority))  # fmt: skip
         return self._run(self._send(None, prompt, system_prompt, prepare))
 
     def send_chat(
@@ -318,17 +335,20 @@ class RequestRouter:
         *,
         fallback_models: Sequence[str] | None = None,
         max_wait: float | None = None,
+        user_id: str | None = None,
+        priority: int | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
         """Send ``prompt`` with conversation ``conv_id``'s history; on success append the
         turn (prompt and reply, one atomic write). A failed send writes nothing.
 
-        A ``system_prompt`` is stored with the first turn of a new conversation (once,
+        ``user_id`` and ``priority``: as in :meth:`send_one_shot`. A ``system_prompt`` is
+        stored with the first turn of a new conversation (once,
         however many processes start it together: Redis decides); given later, it
         replaces the stored one for that call.
         """
         prepare = (model_preference, fallback_models, expected_completion_tokens,
-                   temperature, max_wait, kw)  # fmt: skip
+                   temperature, max_wait, _who(kw, user_id, priority))  # fmt: skip
         return self._run(self._send(conv_id, prompt, system_prompt, prepare))
 
     async def asend_one_shot(
@@ -341,11 +361,13 @@ class RequestRouter:
         *,
         fallback_models: Sequence[str] | None = None,
         max_wait: float | None = None,
+        user_id: str | None = None,
+        priority: int | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
         """Async twin of :meth:`send_one_shot`."""
         prepare = (model_preference, fallback_models, expected_completion_tokens,
-                   temperature, max_wait, kw)  # fmt: skip
+                   temperature, max_wait, _who(kw, user_id, priority))  # fmt: skip
         return await self._arun(self._send(None, prompt, system_prompt, prepare))
 
     async def asend_chat(
@@ -359,11 +381,13 @@ class RequestRouter:
         *,
         fallback_models: Sequence[str] | None = None,
         max_wait: float | None = None,
+        user_id: str | None = None,
+        priority: int | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
         """Async twin of :meth:`send_chat`."""
         prepare = (model_preference, fallback_models, expected_completion_tokens,
-                   temperature, max_wait, kw)  # fmt: skip
+                   temperature, max_wait, _who(kw, user_id, priority))  # fmt: skip
         return await self._arun(self._send(conv_id, prompt, system_prompt, prepare))
 
     # -- conversations and health -----------------------------------------------------
