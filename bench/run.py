@@ -221,46 +221,11 @@ def section_faces(redis_url: str, quick: bool) -> dict[str, Any]:
 
 def section_throughput(redis_url: str, quick: bool) -> dict[str, Any]:
     """Decisions/s against PINGs/s at the same process counts; a 3-master cluster with
-    3 pools against one node with the same 3 pools."""
-    from _throughput import decisions_per_second
-    from rotating_llm.testing import RedisCluster as RedisClusterProcess
+    3 pools against one node with the same 3 pools (``bench_throughput.py``)."""
+    from bench_throughput import run
 
-    procs_list = (1, 4) if quick else (1, 2, 4, 8)
-    duration = 2.0 if quick else 5.0
-    out: dict[str, Any] = {
-        "pool_keys": 100,
-        "seconds_per_run": duration,
-        "cores": os.cpu_count(),
-        "redis": {},
-        "ping": {},
-    }
-    for procs in procs_list:
-        log(f"throughput: one Redis, {procs} processes")
-        dec = decisions_per_second(redis_url, procs, duration=duration)
-        ping = decisions_per_second(redis_url, procs, duration=duration, op="ping")
-        dec["ratio_to_ping"] = round(dec["decisions_per_s"] / ping["decisions_per_s"], 3)
-        out["redis"][str(procs)], out["ping"][str(procs)] = dec, ping
-    top = max(procs_list)
-    node3 = decisions_per_second(redis_url, top, duration=duration, pools=3)
-    out["redis_3_pools"] = node3
-    try:
-        cluster = RedisClusterProcess()
-        cluster.start()
-    except Exception as exc:  # no redis-server binary, ports, ...
-        out["cluster_error"] = f"{type(exc).__name__}: {exc}"
-        return out
-    try:
-        out["cluster"] = {"masters": len(cluster.ports)}
-        for procs in procs_list:
-            log(f"throughput: Redis Cluster, {procs} processes")
-            out["cluster"][str(procs)] = decisions_per_second(
-                cluster.url, procs, cluster=True, duration=duration
-            )
-        c3 = decisions_per_second(cluster.url, top, cluster=True, duration=duration, pools=3)
-        out["cluster_3_pools"] = c3
-        out["cluster_3_pools_vs_node"] = round(c3["decisions_per_s"] / node3["decisions_per_s"], 3)
-    finally:
-        cluster.stop()
+    out = run(redis_url, quick, log=log)
+    (BENCH_DIR / "results" / "throughput.json").write_text(json.dumps(out, indent=2) + "\n")
     return out
 
 
