@@ -1,6 +1,7 @@
-"""Worker of test_face_async_blocking: runs ``RotatingChatModel.ainvoke`` and the LiteLLM
-face (``install(router)`` + ``router.acompletion``) on one instrumented loop against the
-simulator and reports, as JSON on stdout:
+"""Worker of test_face_async_blocking: runs ``RotatingChatModel.ainvoke`` and ``astream``
+and the LiteLLM face (``install(router)`` + ``router.acompletion``, plain and with
+``stream=True``) on one instrumented loop against the simulator and reports, as JSON on
+stdout:
 
 - ``blocking``: every loop step, after a warm-up, that used more than 10 ms of its
   thread's CPU time, or slept more than 10 ms: off the CPU without being runnable (a
@@ -150,15 +151,24 @@ def build(redis_url: str, prefix: str, gemini_url: str, openai_url: str) -> tupl
     return llm, router, installed
 
 
+#: Answers one round of :func:`calls` counts: ainvoke, astream, acompletion, streamed.
+PER_ROUND = 4
+
+
 async def calls(llm: Any, router: Any, n: int) -> int:
+    """``n`` rounds of each async face's call, plain and streamed; answers that had text."""
     done = 0
     for i in range(n):
         msg = await llm.ainvoke(f"hello {i}")
         done += bool(msg.content)
-        resp = await router.acompletion(
-            model="pool", messages=[{"role": "user", "content": f"hello {i}"}]
-        )
+        chunks = [chunk.content async for chunk in llm.astream(f"stream a story {i}")]
+        done += len(chunks) > 1 and bool("".join(map(str, chunks)))
+        messages = [{"role": "user", "content": f"hello {i}"}]
+        resp = await router.acompletion(model="pool", messages=messages)
         done += bool(resp.choices[0].message.content)
+        stream = await router.acompletion(model="pool", messages=messages, stream=True)
+        parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        done += len(parts) > 1 and bool("".join(parts))
     return done
 
 
@@ -205,6 +215,7 @@ async def main(redis_url: str, prefix: str, gemini_url: str, openai_url: str) ->
     await llm.manager.aclose()
     await installed.aclose()
     return {
+        "per_round": PER_ROUND,
         "warm": warm,
         "served": sum(results),
         "measured_steps": measured,
