@@ -14,6 +14,8 @@ import time
 import uuid
 from typing import Any
 
+from _timing import percentile
+
 MODEL = "gemini-2.5-flash"
 
 
@@ -73,12 +75,7 @@ def run_overhead(redis_url: str, *, calls: int = 400, keys: int = 3) -> dict[str
         "direct_p50_ms": round(d50, 3),
         "wrapped_p50_ms": round(w50, 3),
         "overhead_p50_ms": round(w50 - d50, 3),
-        "direct_p90_ms": round(_pct(d_times, 0.9) * 1e3, 3),
-        "wrapped_p90_ms": round(_pct(w_times, 0.9) * 1e3, 3),
+        "direct_p90_ms": round(percentile(d_times, 0.9) * 1e3, 3),
+        "wrapped_p90_ms": round(percentile(w_times, 0.9) * 1e3, 3),
         "provider_served": served,
     }
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]

@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _timing import aticker, percentile
+
 POOL = "abench"
 
 
@@ -40,11 +42,6 @@ def _manager(url: str) -> Any:
         ),
         secret_store=EnvSecretStore(env),
     )
-
-
-def _p(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 async def _latency(km: Any, n: int) -> dict[str, float]:
@@ -81,13 +78,6 @@ async def _latency(km: Any, n: int) -> dict[str, float]:
     }
 
 
-async def _ticker(stop: asyncio.Event, lags: list[float]) -> None:
-    while not stop.is_set():
-        t = time.perf_counter()
-        await asyncio.sleep(0.001)
-        lags.append(time.perf_counter() - t - 0.001)
-
-
 async def _load(op: Any, tasks: int, seconds: float) -> tuple[float, float]:
     """Ops/s of ``tasks`` tasks looping ``op`` for ``seconds``, and the ticker's p99 lag."""
     stop, lags = asyncio.Event(), []
@@ -99,13 +89,13 @@ async def _load(op: Any, tasks: int, seconds: float) -> tuple[float, float]:
             await op()
             done += 1
 
-    ticker = asyncio.ensure_future(_ticker(stop, lags))
+    ticker = asyncio.ensure_future(aticker(stop, lags))
     workers = [asyncio.ensure_future(loop()) for _ in range(tasks)]
     start = time.perf_counter()
     await asyncio.sleep(seconds)
     stop.set()
     await asyncio.gather(*workers, ticker)
-    return done / (time.perf_counter() - start), _p(lags, 0.99) * 1e3
+    return done / (time.perf_counter() - start), percentile(lags, 0.99) * 1e3
 
 
 async def _throughput(km: Any, tasks: int, seconds: float) -> dict[str, float]:

@@ -25,12 +25,11 @@ import asyncio
 import json
 import os
 import statistics
-import threading
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from _timing import atimed, percentile, timed
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch
 
@@ -39,16 +38,11 @@ PROMPT = "Hello there, how are you?"
 KEYS = 3
 
 
-def _p(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
 def _summary(times: list[float], lags: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(times) * 1e3, 3),
-        "p99_ms": round(_p(times, 0.99) * 1e3, 3),
-        "ticker_p99_lag_ms": round(_p(lags, 0.99) * 1e3, 3) if lags else 0.0,
+        "p99_ms": round(percentile(times, 0.99) * 1e3, 3),
+        "ticker_p99_lag_ms": round(percentile(lags, 0.99) * 1e3, 3) if lags else 0.0,
         "calls": len(times),
     }
 
@@ -67,48 +61,6 @@ def _compare(direct: dict[str, float], face: dict[str, float], names: tuple[str,
             "ticker_lag_no_worse": {"value": lag_over, "met": lag_over <= 1.0},
         },
     }
-
-
-# -- tickers ---------------------------------------------------------------------------
-
-
-async def _aticker(stop: asyncio.Event, lags: list[float]) -> None:
-    while not stop.is_set():
-        t = time.perf_counter()
-        await asyncio.sleep(0.001)
-        lags.append(time.perf_counter() - t - 0.001)
-
-
-async def _atimed(
-    call: Callable[[], Awaitable[Any]], n: int, times: list[float], lags: list[float]
-) -> None:
-    stop = asyncio.Event()
-    ticker = asyncio.ensure_future(_aticker(stop, lags))
-    for _ in range(n):
-        t = time.perf_counter()
-        await call()
-        times.append(time.perf_counter() - t)
-    stop.set()
-    await ticker
-
-
-def _timed(call: Callable[[], Any], n: int, times: list[float], lags: list[float]) -> None:
-    stop = threading.Event()
-
-    def tick() -> None:
-        while not stop.is_set():
-            t = time.perf_counter()
-            time.sleep(0.001)
-            lags.append(time.perf_counter() - t - 0.001)
-
-    ticker = threading.Thread(target=tick, daemon=True)
-    ticker.start()
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    stop.set()
-    ticker.join()
 
 
 # -- LangChain -------------------------------------------------------------------------
@@ -150,8 +102,8 @@ def _langchain(redis_url: str, fp: Any, calls: int, rounds: int) -> dict[str, An
         face.invoke(PROMPT)
     t: dict[str, list[float]] = {k: [] for k in ("d", "f", "dl", "fl")}
     for _ in range(rounds):
-        _timed(lambda: direct.invoke(PROMPT), per_round, t["d"], t["dl"])
-        _timed(lambda: face.invoke(PROMPT), per_round, t["f"], t["fl"])
+        timed(lambda: direct.invoke(PROMPT), per_round, t["d"], t["dl"])
+        timed(lambda: face.invoke(PROMPT), per_round, t["f"], t["fl"])
     out["invoke"] = _compare(
         _summary(t["d"], t["dl"]), _summary(t["f"], t["fl"]), ("direct", "rotating")
     )
@@ -162,8 +114,8 @@ def _langchain(redis_url: str, fp: Any, calls: int, rounds: int) -> dict[str, An
             await face.ainvoke(PROMPT)
         a: dict[str, list[float]] = {k: [] for k in ("d", "f", "dl", "fl")}
         for _ in range(rounds):
-            await _atimed(lambda: direct.ainvoke(PROMPT), per_round, a["d"], a["dl"])
-            await _atimed(lambda: face.ainvoke(PROMPT), per_round, a["f"], a["fl"])
+            await atimed(lambda: direct.ainvoke(PROMPT), per_round, a["d"], a["dl"])
+            await atimed(lambda: face.ainvoke(PROMPT), per_round, a["f"], a["fl"])
         await face.aclose()
         await km.aclose()
         closer = getattr(getattr(direct, "client", None), "aio", None)
@@ -221,13 +173,13 @@ def _litellm(redis_url: str, fp: Any, calls: int, rounds: int) -> dict[str, Any]
             await routed.acompletion(model="pool", messages=messages)
         a: dict[str, list[float]] = {k: [] for k in ("d", "f", "dl", "fl")}
         for _ in range(rounds):
-            await _atimed(
+            await atimed(
                 lambda: plain.acompletion(model="pool", messages=messages),
                 per_round,
                 a["d"],
                 a["dl"],
             )
-            await _atimed(
+            await atimed(
                 lambda: routed.acompletion(model="pool", messages=messages),
                 per_round,
                 a["f"],

@@ -33,35 +33,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _commandstats import SCRIPTS, command_stats, delta, script_us
+
 POOLS = (3, 100, 1000, 10000)
 GROUPED_POOLS = (3, 1000)
 TARGET_GRANT_US = 25.0
 TARGET_GROUPED_RATIO = 1.3
 
 
-def _stats(client: Any) -> dict[str, tuple[int, int]]:
-    """``{command: (calls, usec)}`` from ``INFO commandstats``."""
-    out = {}
-    for name, row in client.info("commandstats").items():
-        out[name.removeprefix("cmdstat_")] = (int(row["calls"]), int(row["usec"]))
-    return out
-
-
-def _delta(client: Any, before: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
-    after = _stats(client)
-    out = {}
-    for name, (calls, usec) in after.items():
-        c0, u0 = before.get(name, (0, 0))
-        if calls - c0 > 0:
-            out[name] = (calls - c0, usec - u0)
-    out.pop("info", None)
-    return out
-
-
-_SCRIPTS = ("fcall", "fcall_ro", "evalsha", "evalsha_ro", "eval", "eval_ro")
-
-
-def _per_op(delta: dict[str, tuple[int, int]], n: int) -> float:
+def _per_op(changes: dict[str, tuple[int, int]], n: int) -> float:
     """Redis usec per operation: the script commands' time (it includes every command
     a script runs, which ``commandstats`` also counts on its own; those are not added)
     plus any other command a client sent (none on these paths but ``info``)."""
@@ -69,14 +49,7 @@ def _per_op(delta: dict[str, tuple[int, int]], n: int) -> float:
              "zscore", "hget", "hmget", "hset", "hdel", "hexists", "hincrby", "hkeys",
              "get", "set", "pttl", "pexpire", "expire", "del", "exists", "incr",
              "zcard", "incrby", "hgetall", "zcount", "zrank", "zincrby")  # fmt: skip
-    return round(sum(u for k, (_, u) in delta.items() if k not in inner) / n, 2)
-
-
-def _script_us(delta: dict[str, tuple[int, int]]) -> float:
-    """usec per call of the script commands (fcall/evalsha) in ``delta``."""
-    calls = sum(c for k, (c, _) in delta.items() if k in _SCRIPTS)
-    usec = sum(u for k, (_, u) in delta.items() if k in _SCRIPTS)
-    return round(usec / calls, 2) if calls else 0.0
+    return round(sum(u for k, (_, u) in changes.items() if k not in inner) / n, 2)
 
 
 def measure_pool(redis_url: str, size: int, n: int, grouped: bool = False) -> dict[str, Any]:
@@ -123,17 +96,17 @@ def measure_pool(redis_url: str, size: int, n: int, grouped: bool = False) -> di
     for _ in range(50):
         km.acquire("g", 10).complete(7)
     km.limiter.flush()
-    before = _stats(admin)
+    before = command_stats(admin)
     for _ in range(n):
         km.acquire("g", 10).complete(7)
     km.limiter.flush()
-    grant = _delta(admin, before)
+    grant = delta(admin, before)
     # the decision alone: acquires whose completions are sent after the measurement
     held = []
-    before = _stats(admin)
+    before = command_stats(admin)
     for _ in range(n):
         held.append(km.acquire("g", 10))
-    decision = _delta(admin, before)
+    decision = delta(admin, before)
     for lease in held:
         lease.complete(7)
     km.limiter.flush()
@@ -145,26 +118,26 @@ def measure_pool(redis_url: str, size: int, n: int, grouped: bool = False) -> di
         km.acquire("r", 1, max_wait=0).complete(1)
     km.limiter.flush()
     refused = 0
-    before = _stats(admin)
+    before = command_stats(admin)
     for _ in range(n):  # the decision alone: one acquire script call, refused
         refused += isinstance(km.limiter.reserve("r", 1), Refusal)
-    refusal = _delta(admin, before)
+    refusal = delta(admin, before)
     m = max(1, n // 20)  # the whole refused acquire, with each key's reason for the error
-    before = _stats(admin)
+    before = command_stats(admin)
     for _ in range(m):
         with contextlib.suppress(AllKeysExhaustedError):
             km.acquire("r", 1, max_wait=0)
-    reported = _delta(admin, before)
+    reported = delta(admin, before)
     km.close()
     for key in admin.scan_iter(f"{prefix}*", count=1000):
         admin.delete(key)
     admin.close()
-    acquire = {k: v for k, v in grant.items() if k in _SCRIPTS}
+    acquire = {k: v for k, v in grant.items() if k in SCRIPTS}
     return {
         "keys": size,
         "grouped": grouped,
         "grant_acquire_complete_us": _per_op(grant, n),
-        "grant_script_us_per_call": _script_us(acquire),
+        "grant_script_us_per_call": script_us(acquire),
         "grant_decision_us": _per_op(decision, n),
         "refusal_acquire_us": _per_op(refusal, n),
         "refused": refused,
@@ -190,16 +163,16 @@ def measure_limits(redis_url: str, n: int) -> dict[str, float]:
         ident = uuid.uuid4().hex
         for _ in range(50):
             limiter.hit(item, ident)
-        before = _stats(admin)
+        before = command_stats(admin)
         for _ in range(n):
             limiter.hit(item, ident)
-        out[f"{name}_us"] = _per_op(_delta(admin, before), n)
+        out[f"{name}_us"] = _per_op(delta(admin, before), n)
     fast = admin.register_script("return 1")
     fast()
-    before = _stats(admin)
+    before = command_stats(admin)
     for _ in range(n):
         fast()
-    out["eval_return_1_us"] = _per_op(_delta(admin, before), n)
+    out["eval_return_1_us"] = _per_op(delta(admin, before), n)
     storage.reset()
     admin.close()
     return out

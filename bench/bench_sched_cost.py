@@ -37,34 +37,26 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _commandstats import command_stats, delta, script_us
+
 BASELINE_REF = "cff1639"
 TARGET_RATIO = 1.2
-_SCRIPTS = ("fcall", "fcall_ro", "evalsha", "evalsha_ro", "eval", "eval_ro")
 _ROOT = Path(__file__).resolve().parent.parent
-
-
-def _script_usec(client: Any) -> tuple[int, int]:
-    calls = usec = 0
-    for name, row in client.info("commandstats").items():
-        if name.removeprefix("cmdstat_") in _SCRIPTS:
-            calls += int(row["calls"])
-            usec += int(row["usec"])
-    return calls, usec
 
 
 def _measure(client: Any, call: Any, n: int) -> dict[str, float]:
     for _ in range(100):  # warm: scripts loaded, connections open
         call()
     times: list[float] = []
-    c0, u0 = _script_usec(client)
+    before = command_stats(client)
     for _ in range(n):
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)
-    c1, u1 = _script_usec(client)
+    redis_us = script_us(delta(client, before))
     times.sort()
     return {
-        "redis_us": round((u1 - u0) / max(1, c1 - c0), 2),
+        "redis_us": redis_us,
         "p50_us": round(times[len(times) // 2] * 1e6, 1),
         "p99_us": round(times[int(len(times) * 0.99)] * 1e6, 1),
     }
@@ -74,7 +66,6 @@ def worker(redis_url: str, size: int, n: int, features: bool) -> dict[str, Any]:
     """Measure one library version (whichever ``rotating_llm`` is importable)."""
     import redis
 
-    import rotating_llm
     from rotating_llm import APIKey, KeyManager, Settings
     from rotating_llm.secrets import EnvSecretStore
 
@@ -97,7 +88,7 @@ def worker(redis_url: str, size: int, n: int, features: bool) -> dict[str, Any]:
         settings = Settings(redis_url=redis_url, key_prefix=prefix, redact_logs=False)
         return KeyManager(keys, settings=settings, secret_store=EnvSecretStore(env))
 
-    out: dict[str, Any] = {"keys": size, "library": str(Path(rotating_llm.__file__).parent)}
+    out: dict[str, Any] = {"keys": size}
     km = manager("u")
     out["unused"] = _measure(client, lambda: km.limiter.reserve("u", 10), n)
     km.close()
