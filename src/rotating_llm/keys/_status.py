@@ -55,30 +55,31 @@ def with_learned(limits: Any, learned: Mapping[str, LearnedRecord] | None) -> An
     return limits.model_copy(update=update) if update else limits
 
 
+def _idle(usage_id: str) -> KeyUsage:
+    """The usage of a key or group nothing has used yet."""
+    return KeyUsage(usage_id, False, 0, 0, 0, 0.0, None, None, None)
+
+
 def learned_group(
     learned: Mapping[str, Mapping[str, LearnedRecord]],
     key_id: str,
     usage: Mapping[str, KeyUsage],
 ) -> dict[str, Any] | None:
     """The learned group ``key_id`` was put into (its per-project 429s showed others use
-    its project), as a group status without configured limits; None: in none."""
+    its project): a group status without configured limits, plus where it was learned;
+    None: in none."""
     rec = learned.get(key_id, {}).get("grp")
     if rec is None or rec.group is None:
         return None
-    u = usage.get(rec.group) or KeyUsage(rec.group, False, 0, 0, 0, 0.0, None, None, None)
-    view = limits_view(QuotaGroup.model_construct(group_id=rec.group), learned.get(rec.group))
-    return {
-        "group_id": rec.group,
-        "source": f"learned, from {rec.source}",
-        "key_ids": sorted(k for k, recs in learned.items() if "grp" in recs),
-        "rpm_usage": u.rpm_count,
-        "tpm_usage": u.tpm_used,
-        "rpm_limit": view["rpm"]["effective"],
-        "tpm_limit": view["tpm"]["effective"],
-        "rpd_limit": view["rpd"]["effective"],
-        "tpd_limit": view["tpd"]["effective"],
-        "limits": view,
-    }
+    status = group_status(
+        QuotaGroup.model_construct(group_id=rec.group),
+        None,
+        sorted(k for k, recs in learned.items() if "grp" in recs),
+        usage.get(rec.group),
+        learned.get(rec.group),
+    )
+    status["source"] = f"learned, from {rec.source}"
+    return status
 
 
 def learned_summary(status: Mapping[str, Any]) -> str:
@@ -100,7 +101,7 @@ def group_status(
 ) -> dict[str, Any]:
     """Usage and limits of a quota group: all its keys together (``*_limit``: the
     effective limits; ``limits``: configured, effective and source of each)."""
-    u = usage or KeyUsage(group.group_id, False, 0, 0, 0, 0.0, None, None, None)
+    u = usage or _idle(group.group_id)
     view = limits_view(group, learned)
     return {
         "group_id": group.group_id,
@@ -129,7 +130,7 @@ def key_status(
     """The original design's status dict for ``key`` (plus limits, health and next
     capacity, and its quota group's status as ``group``). ``*_limit`` are the effective
     limits; ``limits`` gives each one's configured and effective value and source."""
-    u = usage or KeyUsage(key.key_id, False, 0, 0, 0, 0.0, None, None, None)
+    u = usage or _idle(key.key_id)
     view = limits_view(key, learned)
     return {
         "key_id": key.key_id,
