@@ -8,59 +8,12 @@ with room, pick only such a key, and never promise capacity later than the model
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-
 import pytest
+from _limiter_model import Entry, Model, fake_clock, replay_manager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rotating_llm import AllKeysExhaustedError, APIKey, KeyManager, Settings
-from rotating_llm.secrets import EnvSecretStore
-
-WINDOW_US = 1_000_000
-
-
-@dataclass
-class Entry:
-    at: int
-    tokens: int
-
-
-@dataclass
-class Model:
-    rpm: dict[str, int]
-    tpm: dict[str, int]
-    entries: dict[str, dict[str, Entry]] = field(default_factory=dict)
-
-    def live(self, kid: str, now: int) -> dict[str, Entry]:
-        box = self.entries.setdefault(kid, {})
-        for rid in [r for r, e in box.items() if e.at <= now - WINDOW_US]:
-            del box[rid]
-        return box
-
-    def fits(self, kid: str, est: int, now: int) -> bool:
-        box = self.live(kid, now)
-        return len(box) < self.rpm[kid] and sum(e.tokens for e in box.values()) + est <= self.tpm[kid]
-
-    def fit_time(self, kid: str, est: int, now: int) -> float:
-        if est > self.tpm[kid]:
-            return float("inf")
-        box = sorted(self.live(kid, now).values(), key=lambda e: e.at)
-        at = now
-        if len(box) >= self.rpm[kid]:
-            at = max(at, box[len(box) - self.rpm[kid]].at + WINDOW_US)
-        need = sum(e.tokens for e in box) + est - self.tpm[kid]
-        freed = 0
-        for e in box:
-            if need <= 0:
-                break
-            freed += e.tokens
-            if freed >= need:
-                at = max(at, e.at + WINDOW_US)
-                break
-        return at
-
+from rotating_llm import AllKeysExhaustedError, APIKey
 
 step = st.tuples(
     st.integers(0, 700_000),  # microseconds to advance
@@ -77,17 +30,12 @@ step = st.tuples(
     strategy=st.sampled_from(["most_headroom", "round_robin", "weighted"]),
 )
 def test_limiter_matches_the_model(monkeypatch: pytest.MonkeyPatch, limits, steps, strategy) -> None:
-    clock = [1_000_000 * 1_000_000]  # microseconds
-    monkeypatch.setattr(time, "time", lambda: clock[0] / 1_000_000)
+    clock = fake_clock(monkeypatch)
     keys = [
         APIKey(key_id=f"k{i}", model_name="m", provider="x", rpm=r, tpm=t)
         for i, (r, t) in enumerate(limits)
     ]
-    km = KeyManager(
-        keys,
-        settings=Settings(window_seconds=1.0, max_wait=0, strategy=strategy, redact_logs=False),
-        secret_store=EnvSecretStore({f"API_KEY_K{i}": "s" * 12 for i in range(len(keys))}),
-    )
+    km = replay_manager(keys, strategy)
     model = Model({k.key_id: k.rpm for k in keys}, {k.key_id: k.tpm for k in keys})
     open_leases = []
     max_tpm = max(k.tpm for k in keys)

@@ -10,62 +10,14 @@ no key fits, and never promises capacity later than the model does.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-
 import pytest
+from _limiter_model import Entry, Model, fake_clock, replay_manager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rotating_llm import AllKeysExhaustedError, APIKey, KeyManager, QuotaGroup, Settings
-from rotating_llm.secrets import EnvSecretStore
+from rotating_llm import AllKeysExhaustedError, APIKey, QuotaGroup
 
-WINDOW_US = 1_000_000
 GROUP = "@g"
-
-
-@dataclass
-class Entry:
-    at: int
-    tokens: int
-
-
-@dataclass
-class Model:
-    """Sliding windows of named counters (keys and the group ``@g``)."""
-
-    rpm: dict[str, int]
-    tpm: dict[str, int]
-    entries: dict[str, dict[str, Entry]] = field(default_factory=dict)
-
-    def live(self, name: str, now: int) -> dict[str, Entry]:
-        box = self.entries.setdefault(name, {})
-        for rid in [r for r, e in box.items() if e.at <= now - WINDOW_US]:
-            del box[rid]
-        return box
-
-    def fits(self, name: str, est: int, now: int) -> bool:
-        box = self.live(name, now)
-        used = sum(e.tokens for e in box.values())
-        return len(box) < self.rpm[name] and used + est <= self.tpm[name]
-
-    def fit_time(self, name: str, est: int, now: int) -> float:
-        if est > self.tpm[name]:
-            return float("inf")
-        box = sorted(self.live(name, now).values(), key=lambda e: e.at)
-        at = now
-        if len(box) >= self.rpm[name]:
-            at = max(at, box[len(box) - self.rpm[name]].at + WINDOW_US)
-        need = sum(e.tokens for e in box) + est - self.tpm[name]
-        freed = 0
-        for e in box:
-            if need <= 0:
-                break
-            freed += e.tokens
-            if freed >= need:
-                at = max(at, e.at + WINDOW_US)
-                break
-        return at
 
 
 step = st.tuples(
@@ -95,8 +47,7 @@ key_spec = st.tuples(
 def test_tiers_groups_and_affinity_match_the_model(
     monkeypatch: pytest.MonkeyPatch, specs, group, steps, strategy
 ) -> None:
-    clock = [1_000_000 * 1_000_000]  # microseconds
-    monkeypatch.setattr(time, "time", lambda: clock[0] / 1_000_000)
+    clock = fake_clock(monkeypatch)
     keys = [
         APIKey(key_id=f"k{i}", model_name="m", provider="x", rpm=r, tpm=t, tier=tier,
                quota_group="g" if grouped else None)
@@ -104,12 +55,7 @@ def test_tiers_groups_and_affinity_match_the_model(
     ]  # fmt: skip
     grouped = {k.key_id for k in keys if k.quota_group}
     groups = [QuotaGroup(group_id="g", rpm=group[0], tpm=group[1])] if grouped else []
-    km = KeyManager(
-        keys,
-        quota_groups=groups,
-        settings=Settings(window_seconds=1.0, max_wait=0, strategy=strategy, redact_logs=False),
-        secret_store=EnvSecretStore({f"API_KEY_K{i}": "s" * 12 for i in range(len(keys))}),
-    )
+    km = replay_manager(keys, strategy, groups)
     tier = {k.key_id: k.tier for k in keys}
     model = Model(
         {k.key_id: k.rpm for k in keys} | {GROUP: group[0]},

@@ -19,26 +19,31 @@ def _body(rng: random.Random, n: int, alphabet: str = _ALNUM) -> str:
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
+_HEX = "0123456789abcdef"
+#: Secrets of the detectors the corpus does not make: (before, length, alphabet, after).
+_EXTRA: tuple[tuple[str, int, str, str], ...] = (
+    ("xoxb-", 40, _ALNUM, ""),
+    ("xapp-", 40, _ALNUM, ""),
+    ("https://hooks.slack.com/services/T0123ABCD/B0123ABCD/", 24, _ALNUM, ""),
+    ("sk_live_", 30, _ALNUM, ""),
+    ("rk_test_", 30, _ALNUM, ""),
+    ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.", 30, _ALNUM, ""),
+    ("ghp_", 36, _ALNUM, ""),
+    ("github_pat_", 82, _ALNUM + "_", ""),
+    ("pplx-", 48, _ALNUM, ""),
+    ("xai-", 80, _ALNUM, ""),
+    ("fw_", 30, _ALNUM, ""),
+    ("hf_", 34, _ALNUM, ""),
+    ("api_org_", 34, _ALNUM, ""),
+    ("ABSK", 80, _ALNUM + "+/", ""),
+    ("sk-or-v1-", 64, _HEX, ""),
+    ("sk-", 32, _HEX, ""),
+    ("sk-", 20, _ALNUM, "T3BlbkFJ" + "A1b2C3d4E5f6G7h8I9j0"),
+)
+
+
 def _extra_kinds(rng: random.Random) -> list[str]:
-    """Secrets of the detectors the corpus does not make."""
-    return [
-        "xoxb-" + _body(rng, 40),
-        "xapp-" + _body(rng, 40),
-        "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/" + _body(rng, 24),
-        "sk_live_" + _body(rng, 30),
-        "rk_test_" + _body(rng, 30),
-        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0." + _body(rng, 30),
-        "ghp_" + _body(rng, 36),
-        "github_pat_" + _body(rng, 82, _ALNUM + "_"),
-        "pplx-" + _body(rng, 48),
-        "xai-" + _body(rng, 80),
-        "fw_" + _body(rng, 30),
-        "hf_" + _body(rng, 34),
-        "api_org_" + _body(rng, 34),
-        "ABSK" + _body(rng, 80, _ALNUM + "+/"),
-        "sk-or-v1-" + _body(rng, 64, "0123456789abcdef"),
-        "sk-" + _body(rng, 32, "0123456789abcdef"),
-    ]
+    return [before + _body(rng, n, abc) + after for before, n, abc, after in _EXTRA]
 
 
 _CONTEXTS = (
