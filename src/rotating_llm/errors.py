@@ -12,7 +12,8 @@ Hierarchy::
     │   └── StoreUnavailableError    the Redis store cannot be reached
     │       └── StoreTimeoutError    Redis is slow, not lost (also an AllKeysExhaustedError)
     ├── CapacityError                the pool cannot serve a request
-    │   ├── AllKeysExhaustedError    no key has room within max_wait (retry_after, reasons)
+    │   ├── AllKeysExhaustedError    no key has room within max_wait (retry_after, reasons,
+    │   │                            queue_position, expected_wait)
     │   └── RequestTooLargeError     the request exceeds every key's TPM: it can never be served
     ├── ProviderError                the provider failed a request rotation could not fix
     └── LeaseError                   a lease used after it was settled, or settled wrongly

@@ -235,7 +235,7 @@ class Leasing(Failing):
                 raise (yield Step("exhausted", model, out, exclude))
             if held and out.position is not None and not queued:
                 queued = True
-                yield Step("listen", model, ticket)
+                yield Step("listen", model, ticket, behind)
             # the head waits until capacity returns (Redis's clock), the others until
             # signalled; each looks again before its ticket expires
             wait = out.retry_after + _WAKE_SLACK if not behind else deadline - now

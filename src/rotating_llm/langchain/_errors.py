@@ -63,7 +63,14 @@ class RotatingRateLimitError(AllKeysExhaustedError, ModelRateLimitError):
 
 def exhausted(exc: AllKeysExhaustedError) -> RotatingRateLimitError:
     """The LangChain-flavoured copy of the core's ``exc`` (same message and fields)."""
-    return RotatingRateLimitError(exc.model, exc.retry_after, exc.reasons, message=str(exc))
+    return RotatingRateLimitError(
+        exc.model,
+        exc.retry_after,
+        exc.reasons,
+        message=str(exc),
+        queue_position=exc.queue_position,
+        expected_wait=exc.expected_wait,
+    )
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -226,17 +226,17 @@ class QueueOps:
     def _head(self, store: Store, pool: str) -> list[Any]:  # pragma: no cover - the limiter's
         raise NotImplementedError
 
-    def listen(self, pool: str, ticket: str) -> None:
-        """Have this process woken when ``ticket`` (of ``pool``) is signalled; waits a
-        moment for a new subscriber to listen."""
+    def listen(self, pool: str, ticket: str, behind: bool = True) -> None:
+        """Have this process woken when ``ticket`` (of ``pool``) is signalled; a waiter
+        ``behind`` the head (no timer of its own) waits a moment for a new subscriber."""
         ready = self.waiters.listen(self.store.primary, pool, ticket)
-        if ready is not None and not ready.is_set():
+        if behind and ready is not None and not ready.is_set():
             ready.wait(0.5)
 
-    async def alisten(self, pool: str, ticket: str) -> None:
+    async def alisten(self, pool: str, ticket: str, behind: bool = True) -> None:
         """Async twin of :meth:`listen` (waits for a new subscriber off the loop)."""
         ready = self.waiters.listen(self.store.primary, pool, ticket)
-        if ready is not None and not ready.is_set():
+        if behind and ready is not None and not ready.is_set():
             await asyncio.to_thread(ready.wait, 0.5)
 
     def _leave_op(self, pool: str, ticket: str) -> Any:
