@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from rotating_llm._prefilter import may_hold_secret
+from rotating_llm._prefilter import MAY_HOLD_SECRET, may_hold_secret
 from rotating_llm.scanner.detectors import find_secrets
 
 if TYPE_CHECKING:
@@ -160,12 +160,16 @@ def redact(text: str) -> str:
     return _detect(text)
 
 
+_quick_search = MAY_HOLD_SECRET.search  # bound once: this runs for every log record
+
+
 def _needs_redaction(text: str) -> bool:
     """Whether :func:`redact` would change ``text`` (cheap when it holds no candidate)."""
     pattern = _pattern if _pattern is not None or not _secrets else _registered_pattern()
     if pattern is not None and pattern.search(text) is not None:
         return True
-    if not may_hold_secret(text, MAX_SCAN_CHARS):
+    head = text if len(text) <= MAX_SCAN_CHARS else text[:MAX_SCAN_CHARS]
+    if _quick_search(head) is None:
         return False
     return _detect(text) is not text
 
