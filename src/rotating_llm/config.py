@@ -49,6 +49,9 @@ ENV_VARS: dict[str, str] = {
     "learn_raise": "ROTATING_LLM_LEARN_RAISE",
     "secret_cache_ttl": "SECRET_CACHE_TTL_SECONDS",
     "conversation_ttl_seconds": "CONVERSATION_TTL_SECONDS",
+    "tenant_rpm": "ROTATING_LLM_TENANT_RPM",
+    "tenant_tpm": "ROTATING_LLM_TENANT_TPM",
+    "tenant_share": "ROTATING_LLM_TENANT_SHARE",
     "user_rpm_default": "USER_RPM_DEFAULT",
     "global_rpm_max": "GLOBAL_RPM_MAX",
     "router_enabled": "LLM_MULTI_KEY_ROUTER_ENABLED",
@@ -108,6 +111,11 @@ class Settings(BaseModel):
     learn_raise: bool = False
     secret_cache_ttl: float = Field(300.0, ge=0)
     conversation_ttl_seconds: int = Field(86400, gt=0)
+    #: Every tenant's cap per pool and window, unless the keys file's ``tenants`` names
+    #: it (or has a ``"*"`` entry): requests, tokens, a share of the pool's capacity.
+    tenant_rpm: int | None = Field(None, gt=0, le=10**12)
+    tenant_tpm: int | None = Field(None, gt=0, le=10**12)
+    tenant_share: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
     user_rpm_default: int = Field(10, gt=0)
     global_rpm_max: int = Field(1000, gt=0)
     #: Rotation is on unless LLM_MULTI_KEY_ROUTER_ENABLED is explicitly false (the off switch).

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,17 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.multiprocess]
 DOC = Path(__file__).parents[2] / "docs" / "litellm.md"
 RPM = 3  # per key; two keys: a capacity of 6 per window
 MASTER = "sk-master-for-tests"
+TENANT_RPM = 2  # every tenant's cap (ROTATING_LLM_TENANT_RPM) in the proxies
+#: A second model group, on a simulator of its own, for the tenant test.
+TENANT_MODELS = """  - model_name: tenant-pool
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: os.environ/OPENAI_API_BASE_2
+      api_key: os.environ/OPENAI_KEY_3
+      rpm: 20
+    model_info: {id: tenant-key-1}
+
+"""
 
 
 def _doc_block(lang: str, first_line: str) -> str:
@@ -58,8 +70,10 @@ def proxies(
     work = tmp_path_factory.mktemp("proxy")
     (work / "rotating_llm_proxy.py").write_text(_doc_block("python", "# rotating_llm_proxy.py"))
     config = _doc_block("yaml", "# config.yaml").replace("rpm: 500", f"rpm: {RPM}")
+    config = config.replace("\nlitellm_settings:", "\n" + TENANT_MODELS + "litellm_settings:")
     (work / "config.yaml").write_text(config)
     fp = FakeProvider(rpm=RPM).start()
+    fp2 = FakeProvider(rpm=100).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("API_KEY_", "OPENAI"))}
     env.update(
         REDIS_URL=redis_url,
@@ -70,6 +84,9 @@ def proxies(
         OPENAI_API_BASE=fp.openai_url,
         OPENAI_KEY_1="sim-proxy-key-one",
         OPENAI_KEY_2="sim-proxy-key-two",
+        OPENAI_API_BASE_2=fp2.openai_url,
+        OPENAI_KEY_3="sim-proxy-key-three",
+        ROTATING_LLM_TENANT_RPM=str(TENANT_RPM),
         PYTHONPATH=os.pathsep.join(
             p for p in (str(Path(__file__).parents[2] / "src"), env.get("PYTHONPATH", "")) if p
         ),
@@ -93,7 +110,7 @@ def proxies(
     try:
         for proc, port, log in zip(procs, ports, logs, strict=True):
             _ready(port, proc, log)
-        yield fp, [f"http://127.0.0.1:{p}" for p in ports], logs
+        yield fp, [f"http://127.0.0.1:{p}" for p in ports], logs, fp2
     finally:
         for proc in procs:
             proc.terminate()
@@ -106,12 +123,13 @@ def proxies(
         for handle in handles:
             handle.close()
         fp.stop()
+        fp2.stop()
 
 
 def test_two_proxies_serve_exact_capacity_without_provider_429s(
-    proxies: tuple[FakeProvider, list[str], list[Path]],
+    proxies: tuple[FakeProvider, list[str], list[Path], FakeProvider],
 ) -> None:
-    fp, urls, logs = proxies
+    fp, urls, logs, _ = proxies
     client = str(Path(__file__).with_name("_proxy_client.py"))
     workers = [
         subprocess.Popen(
@@ -140,3 +158,39 @@ def test_two_proxies_serve_exact_capacity_without_provider_429s(
         assert "/chat/completions HTTP/1.1" in text or "chat/completions" in text
         assert "--- Logging error ---" not in text, "the host's access log broke"
         assert "sim-proxy-key" not in text
+
+
+def test_the_proxy_caps_each_tenant_by_user_or_metadata_across_instances(
+    proxies: tuple[FakeProvider, list[str], list[Path], FakeProvider],
+) -> None:
+    import openai
+
+    _, urls, _, fp2 = proxies
+    clients = [openai.OpenAI(base_url=u, api_key=MASTER, max_retries=0) for u in urls]
+
+    def send(i: int, **kw: Any) -> int:
+        # num_retries 0: the proxy's own retries would wait out the refusal's Retry-After
+        body = {"num_retries": 0, **kw.pop("extra_body", {})}
+        try:
+            clients[i % 2].chat.completions.create(
+                model="tenant-pool",
+                messages=[{"role": "user", "content": f"t{i}"}],
+                extra_body=body,
+                **kw,
+            )
+            return 200
+        except openai.APIStatusError as exc:
+            return exc.status_code
+
+    try:
+        alice = [send(i, user="alice@example.com") for i in range(4)]
+        carol = [send(i, extra_body={"metadata": {"tenant": "carol"}}) for i in range(4)]
+        anonymous = [send(i) for i in range(4)]
+    finally:
+        for c in clients:
+            c.close()
+    assert alice == [200] * TENANT_RPM + [429] * (4 - TENANT_RPM)  # over both instances
+    assert carol == [200] * TENANT_RPM + [429] * (4 - TENANT_RPM)
+    assert anonymous == [200] * 4  # no tenant: no cap
+    assert sum(s.served for s in fp2.stats().values()) == 2 * TENANT_RPM + 4
+    assert sum(s.rate_limited for s in fp2.stats().values()) == 0

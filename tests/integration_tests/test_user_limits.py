@@ -11,7 +11,16 @@ from _user_limit_workers import hammer
 
 from rotating_llm import ConfigError, Settings, UserRateLimiter, get_rate_limiter
 
-pytestmark = pytest.mark.redis
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.filterwarnings("ignore:UserRateLimiter is deprecated:DeprecationWarning"),
+]
+
+
+@pytest.mark.filterwarnings("error")
+def test_it_is_deprecated_in_favour_of_tenant_caps(redis_url, prefix) -> None:
+    with pytest.warns(DeprecationWarning, match="tenant"):
+        UserRateLimiter(Settings(redis_url=redis_url, key_prefix=prefix)).close()
 
 
 def limiter(redis_url: str, prefix: str, **kw: object) -> UserRateLimiter:

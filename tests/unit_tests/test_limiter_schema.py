@@ -9,7 +9,15 @@ import pytest
 
 from rotating_llm.limiter import _schema as schema
 from rotating_llm.limiter._days import DayBoundaries
-from rotating_llm.limiter._limiter import _G_AFF, _G_DAY, _G_KEY, _G_NOW, _G_RES, _R_RETRY
+from rotating_llm.limiter._limiter import (
+    _G_AFF,
+    _G_DAY,
+    _G_KEY,
+    _G_NOW,
+    _G_RES,
+    _G_TEN,
+    _R_RETRY,
+)
 from rotating_llm.storage._store import FUNCTION_SCRIPTS, load_library, load_script
 
 _NAME = re.compile(r"\b(?:HEAD|ACQUIRE|SETTLE|HEALTH|REGISTER|STATUS|GRANT|REFUSAL)_[A-Z0-9_]+\b")
@@ -52,6 +60,9 @@ def test_header_positions_match_the_declaration() -> None:
         if line.startswith("local LEARN_KINDS = "):
             table = line.split("=", 1)[1].strip().strip("{}")
             assert tuple(v.strip().strip("'") for v in table.split(",")) == schema.LEARN_KINDS
+        elif line.startswith("local TENANT = "):
+            table = f"{{MARK = '{schema.TENANT_MARK}', REASON = '{schema.TENANT_REASON}'}}"
+            assert line.split("=", 1)[1].strip() == table
         elif line.startswith("local "):
             left, right = line[6:].split("=")
             for n, v in zip(left.split(","), right.split(","), strict=True):
@@ -77,11 +88,15 @@ def test_header_positions_match_the_declaration() -> None:
 
 
 def test_python_reads_replies_at_the_schema_positions() -> None:
-    fields = ("reservation_id", "day", "now_us", "affinity", "key_id")
-    assert tuple(schema.GRANT.index(f) for f in fields) == (_G_RES, _G_DAY, _G_NOW, _G_AFF, _G_KEY)
+    fields = ("reservation_id", "day", "now_us", "affinity", "tenant", "key_id")
+    positions = (_G_RES, _G_DAY, _G_NOW, _G_AFF, _G_TEN, _G_KEY)
+    assert tuple(schema.GRANT.index(f) for f in fields) == positions
     assert schema.REFUSAL.index("retry_after_us") == _R_RETRY
     # the grant is built in the GRANT order
-    built = "local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. aff .. ' ' .. kid"
+    built = (
+        "local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. aff .. ' ' .. "
+        "(tn and ARGV[ACQUIRE_TENANT] or '-') .. ' ' .. kid"
+    )
     assert built in _lua("acquire")
     assert _lua("acquire").rstrip().splitlines()[-1] == "return grant"
     assert fields == schema.GRANT

@@ -8,6 +8,7 @@ and its key tables.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -33,6 +34,7 @@ from rotating_llm.keys._status import exhausted_reasons, with_learned
 from rotating_llm.keys.lease import Lease
 from rotating_llm.limiter import RedisLimiter, Refusal, Reservation
 from rotating_llm.limiter._queue import new_ticket
+from rotating_llm.limiter._schema import TENANT_REASON
 from rotating_llm.storage import call_deadline
 
 if TYPE_CHECKING:
@@ -131,6 +133,12 @@ class Leasing(Failing):
     def _exhausted(
         self, model: str, refusal: Refusal, exclude: Sequence[str]
     ) -> AllKeysExhaustedError:
+        capped = refusal.reasons.get(TENANT_REASON)
+        if capped is not None:  # the tenant's own cap refused: no key was looked at
+            with contextlib.suppress(StoreError):
+                self.limiter.count_refusal(model)
+            emit("lease.refused", model=model, reason="tenant", retry_after=refusal.retry_after)
+            return AllKeysExhaustedError(model, refusal.retry_after, {TENANT_REASON: capped})
         keys = [k for k in self._keys.values() if k.active and k.model_name == model]
         names = [k.key_id for k in keys]
         names += sorted({f"@{k.quota_group}" for k in keys if k.quota_group in self._groups})

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from rotating_llm.errors import KeyFileError
 from rotating_llm.keys._groups import group_problem, group_table
-from rotating_llm.keys.models import APIKey, QuotaGroup
+from rotating_llm.keys.models import APIKey, QuotaGroup, TenantCap
 
 __all__ = [
     "KeysDocument",
@@ -29,10 +29,11 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class KeysDocument(NamedTuple):
-    """A keys file's content: its keys and its quota groups."""
+    """A keys file's content: its keys, its quota groups and its tenants' caps."""
 
     keys: list[APIKey]
     quota_groups: list[QuotaGroup]
+    tenants: tuple[TenantCap, ...] = ()
 
 
 def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
@@ -45,20 +46,22 @@ def parse_keys(data: Any, path: str = "<keys>") -> list[APIKey]:
 
 
 def parse_keys_document(data: Any, path: str = "<keys>") -> KeysDocument:
-    """Validate a decoded keys document ``{"keys": [...], "quota_groups": [...]}``.
+    """Validate a decoded keys document ``{"keys": [...], "quota_groups": [...],
+    "tenants": [...]}``.
 
     Raises:
-        KeyFileError: naming the file, the entry (of ``keys`` or ``quota_groups``) and the
-            field at fault.
+        KeyFileError: naming the file, the entry (of ``keys``, ``quota_groups`` or
+            ``tenants``) and the field at fault.
     """
     if not isinstance(data, dict):
         raise KeyFileError(
             f"top level must be an object with a 'keys' list, not {type(data).__name__}", path=path
         )
-    unknown = sorted(set(data) - {"keys", "quota_groups"})
+    unknown = sorted(set(data) - {"keys", "quota_groups", "tenants"})
     if unknown:
         raise KeyFileError(
-            f"unknown top-level field(s) {unknown}; only 'keys' and 'quota_groups' are allowed",
+            f"unknown top-level field(s) {unknown}; only 'keys', 'quota_groups' and "
+            "'tenants' are allowed",
             path=path,
         )
     if "keys" not in data:
@@ -73,6 +76,7 @@ def parse_keys_document(data: Any, path: str = "<keys>") -> KeysDocument:
             "the 'keys' list is empty; a pool needs at least one key", path=path, field="keys"
         )
     groups = _parse_groups(data.get("quota_groups", []), path)
+    tenants = _parse_tenants(data.get("tenants", []), path)
     keys: list[APIKey] = []
     first_seen: dict[str, int] = {}
     for i, entry in enumerate(entries):
@@ -92,7 +96,7 @@ def parse_keys_document(data: Any, path: str = "<keys>") -> KeysDocument:
     if problem is not None:
         i, msg = problem
         raise KeyFileError(msg, path=path, entry=i, key_id=keys[i].key_id, field="quota_group")
-    return KeysDocument(keys, groups)
+    return KeysDocument(keys, groups, tenants)
 
 
 def _parse_groups(entries: Any, path: str) -> list[QuotaGroup]:
@@ -119,6 +123,30 @@ def _parse_groups(entries: Any, path: str) -> list[QuotaGroup]:
         first_seen[group.group_id] = j
         groups.append(group)
     return groups
+
+
+def _parse_tenants(entries: Any, path: str) -> tuple[TenantCap, ...]:
+    """The ``tenants`` list of caps, validated (each entry, and no ``tenant`` twice)."""
+    if not isinstance(entries, list):
+        raise KeyFileError(
+            f"'tenants' must be a list, not {type(entries).__name__}", path=path, field="tenants"
+        )
+    caps: list[TenantCap] = []
+    first_seen: dict[str, int] = {}
+    for j, entry in enumerate(entries):
+        cap = _parse_entry(TenantCap, entry, path, j, "tenant", "tenants")
+        if cap.tenant in first_seen:
+            raise KeyFileError(
+                f"duplicate tenant (first at tenants[{first_seen[cap.tenant]}])",
+                path=path,
+                entry=j,
+                key_id=cap.tenant,
+                field="tenant",
+                section="tenants",
+            )
+        first_seen[cap.tenant] = j
+        caps.append(cap)
+    return tuple(caps)
 
 
 def _parse_entry(
@@ -213,15 +241,18 @@ def save_keys_file(
     path: str | os.PathLike[str],
     keys: Sequence[APIKey],
     quota_groups: Sequence[QuotaGroup] = (),
+    tenants: Sequence[TenantCap] = (),
 ) -> None:
-    """Write ``keys`` (and ``quota_groups``) to ``path`` atomically (a temporary file
-    renamed over it)."""
+    """Write ``keys`` (and ``quota_groups``, ``tenants``) to ``path`` atomically (a
+    temporary file renamed over it)."""
     p = Path(path)
     doc: dict[str, list[dict[str, Any]]] = {
         "keys": [k.model_dump(mode="json", exclude_defaults=True, exclude_none=True) for k in keys]
     }
     if quota_groups:
         doc["quota_groups"] = [g.model_dump(mode="json", exclude_none=True) for g in quota_groups]
+    if tenants:
+        doc["tenants"] = [t.model_dump(mode="json", exclude_none=True) for t in tenants]
     for entry, key in zip(doc["keys"], keys, strict=True):
         entry.setdefault("key_id", key.key_id)
         entry["active"] = key.active

@@ -26,7 +26,7 @@ from rotating_llm.keys._groups import group_problem, group_table
 from rotating_llm.keys._leasing import Leasing
 from rotating_llm.keys._status import group_status, key_status, learned_group
 from rotating_llm.keys.loader import load_keys_document, save_keys_file
-from rotating_llm.keys.models import APIKey, QuotaGroup
+from rotating_llm.keys.models import APIKey, QuotaGroup, TenantCap
 
 if TYPE_CHECKING:
     from rotating_llm.keys._heartbeat import Heartbeat
@@ -51,6 +51,8 @@ class KeyManager(Leasing):
         keys: The keys; default: read ``key_store_path``.
         quota_groups: Limits that several keys share (keys name them in
             ``quota_group``); default: those of ``key_store_path`` when it is read.
+        tenant_caps: Per-tenant caps (``tenant`` ``"*"``: every other tenant); default:
+            the ``tenants`` of ``key_store_path`` when it is read, else the settings'.
         key_store_path: A keys file in the original design's format.
         settings: Default: :meth:`Settings.from_env`.
         secret_store: Default: the store ``settings.secret_store_type`` names.
@@ -64,6 +66,7 @@ class KeyManager(Leasing):
         keys: Iterable[APIKey] | None = None,
         *,
         quota_groups: Iterable[QuotaGroup] | None = None,
+        tenant_caps: Iterable[TenantCap] | None = None,
         key_store_path: str | Path | None = None,
         settings: Settings | None = None,
         secret_store: SecretStore | None = None,
@@ -80,6 +83,8 @@ class KeyManager(Leasing):
             keys = doc.keys
             if quota_groups is None:
                 quota_groups = doc.quota_groups
+            if tenant_caps is None:
+                tenant_caps = doc.tenants
         self._keys: dict[str, APIKey] = _key_table(keys or [])
         self._keys_version = 0
         self._groups: dict[str, QuotaGroup] = _checked_groups(self._keys, quota_groups or ())
@@ -93,6 +98,7 @@ class KeyManager(Leasing):
         )
         self.limiter = RedisLimiter(self.store, self.settings)
         self.limiter.set_keys(self._keys.values(), self._groups.values())
+        self.limiter.tenants.set_caps(tenant_caps or ())
         self._excluded: dict[str, float] = {}
         self._rr = itertools.count()
         self._lock = threading.Lock()
@@ -145,7 +151,8 @@ class KeyManager(Leasing):
         if persist:
             if self.key_store_path is None:
                 raise ConfigError("persist=True needs a key_store_path")
-            save_keys_file(self.key_store_path, list(keys.values()), list(table.values()))
+            caps = self.limiter.tenants.caps()
+            save_keys_file(self.key_store_path, list(keys.values()), list(table.values()), caps)
         with self._lock:
             self._keys = keys
             self._keys_version += 1
@@ -194,6 +201,7 @@ class KeyManager(Leasing):
         except StoreError as exc:
             logger.warning("learned limits not forgotten: %s", exc)
         self._apply({k.key_id: k for k in doc.keys}, False, doc.quota_groups)
+        self.limiter.tenants.set_caps(doc.tenants)
         self.secret_store.invalidate()
 
     # -- status and health ------------------------------------------------------------
@@ -202,6 +210,14 @@ class KeyManager(Leasing):
         """Usage, limits and health of ``key_id`` (the original design's fields and more;
         ``group``: its quota group's status)."""
         return self._statuses([self.get_key(key_id)])[0]
+
+    def get_tenant_status(self, tenant: str, model: str | None = None) -> list[dict[str, Any]]:
+        """A tenant's cap and usage in the current window, per pool (of ``model`` if
+        given): ``model``, ``rpm_cap``/``tpm_cap`` (``None``: none), ``rpm_count``,
+        ``tpm_used`` (counted only while the tenant has a cap in that pool)."""
+        from rotating_llm.limiter._tenants import tenant_status
+
+        return tenant_status(self.limiter, tenant, self.models() if model is None else [model])
 
     def get_all_key_statuses(self, model: str | None = None) -> list[dict[str, Any]]:
         """Status of every key (of ``model`` if given), one store call per pool; a key of

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rotating_llm._bounds import MAX_LIMIT, MAX_TIER, MAX_WEIGHT
 
-__all__ = ["APIKey", "QuotaGroup"]
+__all__ = ["APIKey", "QuotaGroup", "TenantCap"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 _GROUP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -131,4 +131,41 @@ class QuotaGroup(BaseModel):
     def _some_limit(self) -> QuotaGroup:
         if self.rpm is None and self.tpm is None and self.rpd is None and self.tpd is None:
             raise ValueError("a quota group needs at least one of rpm, tpm, rpd, tpd")
+        return self
+
+
+class TenantCap(BaseModel):
+    """A tenant's cap in every pool: its requests may take no more than this of a pool.
+
+    ``rpm``/``tpm`` are absolute per sliding window; ``share`` is a fraction of the pool's
+    capacity (the sum of its active keys' ``rpm`` and ``tpm`` in the keys file; a pool
+    with a key without a limit has no such capacity, so a share caps nothing there). Given
+    both, the lower cap of each holds.
+
+    Attributes:
+        tenant: The tenant's name as the faces pass it (``"*"``: every tenant without an
+            entry of its own).
+        rpm: Requests per sliding window, or ``None``.
+        tpm: Tokens per sliding window, or ``None``.
+        share: A fraction of the pool's RPM and TPM, more than 0 and at most 1, or ``None``.
+    """
+
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
+
+    tenant: str = Field(min_length=1, max_length=256)
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    share: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+
+    @field_validator("share", mode="before")
+    @classmethod
+    def _share_is_a_number(cls, value: object) -> object:
+        if isinstance(value, (bool, str)):
+            raise ValueError("must be a number more than 0 and at most 1")
+        return value
+
+    @model_validator(mode="after")
+    def _some_cap(self) -> TenantCap:
+        if self.rpm is None and self.tpm is None and self.share is None:
+            raise ValueError("a tenant cap needs at least one of rpm, tpm, share")
         return self

@@ -27,6 +27,7 @@ from rotating_llm.limiter._queue import QueueOps, Waiters, check_ticket, tenant_
 from rotating_llm.limiter._request_id import check_request_id, new_request_id
 from rotating_llm.limiter._restore import Restore
 from rotating_llm.limiter._settler import Settler
+from rotating_llm.limiter._tenants import TenantCaps
 from rotating_llm.storage import FailoverStore, Store, call_deadline, translate_errors
 from rotating_llm.storage._direct import LostError
 from rotating_llm.storage._timing import deadline_of
@@ -45,8 +46,9 @@ _CANDIDATES = 2
 _RELEASE_BUDGET_S = 30.0
 # positions in the schema's grant and refusal replies (parsed on every decision)
 _GRANT_SPLIT = len(schema.GRANT) - 1  # the key id is last and may hold no space
-_G_RES, _G_DAY, _G_NOW, _G_AFF, _G_KEY = (
-    schema.GRANT.index(f) for f in ("reservation_id", "day", "now_us", "affinity", "key_id")
+_G_RES, _G_DAY, _G_NOW, _G_AFF, _G_TEN, _G_KEY = (
+    schema.GRANT.index(f)
+    for f in ("reservation_id", "day", "now_us", "affinity", "tenant", "key_id")
 )
 _HELD = {"-": None, "1": True, "0": False}
 _R_CODE, _R_RETRY, _R_POS, _R_WAIT = (
@@ -71,6 +73,8 @@ class Reservation(NamedTuple):
     #: Whether the key that last served the acquire's affinity was chosen (``None``: no
     #: affinity was asked).
     affinity_held: bool | None = None
+    #: The digest of the capped tenant it counts for (``""``: none).
+    tenant: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,8 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         self._pools: dict[str, list[APIKey]] = {}
         self._affinity_ttl_ms = max(1, int(settings.affinity_ttl_seconds * 1000))
         self.waiters = Waiters()
+        #: Per-tenant caps (the keys file's ``tenants`` and the settings).
+        self.tenants = TenantCaps(settings)
         self._registered: dict[int, tuple[int, set[str]]] = {}
         self._lock = threading.Lock()
         self._settler = Settler()
@@ -188,6 +194,11 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
             self._groups = table
             self._pools = {p: by_pool.get(p, []) for p in set(by_pool) | gone}
             self._registered.clear()
+        self.tenants.keys_changed()
+
+    def keys_of(self, pool: str) -> list[APIKey]:
+        """The active keys of ``pool`` (none: an unknown pool)."""
+        return list(self._pools.get(pool, ()))
 
     def pool_of(self, key_id: str) -> str:
         """The pool (model name) of ``key_id``."""
@@ -259,6 +270,7 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         request_id: str,
         affinity: str = "",
         queue: tuple[int, str, str, int] = (0, "-", "", 0),
+        tenant_cap: str = "",
     ) -> list[Any]:
         rnd = 0.0
         if strategy == "weighted":
@@ -269,7 +281,8 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         return [
             *(*head, est, strategy, rnd, _CANDIDATES, ",".join(exclude), request_id),
             *(affinity, self._affinity_ttl_ms),
-            *queue,
+            tenant_cap,
+            *queue,  # (ticket_ms last: see _untaken)
         ]
 
     def _parse(self, store: Store, pool: str, est: int, raw: Any) -> Reservation | Refusal | None:
@@ -284,6 +297,7 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
                 store,
                 int(f[_G_NOW]),
                 _HELD[f[_G_AFF]],
+                "" if f[_G_TEN] == "-" else f[_G_TEN],
             )
             key = self._keys.get(res.key_id)
             group = key.quota_group if key is not None and key.quota_group else None
@@ -329,17 +343,20 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         outrank, is granted. ``ticket`` (from ``new_ticket``; '' none) is the caller's
         place in the queue, taken or renewed for ``ticket_seconds`` (0: it will not
         wait) by a refusal.
+        A ``tenant`` with a cap (:attr:`tenants`) is refused while its own window is
+        full (taking no ticket), and counted in it when granted.
         """
         strat = strategy or self.settings.strategy
         rid = new_request_id() if request_id is None else check_request_id(request_id)
         aff = affinity_digest(affinity)
         queue = (priority, tenant_digest(tenant), ticket, _ticket_ms(ticket, ticket_seconds))
+        cap = self.tenants.args(pool, tenant, self._pools.get(pool, ()))
 
         def op(store: Store) -> Reservation | Refusal:
             for _ in range(2):
                 self._ensure(store, pool)
                 args = self._acquire_args(
-                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue
+                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue, cap
                 )
                 try:
                     raw = store.call("acquire", store.pool_keys(pool), args)
@@ -385,6 +402,7 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         rid = new_request_id() if request_id is None else check_request_id(request_id)
         aff = affinity_digest(affinity)
         queue = (priority, tenant_digest(tenant), ticket, _ticket_ms(ticket, ticket_seconds))
+        cap = self.tenants.args(pool, tenant, self._pools.get(pool, ()))
 
         sent: list[tuple[Store, list[Any]]] = []
 
@@ -392,7 +410,7 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
             for _ in range(2):
                 await self._aensure(store, pool)
                 args = self._acquire_args(
-                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue
+                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue, cap
                 )
                 sent.append((store, _untaken(args)))
                 try:
@@ -481,6 +499,7 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
             res.day,
             *self._settle_tail(res.key_id),
             schema.RATES[outcome] if outcome else "",
+            res.tenant,
         ]
 
     def complete_later(self, res: Reservation, tokens: int) -> bool:

@@ -46,11 +46,19 @@ Keys of one pool share its hash tag and carry the layout version::
 
 The queue's keys exist only while someone waits (the last ticket out deletes them), so
 an acquire on a pool nobody waits for costs one ``EXISTS``.
+    <prefix>v3:{<pool>}:rpm:~t:<digest>  zset  a capped tenant's reservations (below)
 
 A quota group is counted like a key named ``@<group>`` (:data:`GROUP_MARK`): its summary
 ``@<group>`` and token count ``@<group>:s`` in ``use`` (and ``@<group>:b`` while members
 wait because of it), its reservations in ``rpm:@<group>`` as
 ``"<reservation id>@<key id>:<tokens>"``.
+
+A capped tenant is counted the same way under ``~t:<digest>`` (:data:`TENANT_MARK`, the
+acquire's ``tenant`` digest: names never reach Redis): its summary and token count in
+``use``, its reservations in ``rpm:~t:<digest>`` as ``"<reservation id>@<key id>:<tokens>"``,
+reserved by the acquire that grants (``tenant_cap``: its cap "rpm tpm 0 0 1 -", sent
+with each acquire; '' none) and corrected or released by ``settle`` (``tenant``) with
+the key's.
 """
 
 from __future__ import annotations
@@ -77,6 +85,8 @@ __all__ = [
     "RATE_TTL_S",
     "REFUSAL",
     "STATUS",
+    "TENANT_MARK",
+    "TENANT_REASON",
     "TICKET",
     "TIERS_FIELD",
     "lua_header",
@@ -102,6 +112,7 @@ ARGS: dict[str, tuple[str, ...]] = {
         *HEAD,
         *("est", "strategy", "random", "candidates", "exclude", "request_id"),
         *("affinity", "affinity_ttl_ms"),
+        "tenant_cap",
         *("priority", "tenant", "ticket", "ticket_ms"),
     ),
     "queue": (*HEAD, "action", "ticket"),
@@ -109,6 +120,7 @@ ARGS: dict[str, tuple[str, ...]] = {
         *HEAD,
         *("key_id", "reservation_id", "reserved", "action", "value", "day", "daily", "group"),
         "outcome",
+        "tenant",
     ),
     "count": (*HEAD, "code", "key_id"),
     "health": (*HEAD, "key_id", "action", "seconds", "reason", "backoff_base_s", "backoff_max_s"),
@@ -118,9 +130,11 @@ ARGS: dict[str, tuple[str, ...]] = {
 }
 
 #: A grant: one string, these fields separated by single spaces (key id last).
-#: ``affinity``: ``-`` none was asked, ``1`` the affinity's key was chosen, ``0`` not.
-GRANT = ("reservation_id", "day", "now_us", "affinity", "key_id")
-#: A refusal: an array of these, then key id / reason pairs. ``code`` 0 is a refusal,
+#: ``affinity``: ``-`` none was asked, ``1`` the affinity's key was chosen, ``0`` not;
+#: ``tenant``: the tenant digest it was counted for under its cap, ``-`` none.
+GRANT = ("reservation_id", "day", "now_us", "affinity", "tenant", "key_id")
+#: A refusal: an array of these, then key id / reason pairs (:data:`TENANT_REASON` /
+#: ``"tenant <rpm|tpm>"`` alone when the tenant's cap refused). ``code`` 0 is a refusal,
 #: -1 says the pool's config is missing (register and call again). ``position``: the
 #: waiters ahead of the caller in the pool's queue (-1: it has no ticket and none
 #: outranks it); ``wait_us`` the expected wait there (-1: unknown). A caller queued
@@ -164,6 +178,11 @@ LEARNED_GROUP = "@~project"
 DAY_SEED = "~day"
 #: The start of a quota group's name where keys are named (a key id never starts so).
 GROUP_MARK = "@"
+#: The start of a capped tenant's name in ``use`` and ``rpm:`` (a key id never starts
+#: with "~"), followed by the digest of the tenant.
+TENANT_MARK = "~t:"
+#: The "key id" of a refusal's reason when a tenant's cap refused (never a key's id).
+TENANT_REASON = "~tenant"
 #: The field of a pool's config that lists its tiers (a key id never starts with "~"):
 #: written by ``register``, read by every ``acquire`` of any process.
 TIERS_FIELD = "~tiers"
@@ -205,6 +224,8 @@ def lua_header() -> str:
     out.append(f"local MAX_PRIORITY, QUEUE_ROUND = {MAX_PRIORITY}, {QUEUE_ROUND}\n")
     out.append(f"local GROUP_MARK, TIERS_FIELD = '{GROUP_MARK}', '{TIERS_FIELD}'\n")
     out.append(f"local DAY_SEED = '{DAY_SEED}'\n")
+    # (one table: a chunk may hold 200 locals; the prelude adds TENANT.fit, TENANT.take)
+    out.append(f"local TENANT = {{MARK = '{TENANT_MARK}', REASON = '{TENANT_REASON}'}}\n")
     out.append(f"local RATE_BUCKET_US, RATE_TTL_S = {RATE_BUCKET_S * 1_000_000}, {RATE_TTL_S}\n")
     kinds = ", ".join(repr(k) for k in LEARN_KINDS)
     out.append(f"local LEARN_KINDS = {{{kinds}}}\n")

@@ -1,10 +1,17 @@
-"""Per-user and global request limits (``rl:user:<id>``, ``rl:global``) on exact windows."""
+"""Per-user and global request limits (``rl:user:<id>``, ``rl:global``) on exact windows.
+
+Deprecated: a per-tenant cap (``acquire(..., tenant=)`` with the keys file's ``tenants``
+or ``ROTATING_LLM_TENANT_RPM``/``_TPM``/``_SHARE``) limits a user in the same atomic call
+that picks the key, and the pool's own capacity is the global limit. This limiter stays
+for the original design's callers and warns once when made.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +51,19 @@ class UserRateLimiter:
     """Sliding-window limits per user (``USER_RPM_DEFAULT``) and overall (``GLOBAL_RPM_MAX``).
 
     One script call checks both windows and counts the request in both, or in neither.
+
+    Deprecated in favour of per-tenant caps (see the module's docstring): it warns with a
+    ``DeprecationWarning`` when made.
     """
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+        warnings.warn(
+            "UserRateLimiter is deprecated: pass the user as acquire(..., tenant=) (the "
+            "RequestRouter's user_id, the LiteLLM request's user) and cap tenants with the "
+            "keys file's 'tenants' or ROTATING_LLM_TENANT_RPM / _TPM / _SHARE",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         self.settings = settings or Settings.from_env()
         self.store = FailoverStore(
             store or open_store(self.settings),

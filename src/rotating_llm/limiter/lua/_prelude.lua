@@ -439,6 +439,42 @@ local function group_freed(g)
   end
 end
 
+-- A capped tenant (acquire.lua, settle.lua) is counted like a key named
+-- TENANT.MARK .. <digest> (a key id never starts with '~'): its summary and token count
+-- in use, its reservations in rpm:~t:<digest> as "<reservation id>@<key id>:<tokens>".
+-- Its cap comes with each acquire as a limits string "rpm tpm 0 0 1 -" (0: none).
+
+-- Whether a request of `est` tokens fits tenant `tid` under the limits string `lim_s`;
+-- its usage (a table of its own), and when not, the instant it would fit and why. A
+-- trim (the window moved on) is written back at once.
+function TENANT.fit(tid, lim_s, est)
+  local r = redis.call('HMGET', K_USE, tid, skey(tid))
+  local u = current(tid, r[1], r[2])
+  local lim = parse_limits(lim_s)
+  local dirty = not r[1]
+  local ok = fits(lim, est, u)
+  if u.cnt > 0 and u.old <= (ok and STALE or CUTOFF) then
+    trim(u, tid)
+    dirty = true
+    if not ok then ok = fits(lim, est, u) end
+  end
+  if dirty then redis.call('HSET', K_USE, unpack(use_args(tid, u))) end
+  if ok then return u, true end
+  local at, why = fit_time(tid, lim, est, u)
+  return u, false, at, why
+end
+
+-- Count a granted request of `est` tokens (reservation member `member`) for tenant
+-- `tid` of usage u (from TENANT.fit).
+function TENANT.take(tid, u, est, member)
+  local renew = u.cnt == 0 or u.day ~= DAY_S
+  add_use(u, est)
+  redis.call('HSET', K_USE, unpack(use_args(tid, u)))
+  local zk = k_rpm(tid)
+  redis.call('ZADD', zk, NOW_S, member)
+  if renew then redis.call('EXPIRE', zk, KEY_TTL_S) end
+end
+
 -- Count one event of this minute (by Redis's clock) under field code[:kid] of the pool's
 -- rates:<minute> hash; the first count of a field (re)sets the bucket's expiry.
 local function count_rate(code, kid)

@@ -28,8 +28,9 @@
 -- (position times the pace at which queued tickets were served). A ticket holder
 -- granted leaves the queue and the next head is signalled (PUBLISH on channel q).
 -- Returns the GRANT fields as one string (the cheapest reply to send and to parse;
--- affinity '-' none asked, '1' held, '0' not), or the REFUSAL array followed by key id /
--- reason pairs; code -1 when the pool's config is missing (store flushed): register and
+-- affinity '-' none asked, '1' held, '0' not; tenant the capped tenant's digest or '-'),
+-- or the REFUSAL array followed by key id / reason pairs (TENANT.REASON alone when the
+-- tenant's cap refused); code -1 when the pool's config is missing (store flushed): register and
 -- call again.
 local req_key = BASE .. 'req:' .. ARGV[ACQUIRE_REQUEST_ID]
 local granted = redis.call('GET', req_key)
@@ -93,6 +94,25 @@ if qs.blocked then  -- behind the head: its turn is signalled
 end
 local est_s = ARGV[ACQUIRE_EST]
 local est = tonumber(est_s)
+-- A capped tenant (ARGV[ACQUIRE_TENANT_CAP] its cap "rpm tpm 0 0 1 -", '' none; counted
+-- under ARGV[ACQUIRE_TENANT], its digest): refused here, before any key is looked at,
+-- while its own window is full. Such a refusal takes no ticket and gives up the one the
+-- caller held (the next head is signalled): a tenant at its cap never holds the queue.
+local tn = nil  -- the capped tenant: {id, usage}
+if ARGV[ACQUIRE_TENANT_CAP] ~= '' then
+  tn = {TENANT.MARK .. ARGV[ACQUIRE_TENANT]}
+  local u, ok, at, why = TENANT.fit(tn[1], ARGV[ACQUIRE_TENANT_CAP], est)
+  tn[2] = u
+  if not ok then
+    if qs.m then
+      local first = redis.call('ZRANK', Q, qs.m) == 0
+      QU.remove(qs.tk, qs.m, qs.c, qs.sc)
+      local _m, _s, nt = QU.head()
+      if first and nt then redis.call('PUBLISH', Q, nt) end
+    end
+    return {0, at == INF and -1 or at - NOW, NOW, -1, -1, TENANT.REASON, 'tenant ' .. why}
+  end
+end
 local strategy = ARGV[ACQUIRE_STRATEGY]
 local want_s = ARGV[ACQUIRE_CANDIDATES]
 if strategy == 'round_robin' then want_s = '1' end
@@ -359,6 +379,7 @@ end
 if at == INF then at = NOW + 86400000000 end
 redis.call('ZADD', k_avail(F_LIM[pick]), score_s(at), kid)
 if gat > NOW then group_full(g, gat) end  -- the group is full: so are its other keys
+if tn then TENANT.take(tn[1], tn[2], est, rs .. '@' .. kid .. ':' .. est_s) end
 local aff = '-'
 if aff_key then
   if held then
@@ -370,6 +391,6 @@ if aff_key then
   end
 end
 if qs.m then QU.served(qs.tk, qs.m, qs.c, qs.sc) end  -- the next ticket's turn
-local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. aff .. ' ' .. kid
+local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. aff .. ' ' .. (tn and ARGV[ACQUIRE_TENANT] or '-') .. ' ' .. kid
 redis.call('SET', req_key, grant, 'PX', REQ_TTL_MS)
 return grant

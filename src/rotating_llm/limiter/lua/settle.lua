@@ -26,6 +26,10 @@ if g == '' then  -- a key of no group in the file may be in the learned group (l
   g = lim and lim.group == LEARNED_GROUP and LEARNED_GROUP or nil
 end
 local gm = g and (resid .. '@' .. kid)  -- the reservation's member id in the group's
+-- ARGV[SETTLE_TENANT]: the capped tenant's digest the grant was counted for ('' none);
+-- its member is settled with the key's, like a group's
+local tn = ARGV[SETTLE_TENANT] ~= '' and (TENANT.MARK .. ARGV[SETTLE_TENANT]) or nil
+local tm = resid .. '@' .. kid
 
 -- Correct the reservation `m` of `id` (a key or a group) by `delta`: true if it was held.
 local function correct(id, m, actual, delta, fix_day)
@@ -85,10 +89,12 @@ if action == 'complete' then
     -- tokens are corrected still (a slow call's real usage counts against its day)
     freed = take_out(kid, resid, 0, kday and d or 0)
     if g then gfreed = take_out(g, gm, 0, gday and d or 0) end
+    if tn then take_out(tn, tm, 0, 0) end
     if outcome ~= '' then count_rate(outcome, kid) end
   elseif at == 1 and d == 0 then
     redis.call('ZADD', k_rpm(kid), 'XX', 'GT', NOW_S, resid .. ':' .. reserved)
     if g then redis.call('ZADD', k_rpm(g), 'XX', 'GT', NOW_S, gm .. ':' .. reserved) end
+    if tn then redis.call('ZADD', k_rpm(tn), 'XX', 'GT', NOW_S, tm .. ':' .. reserved) end
     if outcome ~= '' then count_rate(outcome, kid) end
     return 0
   elseif at == 1 then
@@ -97,11 +103,13 @@ if action == 'complete' then
       if outcome ~= '' then count_rate(outcome, kid) end
     end
     if g and correct(g, gm, actual, d, gday) then gfreed = d < 0 end
+    if tn then correct(tn, tm, actual, d, false) end
   end
 elseif action == 'release' then
   local n = tonumber(reserved)
   if take_out(kid, resid, -1, -n) then delta, freed = -n, true end
   if g and take_out(g, gm, -1, -n) then gfreed = true end
+  if tn then take_out(tn, tm, -1, -n) end
 else
   return redis.error_reply('unknown settle action ' .. tostring(action))
 end
