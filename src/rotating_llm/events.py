@@ -5,7 +5,7 @@ Events (``name``: fields):
 - ``lease.acquired``: model, key_id, estimated_tokens, waited (seconds), tier, quota_group
   for a key of a quota group, and affinity_held (True/False) when an affinity was asked
 - ``lease.waiting``: model, seconds (until capacity returns), position (waiters ahead in
-  the pool's queue, None if not queued)
+  the pool's queue, None if not queued); once per acquire that waits
 - ``lease.refused``: model, reason (``exhausted`` or ``too_large``), retry_after
 - ``lease.settled``: model, key_id, outcome (``complete``, ``release``, ``fail:<kind>``),
   tokens, quota_group (for a key of a quota group)

@@ -10,11 +10,14 @@ from rotating_llm import AllKeysExhaustedError, APIKey, KeyManager, Settings
 from rotating_llm.secrets import EnvSecretStore
 
 
-def build(redis_url: str, prefix: str, keys: list[dict[str, Any]], window: float) -> KeyManager:
+def build(
+    redis_url: str, prefix: str, keys: list[dict[str, Any]], window: float, cluster: bool = False
+) -> KeyManager:
     api_keys = [APIKey.model_validate(k) for k in keys]
     secrets = {f"API_KEY_{k.key_id.upper()}": f"s-{k.key_id}" for k in api_keys}
     settings = Settings(
         redis_url=redis_url,
+        redis_cluster=cluster,
         key_prefix=prefix,
         window_seconds=window,
         max_wait=0,
@@ -30,11 +33,12 @@ def wait_all(
     window: float,
     specs: list[tuple[int, str | None]],
     max_wait: float,
+    cluster: bool = False,
 ) -> list[tuple[int, str | None, int]]:
     """One thread per (priority, tenant) in ``specs``, started in order, each acquiring
     once with waiting and releasing (its slot goes to the next waiter): (priority,
     tenant, granted_at_us) of each grant."""
-    km = build(redis_url, prefix, keys, window)
+    km = build(redis_url, prefix, keys, window, cluster)
     model = keys[0]["model_name"]
     km.limiter.register_all()
     out: list[tuple[int, str | None, int]] = []

@@ -15,6 +15,7 @@ import pytest
 import redis
 from _queue_workers import build, keep_acquiring, wait_all, wait_once
 from _windows import by_key, max_in_any_window
+from redis.cluster import RedisCluster
 
 from conftest import make_keys
 from rotating_llm import AllKeysExhaustedError
@@ -24,9 +25,11 @@ pytestmark = [pytest.mark.redis]
 _CTX = multiprocessing.get_context("spawn")
 
 
-def _queued(redis_url: str, prefix: str, n: int, within: float = 60.0) -> None:
+def _queued(
+    redis_url: str, prefix: str, n: int, within: float = 60.0, cluster: bool = False
+) -> None:
     """Wait until ``n`` tickets are in pool m's queue."""
-    client = redis.Redis.from_url(redis_url)
+    client: Any = (RedisCluster if cluster else redis.Redis).from_url(redis_url)
     end = time.monotonic() + within
     while client.zcard(f"{prefix}v3:{{m}}:q") < n:
         assert time.monotonic() < end, "the waiters did not queue"
@@ -34,21 +37,29 @@ def _queued(redis_url: str, prefix: str, n: int, within: float = 60.0) -> None:
     client.close()
 
 
-def _fill(redis_url: str, prefix: str, keys: list[Any], n: int) -> tuple[Any, list[Any]]:
-    km = build(redis_url, prefix, [k.model_dump() for k in keys], 30.0)
+def _fill(
+    redis_url: str, prefix: str, keys: list[Any], n: int, cluster: bool = False
+) -> tuple[Any, list[Any]]:
+    km = build(redis_url, prefix, [k.model_dump() for k in keys], 30.0, cluster)
     return km, [km.acquire("m", 1) for _ in range(n)]
 
 
 @pytest.mark.multiprocess
-def test_high_priority_waiters_queued_last_are_served_at_the_next_grants(redis_url, prefix) -> None:
+@pytest.mark.parametrize("deployment", ["redis", "cluster"])
+def test_high_priority_waiters_queued_last_are_served_at_the_next_grants(
+    request, prefix, deployment
+) -> None:
+    cluster = deployment == "cluster"
+    url = request.getfixturevalue("cluster_url" if cluster else "redis_url")
     keys = make_keys(1, rpm=2)
     dumped = [k.model_dump() for k in keys]
-    km, held = _fill(redis_url, prefix, keys, 2)
+    km, held = _fill(url, prefix, keys, 2, cluster)
+    lows, highs = [(0, None)] * 12, [(9, None)] * 3
     with _CTX.Pool(2) as pool:
-        low = pool.apply_async(wait_all, (redis_url, prefix, dumped, 30.0, [(0, None)] * 12, 60))
-        _queued(redis_url, prefix, 12)
-        high = pool.apply_async(wait_all, (redis_url, prefix, dumped, 30.0, [(9, None)] * 3, 60))
-        _queued(redis_url, prefix, 15)
+        low = pool.apply_async(wait_all, (url, prefix, dumped, 30.0, lows, 60, cluster))
+        _queued(url, prefix, 12, cluster=cluster)
+        high = pool.apply_async(wait_all, (url, prefix, dumped, 30.0, highs, 60, cluster))
+        _queued(url, prefix, 15, cluster=cluster)
         for lease in held:  # two slots back: each waiter served releases its own
             lease.release()
         grants = sorted(low.get(60) + high.get(60), key=lambda g: g[2])
@@ -206,4 +217,25 @@ async def test_async_waiters_are_woken_in_turn(manager_factory) -> None:
     await asyncio.to_thread(held[0].release)
     await asyncio.gather(*tasks)
     assert order == [2, 0, 1, 3]
+    await km.aclose()
+
+
+async def test_a_cancelled_waiter_leaves_the_queue(manager_factory) -> None:
+    km = manager_factory(make_keys(1, rpm=1), window_seconds=10.0, queue_ticket_seconds=30.0)
+    held = await km.aacquire("m", 1)
+    first = asyncio.create_task(km.aacquire("m", 1, max_wait=20))
+    await asyncio.to_thread(_wait_queued, km, 1)
+    second = asyncio.create_task(km.aacquire("m", 1, max_wait=20))
+    await asyncio.to_thread(_wait_queued, km, 2)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await km.limiter.aflush()  # (the cancelled waiter leaves in the background)
+    client = km.limiter.store.primary.sync
+    # gone at once, not when its 30 s ticket would expire
+    assert client.zcard(f"{km.settings.key_prefix}v3:{{m}}:q") == 1
+    await held.arelease()
+    lease = await second
+    assert lease.reservation is not None
+    await lease.arelease()
     await km.aclose()

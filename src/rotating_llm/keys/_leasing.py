@@ -201,20 +201,25 @@ class Leasing(Failing):
         # that refuses it); its turn is signalled, or it looks again before it expires
         ticket = new_ticket() if deadline > start else ""
         ticket_s = self.settings.queue_ticket_seconds
-        queued = False
+        queued = waited = False
         while True:
             excl = self._exclusions(exclude)
             life = min(ticket_s, deadline - time.monotonic()) if ticket else 0.0
             held = ticket if life > 0 else ""
             reserve = ("reserve", model, est, strategy, excl, None, affinity, priority, tenant)
+            leave = Step("leave", model, ticket) if queued else None
             try:
-                out = yield Step(*reserve, held, life)
+                out = yield Step(*reserve, held, life, undo=leave)
             except StoreUnavailableError:
                 if queued:
                     yield Step("leave", model, ticket)
                 if self.store.mode == "allow":
                     lease: Lease = yield Step("fail_open", model, est, excl)
                     return lease
+                raise
+            except StoreError:
+                if queued:  # (best effort: a ticket not renewed expires anyway)
+                    yield Step("leave", model, ticket)
                 raise
             if isinstance(out, Reservation):
                 if queued:  # (the grant took the ticket out of the queue)
@@ -249,7 +254,9 @@ class Leasing(Failing):
             wait = out.retry_after + _WAKE_SLACK if not behind else deadline - now
             if queued:
                 wait = min(wait, ticket_s / 3)
-            emit("lease.waiting", model=model, seconds=out.retry_after, position=out.position)
+            if not waited:  # (once per acquire: a waiter looks again many times)
+                waited = True
+                emit("lease.waiting", model=model, seconds=out.retry_after, position=out.position)
             leave = Step("leave", model, ticket) if queued else None
             yield Step("wait", ticket if queued else "", wait, undo=leave)
 

@@ -5,9 +5,10 @@ caller who may wait; the layout is in :mod:`rotating_llm.limiter._schema`). A sc
 that may have made a ticket's turn come (a grant to the head, a purge, a release, a key
 back) publishes the ticket on the pool's channel; one subscriber thread per process and
 store hands it to the local waiter holding it (a ``threading.Event``, or an
-``asyncio.Event`` set on its loop). A store without a usable pub/sub (the embedded
-store, a cluster) wakes this process's waiters of the pool in-process instead; every
-waiter also looks again before its ticket expires, so a lost signal costs at most that.
+``asyncio.Event`` set on its loop); on a Redis Cluster a script's PUBLISH reaches every
+node, so the subscriber listens on any one. The embedded store (one process) wakes the
+pool's waiters in-process instead. Every waiter also looks again before its ticket
+expires, so a lost signal costs at most that.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class Waiters:
                 slot = self._slots[ticket] = _Slot(pool)
             if self._early.pop(ticket, 0) is None:
                 slot.event.set()
-            if store.kind != "redis":
+            if store.kind == "embedded":
                 return None
             sub = self._subs.get(id(store))
             if sub is None or not sub.alive():
@@ -171,7 +172,7 @@ class Waiters:
 
 
 class _Subscriber:
-    """One thread per process and Redis server: its pool channels' signals to the waiters."""
+    """One thread per process and Redis deployment: its pools' signals to the waiters."""
 
     def __init__(self, waiters: Waiters, store: Store) -> None:
         self.waiters = waiters
@@ -270,6 +271,6 @@ class QueueOps:
         self._wake_local(pool)
 
     def _wake_local(self, pool: str, store: Store | None = None) -> None:
-        """On a store without pub/sub, wake this process's waiters of ``pool``."""
-        if self.waiters.waiting and (store or self.store.primary).kind != "redis":
+        """On the embedded store (no subscriber), wake this process's waiters of ``pool``."""
+        if self.waiters.waiting and (store or self.store.primary).kind == "embedded":
             self.waiters.wake_pool(pool)
