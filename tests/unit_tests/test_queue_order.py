@@ -107,3 +107,12 @@ def test_exhausted_error_pickles_with_its_queue_place() -> None:
     assert (back.retry_after, back.reasons, back.queue_position, back.expected_wait) == (
         1.5, {"k0": "rpm"}, 2, 3.0,
     )  # fmt: skip
+
+
+def test_ticket_setting() -> None:
+    assert Settings().queue_ticket_seconds == 3.0
+    s = Settings.from_env({"ROTATING_LLM_QUEUE_TICKET_SECONDS": "0.5"})
+    assert s.queue_ticket_seconds == 0.5
+    for bad in ("0", "601", "nan"):
+        with pytest.raises(ConfigError):
+            Settings.from_env({"ROTATING_LLM_QUEUE_TICKET_SECONDS": bad})
