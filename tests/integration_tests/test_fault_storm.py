@@ -183,7 +183,9 @@ def test_chat_model_sync_and_async_calls_in_a_mixed_storm(redis_url: str, prefix
                 assert got == f"You said: async {i}"
                 served += 1
         print(f"mixed storm, chat model: {served} served, {failed} failed, {env.faults()} faults")
-        assert served > 0 and failed > 0 and env.faults() > 0
+        # faults are drawn per provider request, so whether two fall on one call's two
+        # attempts (a failed call) depends on how the async calls interleave: not asserted
+        assert served > 0 and env.faults() > 0 and served + failed == 30
         assert env.served() >= served
         check_keys_blameless(env)
 
