@@ -5,8 +5,8 @@ per pool the long-lived processes whose heartbeat has not expired, and the reque
 served, the provider's 429s (per key) and the refusals callers saw (per pool) of every
 process: per minute over the last 60 s, and counted over the last 5 minutes.
 Limits learned from the provider are shown with the file's value (the key's, then its
-quota group's). Queue length is not kept in the store yet; its column shows ``-``
-rather than a number this process could not know.
+quota group's). Per pool, the queue shows how many callers wait for capacity in it
+(their tickets, from every process).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 
 __all__ = ["configure_parser", "run", "snapshot"]
 
-_NOT_KEPT = ("queue",)
 _KEY_RATES = ("served", "rate_limited")
 
 
@@ -65,7 +64,6 @@ def snapshot(km: Any) -> dict[str, Any]:
             "rpd": [s["rpd_usage"], s["rpd_limit"]],
             "group": s["tags"].get("group"),
             "last_probe": probes.get(s["key_id"]),
-            **dict.fromkeys(_NOT_KEPT),
             "learned_limits": _learned(s, learned_summary),
             **{f"{n}_rate": round(counted.get(f"{n}_rate", 0.0), 2) for n in _KEY_RATES},
             **{f"{n}_5m": int(counted.get(n, 0)) for n in _KEY_RATES},
@@ -76,6 +74,7 @@ def snapshot(km: Any) -> dict[str, Any]:
         "store": km.store.primary.description,
         "pools": pools,
         "processes": _processes(km, pools),
+        "queues": _queues(km, pools),
         "rates": {pool: {k: r[k] for k in ("window_s", "counts", "per_minute")}
                   for pool, r in rates.items()},
     }  # fmt: skip
@@ -100,6 +99,25 @@ def _processes(km: Any, pools: dict[str, Any]) -> dict[str, int | None]:
     if store.is_embedded:
         return dict.fromkeys(pools)
     return {pool: live_processes(store, pool) for pool in pools}
+
+
+def _queues(km: Any, pools: dict[str, Any]) -> dict[str, int | None]:
+    """Tickets in each pool's queue of waiters that have not expired (by this host's
+    clock: a view, not a decision); None on the embedded store (its queue lives only in
+    the process that owns it)."""
+    from rotating_llm.limiter._schema import TICKET, pool_base
+
+    store = km.store.primary
+    if store.is_embedded:
+        return dict.fromkeys(pools)
+    at = TICKET.index("expires_us")
+    now_us = time.time() * 1_000_000
+    out: dict[str, int | None] = {}
+    for pool in pools:
+        records = store.sync.hvals(pool_base(store.prefix, pool) + "qt")
+        fields = [(r.decode() if isinstance(r, bytes) else str(r)).split() for r in records]
+        out[pool] = sum(1 for f in fields if len(f) > at and int(f[at]) > now_us)
+    return out
 
 
 def _bar(used: int, limit: int | None, width: int = 10) -> str:
@@ -132,6 +150,7 @@ def _table(snap: dict[str, Any]) -> Any:
     for pool, rows in sorted(snap["pools"].items()):
         procs = snap["processes"].get(pool)
         refused = snap["rates"].get(pool, {}).get("per_minute", {}).get("refused")
+        queue = snap["queues"].get(pool)
         for n, r in enumerate(rows):
             probe = r["last_probe"]
             table.add_row(
@@ -143,7 +162,7 @@ def _table(snap: dict[str, Any]) -> Any:
                 _bar(*r["rpm"]),
                 _bar(*r["tpm"]),
                 _bar(*r["rpd"]),
-                "-",
+                ("-" if queue is None else str(queue)) if n == 0 else "",
                 r["learned_limits"] or "-",
                 f"{r['served_rate']:g}/{r['rate_limited_rate']:g}",
                 f"{refused:g}" if n == 0 and refused is not None else "",

@@ -8,6 +8,7 @@ import pty
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,7 +109,44 @@ def test_top_json_once(redis_url: str, prefix: str, keys_file: Path) -> None:
     assert rows["t0"]["state"] == "ready" and rows["t0"]["group"] == "blue"
     assert rows["t1"]["state"] == "disabled" and rows["t1"]["reason"] == "bad"
     assert rows["t0"]["rpm"] == [0, 5]
-    assert rows["t0"]["queue"] is None  # not kept in the store: no made-up number
+    assert snap["queues"] == {"m": 0}
+
+
+def test_top_shows_the_queue_of_waiters(redis_url: str, prefix: str, keys_file: Path) -> None:
+    """Two callers of another process wait for capacity: top counts their tickets."""
+    from rotating_llm import KeyManager, Settings
+    from rotating_llm.secrets import EnvSecretStore
+
+    settings = Settings(redis_url=redis_url, key_prefix=prefix)
+    km = KeyManager(
+        key_store_path=keys_file, settings=settings, secret_store=EnvSecretStore(SECRETS)
+    )
+    leases = [km.acquire("m", 1, max_wait=0) for _ in range(10)]  # the pool is full
+    outcomes: list[str] = []
+
+    def wait_in_line() -> None:
+        lease = km.acquire("m", 1, max_wait=90)  # (capacity returns in 60 s)
+        outcomes.append(lease.key_id)
+        lease.release()
+
+    waiters = [threading.Thread(target=wait_in_line) for _ in range(2)]
+    try:
+        for t in waiters:
+            t.start()
+        snap: dict[str, object] = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until both tickets are taken
+            snap = json.loads(_cli(_env(redis_url, prefix, keys_file), "top", "--json").stdout)
+            if snap["queues"] == {"m": 2}:
+                break
+        assert snap["queues"] == {"m": 2}
+    finally:
+        for lease in leases:
+            lease.release()  # capacity returns: the waiters are served
+        for t in waiters:
+            t.join(timeout=30)
+        km.close()
+    assert len(outcomes) == 2
 
 
 def test_top_full_screen_refreshes(redis_url: str, prefix: str, keys_file: Path) -> None:
