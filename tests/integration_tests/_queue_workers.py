@@ -70,6 +70,17 @@ def wait_once(redis_url: str, prefix: str, keys: list[dict[str, Any]], window: f
     km.acquire(keys[0]["model_name"], 1, max_wait=60)
 
 
+def wait_excluding(
+    redis_url: str, prefix: str, keys: list[dict[str, Any]], window: float, exclude: list[str]
+) -> str:
+    """Wait for one grant for a minute, excluding ``exclude``: the key granted."""
+    km = build(redis_url, prefix, keys, window)
+    lease = km.acquire(keys[0]["model_name"], 1, max_wait=60, exclude=exclude)
+    lease.release()
+    km.close()
+    return lease.key_id
+
+
 def keep_acquiring(
     redis_url: str,
     prefix: str,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import redis
-from _queue_workers import build, keep_acquiring, wait_all, wait_once
+from _queue_workers import build, keep_acquiring, wait_all, wait_excluding, wait_once
 from _windows import by_key, max_in_any_window
 from redis.cluster import RedisCluster
 
@@ -147,25 +147,54 @@ def test_200_waiters_in_4_processes_are_served_in_priority_order(redis_url, pref
     assert prios == sorted(prios, reverse=True)
 
 
-def test_only_a_newcomer_that_outranks_every_waiter_passes(manager_factory) -> None:
+def test_a_head_whose_request_fits_no_key_does_not_hold_back_a_newcomer(manager_factory) -> None:
     km = manager_factory(make_keys(1, rpm=10, tpm=100), window_seconds=30.0)
     km.acquire("m", 1).release()  # (registered)
     held = km.acquire("m", 50)
     got: list[Any] = []
-    # the head waits for 100 tokens while 50 are free: room for small requests
+    # the head waits for 100 tokens while 50 are free: room it cannot use
     waiter = threading.Thread(target=lambda: got.append(km.acquire("m", 100, max_wait=40)))
     waiter.start()
     _wait_queued(km, 1)
-    with pytest.raises(AllKeysExhaustedError) as info:
-        km.acquire("m", 1, max_wait=0)  # the waiter comes first
-    assert info.value.queue_position == 1 and info.value.retry_after is not None
-    high = km.acquire("m", 1, max_wait=0, priority=1)  # it outranks the waiter
+    small = km.acquire("m", 1, max_wait=0)  # so a small request takes it
+    assert small.reservation is not None
+    small.release()
+    high = km.acquire("m", 1, max_wait=0, priority=1)
     assert high.reservation is not None
     high.release()
     held.release()
     waiter.join()
     assert got and got[0].reservation is not None
     got[0].release()
+
+
+@pytest.mark.multiprocess
+def test_a_head_excluding_a_key_leaves_it_to_the_others(redis_url, prefix) -> None:
+    keys = make_keys(2, rpm=1)
+    dumped = [k.model_dump() for k in keys]
+    km, held = _fill(redis_url, prefix, keys, 2)
+    on = {lease.key_id: lease for lease in held}
+    client = redis.Redis.from_url(redis_url)
+    with _CTX.Pool(1) as pool:  # the head, in another process, will not take k1
+        head = pool.apply_async(wait_excluding, (redis_url, prefix, dumped, 30.0, ["k1"]))
+        _queued(redis_url, prefix, 1)
+        got: list[Any] = []
+        behind = threading.Thread(target=lambda: got.append(_try(km, 40.0)))
+        behind.start()
+        _queued(redis_url, prefix, 2)
+        on["k1"].release()  # k1 back: the head cannot use it, the waiter behind can
+        behind.join()
+        assert got[0].key_id == "k1"
+        assert client.zcard(f"{prefix}v3:{{m}}:q") == 1  # while the head still waits
+        got[0].release()  # and a newcomer that will not wait takes it too
+        newcomer = km.acquire("m", 1, max_wait=0)
+        assert newcomer.key_id == "k1"
+        assert client.zcard(f"{prefix}v3:{{m}}:q") == 1
+        on["k0"].release()  # the head's own key back: the head is served
+        assert head.get(30) == "k0"
+    newcomer.release()
+    km.close()
+    client.close()
 
 
 def _wait_queued(km: Any, n: int) -> None:

@@ -35,7 +35,7 @@ Keys of one pool share its hash tag and carry the layout version::
                                             (MAX_PRIORITY - priority) * QUEUE_ROUND +
                                             round (lowest first; equal: by arrival)
     <prefix>v3:{<pool>}:qt            hash  ticket -> "<expires_us> <member> <prio>:<tenant
-                                            digest>" (TICKET below)
+                                            digest> <est> <excluded k1,k2|->" (TICKET)
     <prefix>v3:{<pool>}:qr            hash  <prio> -> round of the last ticket served,
                                             "<prio>:<tenant digest>" -> the tenant's last
                                             round, ~seq arrivals, ~last / ~gap when and how
@@ -137,11 +137,12 @@ GRANT = ("reservation_id", "day", "now_us", "affinity", "tenant", "key_id")
 #: ``"tenant <rpm|tpm>"`` alone when the tenant's cap refused). ``code`` 0 is a refusal,
 #: -1 says the pool's config is missing (register and call again). ``position``: the
 #: waiters ahead of the caller in the pool's queue (-1: it has no ticket and none
-#: outranks it); ``wait_us`` the expected wait there (-1: unknown). A caller queued
-#: behind others gets ``retry_after_us`` 0: its turn is signalled, not timed.
+#: outranks it); ``wait_us`` the expected wait there (-1: unknown). A caller behind the
+#: head refused only because the head can use a key's room gets ``retry_after_us`` 0:
+#: its turn is signalled, not timed.
 REFUSAL = ("code", "retry_after_us", "now_us", "position", "wait_us")
 #: A ticket's record in ``qt`` (fields separated by single spaces).
-TICKET = ("expires_us", "member", "class")
+TICKET = ("expires_us", "member", "class", "estimate", "exclusions")
 #: The span of rounds of one priority in the queue's scores (exact in a double).
 QUEUE_ROUND = 2**32
 #: Per key in a status reply, in this order (``next_fit_us`` -1: never).

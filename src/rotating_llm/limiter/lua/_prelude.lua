@@ -532,10 +532,11 @@ end
 -- (one table: a chunk may hold 200 locals)
 local QU = {TTL_MS = '1200000'}
 
--- A ticket's record: expiry (us), member, class ("<prio>:<tenant>").
+-- A ticket's record: expiry (us), member, class ("<prio>:<tenant>"), the estimate and
+-- the exclusions ("k1,k2", '-' none) its caller last asked with.
 function QU.ticket(rec)
-  local e, m, c = string.match(rec, '^(%d+) (%S+) (%S+)$')
-  return tonumber(e), m, c
+  local e, m, c, est, ex = string.match(rec, '^(%d+) (%S+) (%S+) (%d+) (%S+)$')
+  return tonumber(e), m, c, tonumber(est), ex
 end
 
 -- The round of score `sc` in class `c`.
@@ -554,14 +555,15 @@ function QU.remove(t, m, c, sc)
   end
 end
 
--- The head of the queue after purging (at most 32) tickets that expired or lost their
--- record: member, score, ticket; nil when the queue is empty (its keys deleted). After
--- a purge the new head is signalled.
+-- The live head of the queue after purging (at most 64) tickets that expired or lost
+-- their record: member, score, ticket; nil when the queue is empty (its keys deleted),
+-- or when 64 purges found no live head (the rest are purged by the next call: meanwhile
+-- nobody is held back by a ticket not checked). After a purge the new head is signalled.
 function QU.head()
   local q, qt = BASE .. 'q', BASE .. 'qt'
   local purged = false
   local h
-  for _ = 1, 32 do
+  for _ = 1, 64 do
     h = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
     if #h == 0 then
       redis.call('DEL', qt, BASE .. 'qr')
@@ -582,9 +584,7 @@ function QU.head()
     QU.remove(t, m, c, sc)
     purged = true
   end
-  h = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')  -- (more to purge: by the next call)
-  if #h == 0 then return nil end
-  return h[1], tonumber(h[2]), string.sub(h[1], 13)
+  return nil
 end
 
 -- The class and round a new ticket of priority `prio_s` and tenant `ten` would take:
@@ -604,14 +604,15 @@ function QU.expire()
   end
 end
 
--- Enqueue ticket `t` expiring at `exp` (us): its member, class and score.
-function QU.add(t, prio_s, ten, exp)
+-- Enqueue ticket `t` expiring at `exp` (us), its record ending with `tail` ("<est>
+-- <exclusions>"): its member, class and score.
+function QU.add(t, prio_s, ten, exp, tail)
   local c, round, sc = QU.place(prio_s, ten)
   local qr = BASE .. 'qr'
   local seq = redis.call('HINCRBY', qr, '~seq', 1)
   local m = string.format('%012d', seq) .. t
   redis.call('ZADD', BASE .. 'q', int_s(sc), m)
-  redis.call('HSET', BASE .. 'qt', t, int_s(exp) .. ' ' .. m .. ' ' .. c)
+  redis.call('HSET', BASE .. 'qt', t, int_s(exp) .. ' ' .. m .. ' ' .. c .. ' ' .. tail)
   redis.call('HSET', qr, c, int_s(round))
   return m, c, sc
 end
@@ -629,18 +630,15 @@ function QU.served(t, m, c, sc)
     redis.call('HSET', qr, '~gap', int_s(gap))
   end
   redis.call('HSET', qr, string.match(c, '^(-?%d+):'), int_s(QU.round(sc, c)), '~last', NOW_S)
-  redis.call('HDEL', qr, '~at')
   local _, _, nt = QU.head()
   if nt then redis.call('PUBLISH', BASE .. 'q', nt) end
 end
 
--- Capacity returned early (a release, fewer tokens, a key back): signal the head, and
--- forget when the head last expected capacity.
+-- Capacity returned early (a release, fewer tokens, a key back): signal the head.
 function QU.wake()
   local q = BASE .. 'q'
   local h = redis.call('ZRANGE', q, 0, 0)
   if #h > 0 then
-    redis.call('HDEL', BASE .. 'qr', '~at')
     redis.call('PUBLISH', q, string.sub(h[1], 13))
   end
 end

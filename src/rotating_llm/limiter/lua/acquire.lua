@@ -36,10 +36,12 @@ local req_key = BASE .. 'req:' .. ARGV[ACQUIRE_REQUEST_ID]
 local granted = redis.call('GET', req_key)
 if granted then return granted end
 local Q = BASE .. 'q'
--- the caller's ticket: id, member, class, score; whether it waits behind the head
+-- the caller's ticket: id, member, class, score; whether it stands behind the head (hx:
+-- the head's exclusions, hest its estimate, n the tickets ahead of the caller, room
+-- whether a key this caller could not use had room for someone else)
 local qs = {tk = ARGV[ACQUIRE_TICKET], m = nil, c = nil, sc = nil, blocked = false}
 if redis.call('EXISTS', Q) == 1 then  -- (all the queue costs while nobody waits)
-  local hm, hs = QU.head()
+  local hm, hs, ht = QU.head()
   if hm then
     if qs.tk ~= '' then
       local rec = redis.call('HGET', BASE .. 'qt', qs.tk)
@@ -56,29 +58,45 @@ if redis.call('EXISTS', Q) == 1 then  -- (all the queue costs while nobody waits
       qs.sc = sc
       qs.blocked = sc >= hs
     end
+    if qs.blocked then  -- what the head asks for: only capacity it can use is held for it
+      local _e, _m, _c, hest, hx = QU.ticket(redis.call('HGET', BASE .. 'qt', ht))
+      qs.hest, qs.hx = hest, {}
+      for k in string.gmatch(hx, '[^,]+') do qs.hx[k] = true end
+      qs.n = redis.call('ZCOUNT', Q, '-inf', '(' .. int_s(qs.sc))
+      if qs.m then qs.n = redis.call('ZRANK', Q, qs.m) end
+      qs.why = 'queued behind ' .. qs.n
+    end
   end
 end
 
 -- A refusal (capacity returns in `retry_us`, -1 never): the caller takes or keeps its
--- ticket if it may wait; the REFUSAL array with its position and expected wait.
+-- ticket if it may wait (its record keeps its estimate and exclusions, which only the
+-- head's are read for); the REFUSAL array with its position and expected wait. A
+-- queued caller refused while a key it could not use had room signals the ticket after
+-- it: capacity the head cannot use goes to whoever behind it can.
 local function refuse(retry_us)
   local pos, wait = -1, -1
   local tms = tonumber(ARGV[ACQUIRE_TICKET_MS])
   if tms > 0 and qs.tk ~= '' and (retry_us >= 0 or qs.m) then
     local exp = NOW + tms * 1000
+    local ex = ARGV[ACQUIRE_EXCLUDE]
+    local tail = ARGV[ACQUIRE_EST] .. ' ' .. (ex == '' and '-' or ex)
     if qs.m then
-      redis.call('HSET', BASE .. 'qt', qs.tk, int_s(exp) .. ' ' .. qs.m .. ' ' .. qs.c)
+      redis.call('HSET', BASE .. 'qt', qs.tk, int_s(exp) .. ' ' .. qs.m .. ' ' .. qs.c .. ' ' .. tail)
     else
-      qs.m, qs.c, qs.sc = QU.add(qs.tk, ARGV[ACQUIRE_PRIORITY], ARGV[ACQUIRE_TENANT], exp)
+      qs.m, qs.c, qs.sc = QU.add(qs.tk, ARGV[ACQUIRE_PRIORITY], ARGV[ACQUIRE_TENANT], exp, tail)
     end
     QU.expire()
     pos = redis.call('ZRANK', Q, qs.m)
+    if qs.room then
+      local nx = redis.call('ZRANGE', Q, pos + 1, pos + 1)
+      if #nx > 0 then redis.call('PUBLISH', Q, string.sub(nx[1], 13)) end
+    end
   elseif qs.blocked then  -- where it would stand
-    pos = redis.call('ZCOUNT', Q, '-inf', int_s(qs.sc))
+    pos = qs.n
   end
   if pos == 0 then
     wait = retry_us
-    redis.call('HSET', BASE .. 'qr', '~at', retry_us < 0 and '-1' or int_s(NOW + retry_us))
   elseif pos > 0 then
     local gap = tonumber(redis.call('HGET', BASE .. 'qr', '~gap'))
     if gap and retry_us >= 0 then wait = retry_us + pos * gap end
@@ -86,12 +104,6 @@ local function refuse(retry_us)
   return {0, retry_us, NOW, pos, wait}
 end
 
-if qs.blocked then  -- behind the head: its turn is signalled
-  local at = tonumber(redis.call('HGET', BASE .. 'qr', '~at'))
-  local retry_us = 0
-  if at == -1 then retry_us = -1 elseif at and at > NOW then retry_us = at - NOW end
-  return refuse(retry_us)
-end
 local est_s = ARGV[ACQUIRE_EST]
 local est = tonumber(est_s)
 -- A capped tenant (ARGV[ACQUIRE_TENANT_CAP] its cap "rpm tpm 0 0 1 -", '' none; counted
@@ -197,7 +209,17 @@ local function consider(kid, s, tok)
     if fit_time(kid, lim, 1, u) > NOW then
       deferred = deferred or {}
       deferred[#deferred + 1] = kid
+    else
+      qs.room = true  -- room for a smaller request
     end
+  end
+  if ok and qs.blocked and not qs.hx[kid] and fits(lim, qs.hest, u)
+     and not (g and GS[g][2] and not fits(GS[g][2], qs.hest, GS[g][1])) then
+    ok = false  -- the head can use it: held for the head, whose turn is signalled
+    retry_at = NOW
+    reasons = reasons or {}
+    reasons[#reasons + 1] = kid
+    reasons[#reasons + 1] = qs.why
   end
   return ok, lim, u
 end
@@ -244,6 +266,7 @@ local function scan(set)
         reasons = reasons or {}
         reasons[#reasons + 1] = kid
         reasons[#reasons + 1] = 'excluded'
+        qs.room = true  -- (it may have room for others)
       elseif kid ~= aff_kid then
         local ok, lim, u = consider(kid, uses[2 * i - 1], uses[2 * i])
         if ok then
