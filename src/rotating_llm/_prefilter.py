@@ -1,16 +1,31 @@
 """The quick test that lets a log line without a secret skip the secret detectors.
 
-Every detector of :mod:`rotating_llm.scanner.detectors` needs one of: a known prefix
-(``AIza``, ``sk-``, ``gsk_``, ``xoxb-``, ``eyJ``, ``PRIVATE KEY``...) or a separator
-(``=``, ``:``, ``>``, ``,``) before 16 value characters. Text with neither cannot hold a
-finding, so :func:`may_hold_secret` rejects it with one regular-expression pass.
+Every detector of :mod:`rotating_llm.scanner.detectors` needs one of:
+
+- a known prefix: ``AIza`` (Google), ``AKIA``/``ASIA``/``ABIA``/``ACCA``/``A3T`` (AWS key
+  ids), ``ABSK`` (Bedrock), ``PRIVATE KEY`` (PEM), ``eyJ`` (JWT), ``sk-`` (OpenAI,
+  Anthropic, DeepSeek, OpenRouter), ``sk_``/``rk_`` + ``live_``/``test_``/``prod_``
+  (Stripe), ``gsk_`` (Groq), ``hooks.slack`` (Slack webhooks), ``gh?_``/``github_pat_``
+  (GitHub), ``hf_``/``api_org_`` (Hugging Face), ``xox``/``xapp-`` (Slack), ``xai-``,
+  ``pplx-``, ``fw_`` (Fireworks);
+- ``.azure.com`` in any case (the Azure OpenAI key has no prefix: it counts only beside an
+  endpoint, and every endpoint host ends so);
+- a separator (``=``, ``:``, ``>``, ``,``) before 16 value characters: the generic
+  assignments (``=``, ``:``, ``:=``, ``::=``, ``?=``, ``.=``, ``=>``), ``setProperty("X",``
+  and ``<name>`` elements; a value starting with ``/`` counts only as an AWS secret access
+  key (40 of ``[A-Za-z0-9/+]``), since the generic detectors refuse paths. A bare AWS
+  secret key near an access key id is found only with the id, whose prefix is above.
+
+Text with none of these cannot hold a finding, so :func:`may_hold_secret` rejects it with
+one regular-expression pass.
 
 Python's ``re`` skips quickly over characters that cannot start a match and pays for every
 one that can. Each prefix is therefore found from a rare character of it (``k`` of ``sk-``,
-``V`` of ``PRIVATE KEY``, ``x`` of ``xoxb-``, ``J`` of ``eyJ``, ``f`` of ``hf_``), checked backwards
-with a fixed-width look-behind, never from ``-`` or ``_``, which fill separator lines and
-identifiers. The test is a superset of what the detectors match, so it never hides a
-finding; a test plants every detector's secret in many contexts to hold it to that.
+``V`` of ``PRIVATE KEY``, ``x`` of ``xoxb-``, ``J`` of ``eyJ``, ``f`` of ``hf_``, ``z`` of
+``azure``), checked backwards with a fixed-width look-behind, never from ``-`` or ``_``,
+which fill separator lines and identifiers. The test is a superset of what the detectors
+match, so it never hides a finding; tests plant every detector's secret in many contexts,
+and random samples of every detector's own expression, to hold it to that.
 """
 
 from __future__ import annotations
@@ -20,9 +35,12 @@ import re
 __all__ = ["MAY_HOLD_SECRET", "may_hold_secret"]
 
 _VALUE = r"[^\s\"'`<>,;(){}\[\]\\]"
-# After a separator: blanks, an escaped or plain quote, then 16 value characters (the
-# first not ``/``: ``https://`` is no assignment).
-_AFTER_SEPARATOR = r"[ \t]*\\?[\"'`]?[^\s\"'`<>,;(){}\[\]\\/]" + _VALUE + "{15}"
+# After a separator: blanks, an escaped or plain quote, then 16 value characters, the
+# first not ``/`` (``https://`` is no assignment) unless 39 characters of an AWS secret
+# access key follow it (``aws_secret_access_key=/...``: 40 of ``[A-Za-z0-9/+]``).
+_AFTER_SEPARATOR = (
+    r"[ \t]*\\?[\"'`]?(?:[^\s\"'`<>,;(){}\[\]\\/]" + _VALUE + "{15}|/[A-Za-z0-9/+]{39})"
+)
 # Every alternative starts with a literal character, so ``re`` builds the set of possible
 # first characters and skips the others in C. Written out per separator for that reason.
 # ``=`` and ``:`` are value characters too: a banner line of them would match at every
@@ -43,6 +61,10 @@ _ALTERNATIVES = (
     r"g(?:h[pousr]_|ithub_pat_|_(?<=api_org_))",  # GitHub, Hugging Face org tokens
     r"x(?:ox|app-|ai-|-(?<=pplx-))",  # Slack, xAI, Perplexity
     r"f(?:_(?<=hf_)|w_)",  # Hugging Face, Fireworks
+    # Azure OpenAI keys (32 hex or 84 characters, no prefix) count only beside an endpoint,
+    # which always ends in ``.azure.com`` (the detector compares in lower case)
+    r"z(?i:(?<=\.az)ure\.com)",
+    r"Z(?i:(?<=\.az)ure\.com)",
 )
 #: One pass: a match means the detectors must look; none means the text holds no finding.
 MAY_HOLD_SECRET = re.compile("|".join(_ALTERNATIVES))

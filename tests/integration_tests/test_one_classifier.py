@@ -538,3 +538,45 @@ def test_no_secret_reachable_from_the_litellm_face_errors(
             assert names[-1] == "PoolExhaustedError", names
     finally:
         installed.close()
+
+
+@pytest.mark.parametrize("shell", ["sync", "async"])
+def test_the_key_is_scrubbed_even_when_classifying_raises(
+    server: tuple[str, type[_Canned]], shell: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LiteLLM face's failure callback scrubs the key from the error before anything
+    that may raise: a classifier failing on an odd exception leaves no key in the chain."""
+    import asyncio
+    import uuid
+
+    import litellm
+
+    from rotating_llm.litellm import _callback, install
+
+    def broken(exc: BaseException) -> Classified:
+        raise ValueError("classifier broke")
+
+    monkeypatch.setattr(_callback, "classify", broken)
+    url, handler = server
+    handler.answer = OPENAI[3][1]
+    secret = f"sk-scrub-{uuid.uuid4().hex}"
+    params = {"model": "openai/gpt-4o-mini", "api_key": secret, "api_base": url, "timeout": 2}
+    router = litellm.Router(
+        model_list=[{"model_name": "pool", "litellm_params": params, "model_info": {"id": "d0"}}],
+        num_retries=0,
+    )
+    installed = install(router, redis_url=None, key_prefix=f"s{uuid.uuid4().hex[:8]}:", max_wait=0)
+    messages = [{"role": "user", "content": "hi"}]
+
+    def call() -> Any:
+        if shell == "sync":
+            return router.completion(model="pool", messages=messages)
+        return asyncio.run(router.acompletion(model="pool", messages=messages))
+
+    try:
+        with pytest.raises(Exception) as info:
+            call()
+        assert type(info.value).__name__ != "PoolExhaustedError"
+        assert _reachable_secrets(info.value, secret) == [], type(info.value).__name__
+    finally:
+        installed.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import string
+import sys
 
 import pytest
 
@@ -46,6 +47,37 @@ def _extra_kinds(rng: random.Random) -> list[str]:
     return [before + _body(rng, n, abc) + after for before, n, abc, after in _EXTRA]
 
 
+_AZURE_HOSTS = (
+    "myres.openai.azure.com",
+    "https://MYRES.COGNITIVESERVICES.AZURE.COM/",
+    "x.services.ai.Azure.com",
+)
+_AWS_SECRET_ALPHABET = _ALNUM + "+/"
+
+
+def _context_cases(rng: random.Random) -> list[str]:
+    """Texts whose finding needs more than a prefix: Azure keys beside an endpoint, AWS
+    secret keys that start with ``/``, values after runs of separators."""
+    hexv = _body(rng, 32, _HEX)
+    long = _body(rng, 84)
+    slash = "/" + _body(rng, 39, _AWS_SECRET_ALPHABET)
+    generic = make_key("generic-secret", rng)
+    cases = []
+    for host in _AZURE_HOSTS:
+        cases += [
+            f"calling {host} with key {hexv}",
+            f"endpoint {host} key {long}",
+            f"key={hexv} ({host})",
+            f"{long}\n" + "." * 300 + host,
+        ]
+    for sep in ("=", ":", ": ", " = ", "=>", ":=", ' = "', ": '", '=\\"', '"] = "'):
+        cases += [f"aws_secret_access_key{sep}{slash}", f"AWS_SK{sep}{slash}"]
+    for sep in ("=", ":", "::=", ":=", "?=", ".=", "=>", " = "):
+        for run in ("", "=" * 15, ":" * 15, "=" * 16 + "/"):
+            cases.append(f"API_TOKEN{sep}{run}{generic}")
+    return cases
+
+
 _CONTEXTS = (
     "{}",
     "calling {}",
@@ -77,6 +109,100 @@ def test_every_finding_passes_the_quick_test(seed: int) -> None:
                 found += 1
                 assert may_hold_secret(text, MAX_SCAN_CHARS), text
     assert found >= len(values) * 3
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_findings_that_need_context_pass_the_quick_test(seed: int) -> None:
+    found = 0
+    for text in _context_cases(random.Random(seed)):
+        if find_secrets(text, honor_allow=False):
+            found += 1
+            assert may_hold_secret(text, MAX_SCAN_CHARS), text
+    assert found >= 40
+
+
+if sys.version_info >= (3, 11):
+    import re._parser as _sre
+else:  # pragma: no cover - Python 3.10
+    import sre_parse as _sre
+
+#: Characters a sampled "any character" or negated class draws from.
+_PRINTABLE = string.ascii_letters + string.digits + string.punctuation + " "
+
+
+#: What a sampled ``name`` group says (the generic detectors need a secret-looking name).
+_NAMES = ("API_TOKEN", "client_secret", "dbPassword", "auth", "x.api-key")
+
+
+def _sample(pattern: object, rng: random.Random, name_group: int = -1) -> str:
+    """A random string that a parsed regular expression may match (look-arounds ignored:
+    the detector decides)."""
+    out: list[str] = []
+    for op, av in pattern:  # type: ignore[attr-defined]
+        name = str(op)
+        if name == "LITERAL":
+            out.append(chr(av))
+        elif name == "NOT_LITERAL":
+            out.append(rng.choice([c for c in _ALNUM if ord(c) != av]))
+        elif name == "ANY":
+            out.append(rng.choice(_PRINTABLE))
+        elif name == "IN":
+            out.append(rng.choice(_class_chars(av)))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, high, sub = av
+            count = rng.randint(low, min(high, low + 90))
+            out.extend(_sample(sub, rng, name_group) for _ in range(count))
+        elif name == "SUBPATTERN" and av[0] == name_group:
+            out.append(rng.choice(_NAMES))
+        elif name == "SUBPATTERN":
+            out.append(_sample(av[-1], rng, name_group))
+        elif name == "BRANCH":
+            out.append(_sample(rng.choice(av[1]), rng, name_group))
+    return "".join(out)
+
+
+def _class_chars(items: list[tuple[object, object]]) -> str:
+    chars: set[str] = set()
+    negate = False
+    for op, av in items:
+        name = str(op)
+        if name == "NEGATE":
+            negate = True
+        elif name == "LITERAL":
+            chars.add(chr(av))  # type: ignore[arg-type]
+        elif name == "RANGE":
+            low, high = av  # type: ignore[misc]
+            chars.update(chr(c) for c in range(low, high + 1))
+        elif name == "CATEGORY":
+            kind = str(av)
+            chars.update(
+                " \t" if "SPACE" in kind else string.digits if "DIGIT" in kind else _ALNUM + "_"
+            )
+    if negate:
+        return "".join(c for c in _PRINTABLE if c not in chars)
+    return "".join(sorted(chars))
+
+
+_DETECTOR_CONTEXTS = ("{}", "calling {} now", "({})", "{} at myres.openai.azure.com", "'{}'")
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_every_detector_regex_sample_passes_the_quick_test(seed: int) -> None:
+    rng = random.Random(seed)
+    found: set[int] = set()
+    for index, det in enumerate(DETECTORS):
+        parsed = _sre.parse(det.pattern.pattern, det.pattern.flags)
+        name_group = det.pattern.groupindex.get("name", -1)
+        for _ in range(30):
+            sample = _sample(parsed, rng, name_group)
+            for context in _DETECTOR_CONTEXTS:
+                text = context.format(sample)
+                if det.name == "private-key":
+                    text += "\n" + _body(rng, 64, _ALNUM + "+/") + "\n-----END"
+                if find_secrets(text, honor_allow=False):
+                    found.add(index)
+                    assert may_hold_secret(text, MAX_SCAN_CHARS), text
+    assert found == set(range(len(DETECTORS))), sorted(set(range(len(DETECTORS))) - found)
 
 
 def test_every_detector_prefix_passes_the_quick_test() -> None:

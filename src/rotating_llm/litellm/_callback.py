@@ -17,7 +17,7 @@ import litellm
 from litellm.integrations.custom_logger import CustomLogger
 
 from rotating_llm._scrub import scrub_exception
-from rotating_llm.failures import FailureKind
+from rotating_llm.failures import Classified, FailureKind
 from rotating_llm.learning import NO_FACTS, ProviderFacts, parse_headers
 from rotating_llm.litellm._book import TOKEN_FIELD, LeaseBook, metadata_of
 from rotating_llm.litellm._failures import classify, usage_tokens
@@ -70,6 +70,18 @@ def _scrub(kwargs: Mapping[str, Any], exc: BaseException) -> None:
         scrub_exception(exc, _call_secrets(kwargs))
     except Exception as err:  # never fail the settlement for it
         logger.warning("could not scrub a failed attempt's error: %s", type(err).__name__)
+
+
+def _classified(kwargs: Mapping[str, Any], exc: BaseException) -> Classified:
+    """The failure ``exc`` stands for; its key is scrubbed even if classifying raises (the
+    attempt then counts as a server error)."""
+    try:
+        return classify(exc)
+    except Exception as err:
+        logger.warning("could not classify a failed attempt's error: %s", type(err).__name__)
+        return Classified(FailureKind.SERVER, None, type(exc).__name__)
+    finally:
+        _scrub(kwargs, exc)
 
 
 class LeaseSettler(CustomLogger):
@@ -202,8 +214,7 @@ class LeaseSettler(CustomLogger):
         outcome: str | None = None
         try:
             exc = self._exception(kwargs, response_obj)
-            failure = classify(exc)
-            _scrub(kwargs, exc)
+            failure = _classified(kwargs, exc)
             kind = failure.kind or FailureKind.SERVER
             lease.fail(kind, failure.retry_after, failure.reason, facts=failure.facts)
             outcome = f"fail:{kind.value}"
@@ -240,8 +251,7 @@ class LeaseSettler(CustomLogger):
         outcome: str | None = None
         try:
             exc = self._exception(kwargs, response_obj)
-            failure = classify(exc)
-            _scrub(kwargs, exc)
+            failure = _classified(kwargs, exc)
             kind = failure.kind or FailureKind.SERVER
             await lease.afail(kind, failure.retry_after, failure.reason, facts=failure.facts)
             outcome = f"fail:{kind.value}"
