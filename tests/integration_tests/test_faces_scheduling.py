@@ -192,7 +192,54 @@ def test_the_litellm_router_reads_metadata_user_and_session() -> None:
                 {"priority": 0, "tenant": None, "affinity": None},
             ]
             assert sum(s.served for s in p.provider.stats().values()) == 4
-            with pytest.raises(Exception, match="priority"):
-                router.completion(model="pool", messages=msgs, metadata={"priority": "urgent"})
+        finally:
+            inst.close()
+
+
+def test_odd_client_metadata_never_fails_a_litellm_request() -> None:
+    """What a client sends (priority, tenant) is read leniently: numbers and numeric
+    strings are rounded and clipped, long tenants become a stable digest, the rest is
+    ignored; every request is served."""
+    import hashlib
+
+    from rotating_llm.litellm import install
+
+    long_user = "u" * 300
+    digest = "sha256:" + hashlib.sha256(long_user.encode()).hexdigest()
+    cases: list[tuple[dict[str, Any], tuple[int, str | None]]] = [
+        ({"metadata": {"priority": "urgent"}}, (0, None)),
+        ({"metadata": {"priority": "7"}}, (7, None)),
+        ({"metadata": {"priority": " -3 "}}, (-3, None)),
+        ({"metadata": {"priority": 2.6}}, (3, None)),
+        ({"metadata": {"priority": 5000}}, (1000, None)),
+        ({"metadata": {"priority": "-1e9"}}, (-1000, None)),
+        ({"metadata": {"priority": float("nan")}}, (0, None)),
+        ({"metadata": {"priority": [1]}}, (0, None)),
+        ({"metadata": {"priority": True}}, (0, None)),
+        ({"user": long_user}, (0, digest)),
+        ({"user": long_user, "metadata": {"priority": "9"}}, (9, digest)),
+        ({"metadata": {"tenant": {"id": 1}}, "user": "bob"}, (0, "bob")),
+        ({"metadata": {"tenant": 42}}, (0, "42")),
+        ({"metadata": {"tenant": ""}, "user": "carol"}, (0, "carol")),
+    ]
+    with pool(2, kind="openai", model=GPT) as p:
+        router = _litellm_router(p)
+        settings = p.manager.settings
+        inst = install(
+            router,
+            redis_url=settings.redis_url,
+            key_prefix=settings.key_prefix + "odd:",
+            window_seconds=30,
+            max_wait=0,
+        )
+        try:
+            msgs = [{"role": "user", "content": "hi"}]
+            with spied(inst.manager) as seen:
+                for extra, _ in cases[:7]:
+                    router.completion(model="pool", messages=msgs, **extra)
+                for extra, _ in cases[7:]:
+                    asyncio.run(router.acompletion(model="pool", messages=msgs, **extra))
+            assert _pt(seen) == [want for _, want in cases]
+            assert sum(s.served for s in p.provider.stats().values()) == len(cases)
         finally:
             inst.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 import warnings
@@ -441,3 +442,31 @@ def test_a_specific_deployment_is_reserved_on_itself_only(installed: Any) -> Non
         installed.get_available_deployment("d1", specific_deployment=True, request_kwargs={})
     assert info.value.reasons["d1"] == "rpm"
     assert installed.get_available_deployment("pool", request_kwargs={})["model_info"]["id"] == "d0"
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "want"),
+    [
+        ({"priority": 5000}, -1000),  # LiteLLM's own (lower first), clipped then mapped
+        ({"priority": -5000}, 1000),
+        ({"priority": "12"}, -12),
+        ({"priority": "soon"}, 0),
+        ({"priority": 3, "metadata": {"priority": "bad"}}, -3),  # a bad one is as if absent
+        ({"priority": 3, "metadata": {"priority": "1" * 5000}}, -3),  # not parsed at all
+        ({"priority": 3, "litellm_metadata": {"priority": 4}}, 4),
+    ],
+)
+def test_who_reads_priorities_leniently(request_kwargs: dict[str, Any], want: int) -> None:
+    from rotating_llm.litellm._who import who
+
+    assert who(request_kwargs, sticky=False).priority == want
+
+
+def test_who_never_logs_a_rejected_value(caplog: pytest.LogCaptureFixture) -> None:
+    from rotating_llm.litellm._who import who
+
+    with caplog.at_level(logging.DEBUG, logger="rotating_llm.litellm"):
+        found = who({"user": ["s3cr3t-user"], "metadata": {"priority": "s3cr3t-prio"}}, False)
+    assert (found.priority, found.tenant) == (0, None)
+    assert len(caplog.records) == 2
+    assert "s3cr3t" not in caplog.text
