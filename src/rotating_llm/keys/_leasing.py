@@ -202,63 +202,68 @@ class Leasing(Failing):
         ticket = new_ticket() if deadline > start else ""
         ticket_s = self.settings.queue_ticket_seconds
         queued = waited = False
-        while True:
-            excl = self._exclusions(exclude)
-            life = min(ticket_s, deadline - time.monotonic()) if ticket else 0.0
-            held = ticket if life > 0 else ""
-            reserve = ("reserve", model, est, strategy, excl, None, affinity, priority, tenant)
-            leave = Step("leave", model, ticket) if queued else None
-            try:
-                out = yield Step(*reserve, held, life, undo=leave)
-            except StoreUnavailableError:
+        try:  # once queued, any error (the store's, the subscriber's) leaves the queue
+            while True:
+                excl = self._exclusions(exclude)
+                life = min(ticket_s, deadline - time.monotonic()) if ticket else 0.0
+                held = ticket if life > 0 else ""
+                reserve = ("reserve", model, est, strategy, excl, None, affinity, priority, tenant)
+                leave = Step("leave", model, ticket) if queued else None
+                try:
+                    out = yield Step(*reserve, held, life, undo=leave)
+                except StoreUnavailableError:
+                    if queued:
+                        queued = False
+                        yield Step("leave", model, ticket)
+                    if self.store.mode == "allow":
+                        lease: Lease = yield Step("fail_open", model, est, excl)
+                        return lease
+                    raise
+                if isinstance(out, Reservation):
+                    if queued:  # (the grant took the ticket out of the queue)
+                        queued = False
+                        yield Step("forget", ticket)
+                    try:  # a caller that gives up meanwhile leaves no grant behind
+                        release = Step("settle", out, "release", 0)
+                        secret = yield Step("secret", out.key_id, undo=release)
+                    except SecretStoreError as exc:
+                        secret_errors.append(exc)
+                        yield Step("settle", out, "release", 0)
+                        self._exclude_for_secret(out.key_id, exc)
+                        continue
+                    return self._granted(model, out, secret, est, start)
+                now = time.monotonic()
+                behind = out.position is not None and out.position > 0
+                if (
+                    out.retry_after is None
+                    or now + out.retry_after > deadline
+                    or (behind and now >= deadline)
+                ):
+                    if queued or (held and out.position is not None):
+                        queued = False
+                        yield Step("leave", model, ticket)
+                    if secret_errors:
+                        raise _unreadable(secret_errors)
+                    raise (yield Step("exhausted", model, out, exclude))
+                if held and out.position is not None and not queued:
+                    queued = True
+                    yield Step("listen", model, ticket, behind, undo=Step("leave", model, ticket))
+                # the head waits until capacity returns (Redis's clock), the others until
+                # signalled; each looks again before its ticket expires
+                wait = out.retry_after + _WAKE_SLACK if not behind else deadline - now
                 if queued:
-                    yield Step("leave", model, ticket)
-                if self.store.mode == "allow":
-                    lease: Lease = yield Step("fail_open", model, est, excl)
-                    return lease
-                raise
-            except StoreError:
-                if queued:  # (best effort: a ticket not renewed expires anyway)
-                    yield Step("leave", model, ticket)
-                raise
-            if isinstance(out, Reservation):
-                if queued:  # (the grant took the ticket out of the queue)
-                    yield Step("forget", ticket)
-                try:  # a caller that gives up meanwhile leaves no grant behind
-                    release = Step("settle", out, "release", 0)
-                    secret = yield Step("secret", out.key_id, undo=release)
-                except SecretStoreError as exc:
-                    secret_errors.append(exc)
-                    yield Step("settle", out, "release", 0)
-                    self._exclude_for_secret(out.key_id, exc)
-                    queued = False
-                    continue
-                return self._granted(model, out, secret, est, start)
-            now = time.monotonic()
-            behind = out.position is not None and out.position > 0
-            if (
-                out.retry_after is None
-                or now + out.retry_after > deadline
-                or (behind and now >= deadline)
-            ):
-                if queued or (held and out.position is not None):
-                    yield Step("leave", model, ticket)
-                if secret_errors:
-                    raise _unreadable(secret_errors)
-                raise (yield Step("exhausted", model, out, exclude))
-            if held and out.position is not None and not queued:
-                queued = True
-                yield Step("listen", model, ticket, behind)
-            # the head waits until capacity returns (Redis's clock), the others until
-            # signalled; each looks again before its ticket expires
-            wait = out.retry_after + _WAKE_SLACK if not behind else deadline - now
-            if queued:
-                wait = min(wait, ticket_s / 3)
-            if not waited:  # (once per acquire: a waiter looks again many times)
-                waited = True
-                emit("lease.waiting", model=model, seconds=out.retry_after, position=out.position)
-            leave = Step("leave", model, ticket) if queued else None
-            yield Step("wait", ticket if queued else "", wait, undo=leave)
+                    wait = min(wait, ticket_s / 3)
+                if not waited:  # (once per acquire: a waiter looks again many times)
+                    waited = True
+                    emit(
+                        "lease.waiting", model=model, seconds=out.retry_after, position=out.position
+                    )
+                leave = Step("leave", model, ticket) if queued else None
+                yield Step("wait", ticket if queued else "", wait, undo=leave)
+        except Exception:
+            if queued:  # (best effort: a ticket not renewed expires anyway)
+                yield Step("leave", model, ticket)
+            raise
 
     def acquire(
         self,

@@ -539,16 +539,19 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
 
     async def aclose(self) -> None:
         """Apply this loop's outstanding completions and close the connection that carried
-        them."""
+        them, and stop the queue's subscriber (off the loop)."""
         await self._asettler.aclose()
+        await asyncio.to_thread(self.waiters.close)
 
     def flush(self) -> None:
         """Wait until this process's outstanding completions are applied."""
         self._settler.flush()
 
     def close(self) -> None:
-        """Apply outstanding completions and close the connection that carried them."""
+        """Apply outstanding completions and close the connection that carried them; stop
+        the queue's subscriber thread (joined, bounded) and start none after."""
         self._settler.close()
+        self.waiters.close()
 
     def settle(self, res: Reservation, action: str, value: int, outcome: str = "") -> int:
         """``complete`` (value = actual tokens) or ``release`` (value ignored) a reservation.

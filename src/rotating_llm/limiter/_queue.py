@@ -80,29 +80,35 @@ class _Slot:
 
 
 class Waiters:
-    """This process's queued callers, by ticket, and the subscribers that wake them."""
+    """This process's queued callers, by ticket, and the subscribers that wake them.
+
+    One per :class:`RedisLimiter` (so one subscriber thread per limiter and Redis
+    deployment, started when a first caller queues, ended when idle or closed)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._slots: dict[str, _Slot] = {}
         self._early: OrderedDict[str, None] = OrderedDict()
         self._subs: dict[int, _Subscriber] = {}
+        self._closed = False
 
     # -- the waiter's side ------------------------------------------------------------
 
     def listen(self, store: Store, pool: str, ticket: str) -> threading.Event | None:
         """Register ``ticket`` (of ``pool``) for wake-ups from ``store``; returns the event
-        the store's subscriber sets once it listens (``None``: woken in-process)."""
+        the store's subscriber sets once it listens (``None``: woken in-process, or
+        closed: the waiter looks again on its timer). Starting a thread is cheap enough
+        to do on an event loop (once per idle period)."""
         with self._lock:
             slot = self._slots.get(ticket)
             if slot is None:
                 slot = self._slots[ticket] = _Slot(pool)
             if self._early.pop(ticket, 0) is None:
                 slot.event.set()
-            if store.kind == "embedded":
+            if store.kind == "embedded" or self._closed:
                 return None
             sub = self._subs.get(id(store))
-            if sub is None or not sub.alive():
+            if sub is None or not sub.alive():  # (an idle one leaves _subs under the lock)
                 sub = self._subs[id(store)] = _Subscriber(self, store)
                 sub.start()
             return sub.ready
@@ -143,6 +149,29 @@ class Waiters:
         with self._lock:
             self._slots.pop(ticket, None)
 
+    def retire(self, sub: _Subscriber) -> bool:
+        """Whether idle ``sub`` may end: no waiter here (checked under the lock that
+        ``listen`` registers under, so a waiter arriving meanwhile gets a new one)."""
+        with self._lock:
+            if self._slots and not self._closed:
+                return False
+            if self._subs.get(id(sub.store)) is sub:
+                del self._subs[id(sub.store)]
+            return True
+
+    def close(self, within: float = 2.0) -> None:
+        """Stop every subscriber thread and wait (at most ``within`` seconds) for each to
+        end; none is started after."""
+        with self._lock:
+            self._closed = True
+            subs = list(self._subs.values())
+            self._subs.clear()
+        for sub in subs:
+            sub.stop()
+        end = time.monotonic() + within
+        for sub in subs:
+            sub.join(max(0.0, end - time.monotonic()))
+
     @property
     def waiting(self) -> int:
         """How many tickets wait in this process."""
@@ -178,6 +207,7 @@ class _Subscriber:
         self.waiters = waiters
         self.store = store
         self.ready = threading.Event()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rotating-llm-queue", daemon=True)
         prefix = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in store.prefix)
         from rotating_llm.limiter._schema import LAYOUT_VERSION
@@ -190,6 +220,19 @@ class _Subscriber:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, seconds: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(seconds)
+
+    def _idle(self, since: float) -> bool:
+        """Whether to end: stopped, or idle past _IDLE_S with no waiter (then retired)."""
+        if self._stop.is_set():
+            return True
+        return time.monotonic() - since > _IDLE_S and self.waiters.retire(self)
+
     def _run(self) -> None:
         idle_since = time.monotonic()
         while True:
@@ -198,24 +241,24 @@ class _Subscriber:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 try:
                     pubsub.psubscribe(self.pattern)
-                    while True:
+                    while True:  # (bounded polls: a stop is seen within 0.5 s)
                         msg = pubsub.get_message(timeout=0.5)
                         if msg is None and pubsub.subscribed:
                             self.ready.set()
                         if msg is not None and msg.get("type") == "pmessage":
                             self.waiters.wake(str(msg["data"]))
-                        if self.waiters.waiting:
+                        if self.waiters.waiting and not self._stop.is_set():
                             idle_since = time.monotonic()
-                        elif time.monotonic() - idle_since > _IDLE_S:
+                        elif self._idle(idle_since):
                             return
                 finally:
                     self.ready.clear()
                     pubsub.close()
             except Exception as exc:  # Redis lost or restarted: waiters look again anyway
                 logger.debug("queue subscriber: %s", exc)
-                if not self.waiters.waiting and time.monotonic() - idle_since > _IDLE_S:
+                if (not self.waiters.waiting or self._stop.is_set()) and self._idle(idle_since):
                     return
-                time.sleep(0.5)
+                self._stop.wait(0.5)
 
 
 class QueueOps:
