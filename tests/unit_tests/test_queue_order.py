@@ -3,6 +3,7 @@ priority first, tenants' turns within a priority, arrival within a tenant, expir
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import time
 
@@ -116,3 +117,23 @@ def test_ticket_setting() -> None:
     for bad in ("0", "601", "nan"):
         with pytest.raises(ConfigError):
             Settings.from_env({"ROTATING_LLM_QUEUE_TICKET_SECONDS": bad})
+
+
+@pytest.mark.parametrize("priority", [10**15, 2**70, -1001, 1.5, True, "9"])
+def test_the_limiter_checks_priority_itself(priority: object) -> None:
+    """RedisLimiter.reserve is public: a priority that could break the queue's scores
+    never reaches Lua (ConfigError), sync and async."""
+    km = KeyManager(
+        [APIKey(key_id="k0", model_name="m", provider="gemini", rpm=5, tpm=1000)],
+        settings=Settings(max_wait=0),
+        secret_store=EnvSecretStore({"API_KEY_K0": "sk-test-k0"}),
+    )
+    try:
+        with pytest.raises(ConfigError, match="priority"):
+            km.limiter.reserve("m", 1, priority=priority)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="priority"):
+            asyncio.run(km.limiter.areserve("m", 1, priority=priority))  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="tenant"):
+            km.limiter.reserve("m", 1, tenant="t" * 257)
+    finally:
+        km.close()

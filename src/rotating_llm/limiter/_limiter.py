@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from rotating_llm._bounds import DELAY_MARGIN_S, check_delay
+from rotating_llm._bounds import DELAY_MARGIN_S, check_delay, check_priority, check_tenant
 from rotating_llm.config import Settings, Strategy
 from rotating_llm.errors import ConfigError, KeyNotFoundError, StoreTimeoutError
 from rotating_llm.limiter import _schema as schema
@@ -347,6 +347,8 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         full (taking no ticket), and counted in it when granted.
         """
         strat = strategy or self.settings.strategy
+        priority = check_priority(priority, ConfigError)  # (a public entry point too)
+        tenant = check_tenant(tenant, ConfigError)
         rid = new_request_id() if request_id is None else check_request_id(request_id)
         aff = affinity_digest(affinity)
         queue = (priority, tenant_digest(tenant), ticket, _ticket_ms(ticket, ticket_seconds))
@@ -399,6 +401,8 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
     ) -> Reservation | Refusal:
         """Async twin of :meth:`reserve`."""
         strat = strategy or self.settings.strategy
+        priority = check_priority(priority, ConfigError)  # (a public entry point too)
+        tenant = check_tenant(tenant, ConfigError)
         rid = new_request_id() if request_id is None else check_request_id(request_id)
         aff = affinity_digest(affinity)
         queue = (priority, tenant_digest(tenant), ticket, _ticket_ms(ticket, ticket_seconds))
