@@ -101,52 +101,37 @@ def parse_keys_document(data: Any, path: str = "<keys>") -> KeysDocument:
 
 def _parse_groups(entries: Any, path: str) -> list[QuotaGroup]:
     """The ``quota_groups`` list, validated (each entry, and no ``group_id`` twice)."""
-    if not isinstance(entries, list):
-        raise KeyFileError(
-            f"'quota_groups' must be a list, not {type(entries).__name__}",
-            path=path,
-            field="quota_groups",
-        )
-    groups: list[QuotaGroup] = []
-    first_seen: dict[str, int] = {}
-    for j, entry in enumerate(entries):
-        group = _parse_entry(QuotaGroup, entry, path, j, "group_id", "quota_groups")
-        if group.group_id in first_seen:
-            raise KeyFileError(
-                f"duplicate group_id (first at quota_groups[{first_seen[group.group_id]}])",
-                path=path,
-                entry=j,
-                key_id=group.group_id,
-                field="group_id",
-                section="quota_groups",
-            )
-        first_seen[group.group_id] = j
-        groups.append(group)
-    return groups
+    return _parse_unique(QuotaGroup, entries, path, "quota_groups", "group_id")
 
 
 def _parse_tenants(entries: Any, path: str) -> tuple[TenantCap, ...]:
     """The ``tenants`` list of caps, validated (each entry, and no ``tenant`` twice)."""
+    return tuple(_parse_unique(TenantCap, entries, path, "tenants", "tenant"))
+
+
+def _parse_unique(model: type[_M], entries: Any, path: str, section: str, name: str) -> list[_M]:
+    """The ``section`` list of ``model`` entries, each validated, none naming ``name`` twice."""
     if not isinstance(entries, list):
         raise KeyFileError(
-            f"'tenants' must be a list, not {type(entries).__name__}", path=path, field="tenants"
+            f"'{section}' must be a list, not {type(entries).__name__}", path=path, field=section
         )
-    caps: list[TenantCap] = []
+    out: list[_M] = []
     first_seen: dict[str, int] = {}
     for j, entry in enumerate(entries):
-        cap = _parse_entry(TenantCap, entry, path, j, "tenant", "tenants")
-        if cap.tenant in first_seen:
+        item = _parse_entry(model, entry, path, j, name, section)
+        ident = str(getattr(item, name))
+        if ident in first_seen:
             raise KeyFileError(
-                f"duplicate tenant (first at tenants[{first_seen[cap.tenant]}])",
+                f"duplicate {name} (first at {section}[{first_seen[ident]}])",
                 path=path,
                 entry=j,
-                key_id=cap.tenant,
-                field="tenant",
-                section="tenants",
+                key_id=ident,
+                field=name,
+                section=section,
             )
-        first_seen[cap.tenant] = j
-        caps.append(cap)
-    return tuple(caps)
+        first_seen[ident] = j
+        out.append(item)
+    return out
 
 
 def _parse_entry(
