@@ -63,7 +63,7 @@ class LoopConnection:
         self._client = client
         self._liveness = liveness
         self._where = where
-        self._kwargs = direct_kwargs(client, None)
+        self._kwargs = direct_kwargs(client, None, for_asyncio=True)
         self._conn: Any = self._new_connection()
         self._ready = False
         self._connecting = asyncio.Lock()

@@ -24,6 +24,7 @@ from typing import Any
 
 import redis
 from hiredis import pack_command
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -40,11 +41,16 @@ class LostError(redis.ConnectionError):
 _BROKEN = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
-def direct_kwargs(client: Any, socket_timeout: float | None) -> dict[str, Any]:
+def direct_kwargs(
+    client: Any, socket_timeout: float | None, *, for_asyncio: bool = False
+) -> dict[str, Any]:
     """A client's connection settings for a connection of our own: no retries of its
-    own (the deadline decides), reads that wait ``socket_timeout`` at a time."""
+    own (the deadline decides), reads that wait ``socket_timeout`` at a time.
+
+    ``for_asyncio``: the connection is an asyncio one, which takes redis-py's asyncio
+    ``Retry`` (redis-py 8 warns when given the synchronous one)."""
     kwargs = dict(client.connection_pool.connection_kwargs)
-    kwargs["retry"] = Retry(NoBackoff(), 0)
+    kwargs["retry"] = (AsyncRetry if for_asyncio else Retry)(NoBackoff(), 0)
     kwargs["socket_timeout"] = socket_timeout
     return kwargs
 
