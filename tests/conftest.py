@@ -26,6 +26,9 @@ for _p in (_TESTS.parent, _TESTS, _TESTS / "integration_tests", _TESTS / "unit_t
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+# A test that starts Python processes must be marked multiprocess (the fast subset skips them).
+from _process_marks import pytest_runtest_makereport, pytest_runtest_setup  # noqa: E402, F401
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # LiteLLM fetches a model cost map from the internet at import, retrying for seconds;

@@ -107,6 +107,7 @@ async def test_a_refusal_waits_for_this_loops_completions(redis_url, prefix) -> 
         await km.aclose()
 
 
+@pytest.mark.multiprocess
 def test_no_loop_iteration_of_the_async_path_blocks(redis_url, prefix) -> None:
     """No step of the loop running aacquire/acomplete blocks for more than 10 ms.
 

@@ -260,6 +260,7 @@ async def test_the_tokenizer_loads_off_the_loop(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_no_loop_step_of_the_async_faces_blocks(redis_url: str, prefix: str) -> None:
     """``RotatingChatModel.ainvoke`` and ``astream`` and the LiteLLM face's
     ``router.acompletion`` (plain and streamed), 8 tasks on one loop after a warm-up: every

@@ -189,6 +189,7 @@ def test_fixture_gives_a_running_unlimited_provider(fake_provider: FakeProvider)
         assert client.models.generate_content(model="m", contents="x").text
 
 
+@pytest.mark.multiprocess
 def test_the_plugin_module_does_not_import_aiohttp() -> None:
     code = (
         "import sys, rotating_llm.testing.pytest_plugin, rotating_llm.testing.cli; "

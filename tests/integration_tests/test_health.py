@@ -107,6 +107,7 @@ def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
     return cond()
 
 
+@pytest.mark.multiprocess
 def test_two_processes_count_two_and_a_dead_one_expires(redis_url: str, prefix: str) -> None:
     procs = [_start_worker(redis_url, prefix) for _ in range(2)]
     try:

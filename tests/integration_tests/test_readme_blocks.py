@@ -44,6 +44,7 @@ def test_the_readme_has_python_blocks() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)), ids=lambda i: f"block{i}")
+@pytest.mark.multiprocess
 def test_readme_block_runs(index: int, provider, redis_url: str, tmp_path: Path) -> None:
     keys = _keys_file(README.read_text(encoding="utf-8"))
     for key in keys["keys"]:  # type: ignore[union-attr]

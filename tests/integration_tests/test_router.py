@@ -354,6 +354,7 @@ def test_health_check_fails_when_redis_is_down(prefix: str) -> None:
         server.stop()
 
 
+@pytest.mark.multiprocess
 def test_default_router_and_lazy_langchain(redis_url: str, prefix: str) -> None:
     with router_env(redis_url, prefix) as env:
         r = get_request_router(key_manager=env.manager, max_wait=0)
@@ -367,6 +368,7 @@ def test_default_router_and_lazy_langchain(redis_url: str, prefix: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.multiprocess
 def test_module_health_check_exit_codes(redis_url: str, prefix: str, tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     entry = {"key_id": "hc-01", "model_name": FLASH, "provider": "gemini", "rpm": 5, "tpm": 1000}

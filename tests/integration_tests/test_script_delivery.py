@@ -172,6 +172,7 @@ _KILLED_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.multiprocess
 def test_a_killed_process_loses_no_written_completion(redis_url: str, prefix: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", _KILLED_CHILD, redis_url, prefix], capture_output=True, timeout=60

@@ -17,7 +17,7 @@ import pytest
 
 from rotating_llm.testing import FakeProvider
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.multiprocess]
 
 SECRETS = {"API_KEY_T0": "sim-t0-secret-value", "API_KEY_T1": "sim-t1-secret-value"}
 

@@ -31,6 +31,7 @@ def store() -> ConversationStore:
     return ConversationStore(Settings(redis_url=None, key_prefix=f"u{uuid.uuid4().hex[:8]}:"))
 
 
+@pytest.mark.multiprocess
 def test_core_conversation_imports_no_framework() -> None:
     code = (
         "import sys, rotating_llm.conversation, rotating_llm; "

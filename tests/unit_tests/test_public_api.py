@@ -47,6 +47,7 @@ def test_errors_module_lists_every_error() -> None:
         assert name in (errs.__doc__ or ""), f"{name} missing from the hierarchy drawing"
 
 
+@pytest.mark.multiprocess
 def test_core_import_loads_no_framework_and_no_embedded_store() -> None:
     code = (
         "import sys; from rotating_llm import get_key_manager, APIKey, KeyManager; "

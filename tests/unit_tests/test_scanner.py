@@ -175,6 +175,7 @@ def test_bad_baseline_and_missing_path_exit_2(
     assert "no such file" in capsys.readouterr().out
 
 
+@pytest.mark.multiprocess
 def test_tools_script_and_module_entry(positive) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     script = REPO / "tools" / "secret_scanner.py"

@@ -51,6 +51,7 @@ def test_fallback_without_tiktoken_files(monkeypatch: pytest.MonkeyPatch) -> Non
         tokens._loaded.clear()
 
 
+@pytest.mark.multiprocess
 def test_offline_in_a_fresh_process_without_importing_litellm(tmp_path: Path) -> None:
     code = (
         "import sys, socket\n"
