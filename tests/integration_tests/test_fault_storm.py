@@ -29,7 +29,7 @@ from rotating_llm.testing import FakeProvider, Fault
 
 #: google-genai's async client subclasses aiohttp.ClientSession, which aiohttp deprecates.
 AIOHTTP = "ignore:Inheritance class AiohttpClientSession from ClientSession:DeprecationWarning"
-pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings(AIOHTTP)]
+pytestmark = [pytest.mark.redis, pytest.mark.multiprocess, pytest.mark.filterwarnings(AIOHTTP)]
 
 MODEL = "gemini-2.5-flash"
 TIMEOUT = 0.5
@@ -66,26 +66,36 @@ class Storm:
         return sum(self.provider.key_stats(s).served for s in self.secrets.values())
 
 
+@pytest.fixture(scope="module")
+def storm_provider() -> Iterator[FakeProvider]:
+    """One simulator process for the module (its own GIL: timeouts are the faults');
+    each storm resets it and uses keys of its own."""
+    with FakeProvider(process=True) as fp:
+        yield fp
+
+
 @contextmanager
-def storm(redis_url: str, prefix: str, scenario: str, seed: int) -> Iterator[Storm]:
-    with FakeProvider(process=True) as fp:  # its own GIL: timeouts are the faults'
-        keys = [
-            APIKey(key_id=f"k{i}", model_name=MODEL, provider="gemini", rpm=10_000,
-                   tpm=10_000_000, base_url=fp.url)
-            for i in range(3)
-        ]  # fmt: skip
-        secrets = {f"API_KEY_{k.key_id.upper()}": f"sk-storm-{uuid.uuid4().hex}" for k in keys}
-        settings = Settings(redis_url=redis_url, key_prefix=prefix, max_wait=2.0)
-        km = KeyManager(keys, settings=settings, secret_store=EnvSecretStore(secrets))
-        faults = SCENARIOS[scenario]
-        p = 0.3 if len(faults) == 1 else 0.07
-        for i, fault in enumerate(faults):
-            delay = HANG if fault is Fault.HANG else None
-            fp.inject(fault, probability=p, seed=seed + i, delay=delay)
-        try:
-            yield Storm(fp, keys, secrets, km, RequestRouter(km, chat_model_options=CHAT))
-        finally:
-            km.close()
+def storm(
+    fp: FakeProvider, redis_url: str, prefix: str, scenario: str, seed: int
+) -> Iterator[Storm]:
+    fp.reset()  # no fault rule, counter or window of an earlier storm
+    keys = [
+        APIKey(key_id=f"k{i}", model_name=MODEL, provider="gemini", rpm=10_000,
+               tpm=10_000_000, base_url=fp.url)
+        for i in range(3)
+    ]  # fmt: skip
+    secrets = {f"API_KEY_{k.key_id.upper()}": f"sk-storm-{uuid.uuid4().hex}" for k in keys}
+    settings = Settings(redis_url=redis_url, key_prefix=prefix, max_wait=2.0)
+    km = KeyManager(keys, settings=settings, secret_store=EnvSecretStore(secrets))
+    faults = SCENARIOS[scenario]
+    p = 0.3 if len(faults) == 1 else 0.07
+    for i, fault in enumerate(faults):
+        delay = HANG if fault is Fault.HANG else None
+        fp.inject(fault, probability=p, seed=seed + i, delay=delay)
+    try:
+        yield Storm(fp, keys, secrets, km, RequestRouter(km, chat_model_options=CHAT))
+    finally:
+        km.close()
 
 
 def check_keys_blameless(env: Storm) -> None:
@@ -103,10 +113,14 @@ def check_provider_error(exc: BaseException) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_router_conversations_survive_a_fault_storm(
-    redis_url: str, prefix: str, scenario: str, caplog: pytest.LogCaptureFixture
+    storm_provider: FakeProvider,
+    redis_url: str,
+    prefix: str,
+    scenario: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.ERROR, logger="rotating_llm")
-    with storm(redis_url, prefix, scenario, seed=7) as env:
+    with storm(storm_provider, redis_url, prefix, scenario, seed=7) as env:
         acked: dict[str, list[str]] = {}
         outcomes: list[dict[str, Any]] = []
         for turn in range(6):
@@ -145,8 +159,10 @@ def test_router_conversations_survive_a_fault_storm(
 
 
 @pytest.mark.slow
-def test_chat_model_sync_and_async_calls_in_a_mixed_storm(redis_url: str, prefix: str) -> None:
-    with storm(redis_url, prefix, "mixed", seed=11) as env:
+def test_chat_model_sync_and_async_calls_in_a_mixed_storm(
+    storm_provider: FakeProvider, redis_url: str, prefix: str
+) -> None:
+    with storm(storm_provider, redis_url, prefix, "mixed", seed=11) as env:
         chat = RotatingChatModel(model=MODEL, key_manager=env.manager, **CHAT)
         served = failed = 0
         for i in range(15):
@@ -191,8 +207,10 @@ def test_chat_model_sync_and_async_calls_in_a_mixed_storm(redis_url: str, prefix
 
 
 @pytest.mark.slow
-def test_concurrent_async_conversations_in_a_mixed_storm(redis_url: str, prefix: str) -> None:
-    with storm(redis_url, prefix, "mixed", seed=23) as env:
+def test_concurrent_async_conversations_in_a_mixed_storm(
+    storm_provider: FakeProvider, redis_url: str, prefix: str
+) -> None:
+    with storm(storm_provider, redis_url, prefix, "mixed", seed=23) as env:
         router = env.router
 
         async def conversation(c: int) -> tuple[list[str], list[dict[str, Any]]]:
