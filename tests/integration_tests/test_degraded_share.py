@@ -36,9 +36,10 @@ def _run(
     server: RedisProcess,
     prefix: str,
     tmp_path: Path,
-    first: int,
+    first: int | list[int],
     phases: list[tuple[str, float]],
     between: dict[str, Any],
+    tenant_rpm: int = 0,
 ) -> list[dict[str, Any]]:
     """Run the workers; before each phase, ``between[phase]()`` (kill, restart, flush)."""
     ctl = tmp_path / "control"
@@ -56,7 +57,16 @@ def _run(
 
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=ctx) as pool:
         futures = [
-            pool.submit(worker, server.url, prefix, str(ctl), w, first, phases)
+            pool.submit(
+                worker,
+                server.url,
+                prefix,
+                str(ctl),
+                w,
+                first if isinstance(first, int) else first[w],
+                phases,
+                tenant_rpm,
+            )
             for w in range(WORKERS)
         ]
         wait_all("ready")
@@ -130,6 +140,51 @@ def test_flushed_redis_is_repaired_by_each_process_replaying_its_grants(
     assert all(n <= RPM for n in total.values()), total
     assert sum(total.values()) == KEYS * RPM  # the rest of the window was still served
     assert all(not r["embedded"] for r in records)  # a flush is not a loss: no failover
+
+
+# -- a capped tenant: its window is journalled and shared as a key's is -----------------
+
+#: The tenant's cap: below the pool's 12 and not a multiple of the 3 processes (shares 3,
+#: 2 and 2: the budget is apportioned, so the shares add up to the cap, not to 9 or 6).
+TENANT_RPM = 7
+
+
+@pytest.mark.parametrize("fault", ["flush", "kill"])
+def test_a_tenant_never_gets_more_than_its_cap_across_a_flush_or_a_lost_redis(
+    prefix: str, tmp_path: Path, fault: str
+) -> None:
+    """3 processes take all a capped tenant may (the keys have room for more), one of
+    them 4 of the 6 granted first: across a FLUSHALL each process replays its tenant
+    grants of the window, so the cap is not granted a second time; with Redis killed
+    each grants only its share of the cap less its share of what Redis held at the last
+    heartbeat (2 each: without that seed the two others would grant 2 or more, not 1),
+    and writes them back when Redis returns empty."""
+    server = RedisProcess()
+    server.start()
+    try:
+        if fault == "flush":
+
+            def flush() -> None:
+                redis.Redis.from_url(server.url).flushall()
+
+            phases, between = [("after", 2.5)], {"after": flush}
+        else:
+            phases = [("lost", 2.0), ("back", 2.5)]
+            between = {"lost": server.stop, "back": server.start}
+        records = _run(server, prefix, tmp_path, [4, 1, 1], phases, between, tenant_rpm=TENANT_RPM)
+    finally:
+        server.stop()
+    by_phase = {p: dict(_per_key(records, p)) for p in ("before", "after", "lost", "back")}
+    print("tenant grants per phase and key:", by_phase)
+    assert sum(_per_key(records, "before").values()) == 6
+    # never over the cap, and all of it used: the rest of the window was still served
+    assert len(records) == TENANT_RPM, by_phase
+    if fault == "kill":
+        lost = [r for r in records if r["phase"] == "lost"]
+        assert lost and all(r["embedded"] for r in lost)
+        assert _per_key(records, "back") == Counter()  # written back: nothing granted twice
+    else:
+        assert all(not r["embedded"] for r in records)
 
 
 # -- one process: what it set on its keys survives a flush, and async writes back too ----

@@ -55,3 +55,36 @@ def test_degraded_tail_cuts_limits_and_drops_keys_without_a_share() -> None:
             total[name] = total.get(name, 0) + int(value.split(" ")[0])
     assert total["@g"] == 4 and total["k0"] == 9 and total["k1"] == 1 and total["k2"] == 3
     assert degraded_tail(tail, 1, 0) == tail
+
+
+def test_a_tenant_cap_is_cut_to_shares_that_add_up_to_it() -> None:
+    from rotating_llm.limiter._degraded import tenant_share
+
+    name, n = "~t:0123456789abcdef01234567", 3
+    cuts = [tenant_share("7 1000 0 0 1 -", name, n, rank) for rank in range(n)]
+    assert all(c is not None for c in cuts)
+    parts = [c.split(" ") for c in cuts if c is not None]
+    assert sum(int(p[0]) for p in parts) == 7 and sum(int(p[1]) for p in parts) == 1000
+    assert all(p[2:] == ["0", "0", "1", "-"] for p in parts)  # (no daily caps appear)
+    # a process with no share of the cap refuses the tenant (None), never "no cap" (0)
+    cuts = [tenant_share("2 0 0 0 1 -", name, n, rank) for rank in range(n)]
+    assert cuts.count(None) == 1 and sorted(c for c in cuts if c) == ["1 0 0 0 1 -"] * 2
+    assert tenant_share("", name, n, 0) == ""  # no cap: none
+    assert tenant_share("7 0 0 0 1 -", name, 1, 0) == "7 0 0 0 1 -"  # alone: the whole cap
+
+
+def test_the_heartbeat_reads_the_named_and_the_latest_capped_tenants() -> None:
+    from rotating_llm import Settings
+    from rotating_llm.keys.models import TenantCap
+    from rotating_llm.limiter._queue import tenant_digest
+    from rotating_llm.limiter._tenants import SNAPSHOT_TENANTS, TenantCaps
+
+    caps = TenantCaps(Settings(tenant_rpm=5))
+    caps.set_caps([TenantCap(tenant="alice", rpm=3), TenantCap(tenant="*", rpm=4)])
+    assert caps.capped("m") == ["~t:" + tenant_digest("alice")]  # named in the file
+    for i in range(SNAPSHOT_TENANTS + 10):
+        assert caps.args("m", f"t{i}", []) == "4 0 0 0 1 -"
+    seen = caps.capped("m")
+    assert len(seen) == SNAPSHOT_TENANTS and seen[0] == "~t:" + tenant_digest("alice")
+    assert seen[1] == "~t:" + tenant_digest(f"t{SNAPSHOT_TENANTS + 9}")  # the latest first
+    assert caps.capped("other") == ["~t:" + tenant_digest("alice")]

@@ -7,7 +7,9 @@ that the shares of all processes add up to exactly the limit. Each process gets
 ``limit // n``; the remainder ``limit % n`` goes to as many processes, chosen by their
 rank among the members they all saw, starting at an offset of each key's own (so with
 more processes than requests, different processes get different keys). A limit a
-process gets no share of keeps that key (or group) out of its rotation.
+process gets no share of keeps that key (or group) out of its rotation. A capped
+tenant's cap is cut the same way (under its window's name): a process with no share of
+it refuses the tenant until Redis is back.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from rotating_llm.limiter._schema import GROUP_MARK
 
-__all__ = ["degraded_tail", "peer_rank", "share"]
+__all__ = ["degraded_tail", "peer_rank", "share", "tenant_share"]
 
 
 def share(limit: int, name: str, n: int, rank: int) -> int:
@@ -46,6 +48,12 @@ def _scaled(limits: str, name: str, n: int, rank: int) -> str | None:
             return None
         parts[i] = str(part)
     return " ".join(parts)
+
+
+def tenant_share(cap: str, name: str, n: int, rank: int) -> str | None:
+    """A tenant's cap (the acquire's ``"rpm tpm 0 0 1 -"``) cut to this process's share
+    of it under ``name`` (its window's id); ``None`` if the share is nothing."""
+    return _scaled(cap, name, n, rank) if cap and n > 1 else cap
 
 
 def degraded_tail(tail: Sequence[str], n: int, rank: int) -> list[str]:

@@ -11,7 +11,8 @@ Kept so that state Redis lost can be put back (``replay.lua``):
   degraded share (``_degraded``) counts what it already took in the window.
 
 Members are named as the scripts name them (``<reservation id>`` in a key's window,
-``<reservation id>@<key id>`` in its group's), so a replay adds only what is missing.
+``<reservation id>@<key id>`` in its group's and in its capped tenant's), so a replay
+adds only what is missing, and a flush never gives a tenant its cap a second time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, NamedTuple
+
+from rotating_llm.limiter._schema import TENANT_MARK
 
 if TYPE_CHECKING:
     from rotating_llm.limiter._limiter import Reservation
@@ -38,6 +41,8 @@ class _Grant(NamedTuple):
     primary: bool
     #: the pool's epoch on Redis when granted there ('' for the in-process store)
     epoch: str
+    #: the capped tenant's digest it counts for ('' none)
+    tenant: str = ""
 
 
 class Journal:
@@ -56,7 +61,7 @@ class Journal:
         in-process store)."""
         at = res.granted_at_us or int(time.time() * _US)
         est, ep = res.estimated_tokens, epoch if primary else ""
-        g = _Grant(res.key_id, group, res.reservation_id, at, est, primary, ep)
+        g = _Grant(res.key_id, group, res.reservation_id, at, est, primary, ep, res.tenant)
         with self._lock:
             book = self._grants.setdefault(res.pool, {})
             book[(res.key_id, res.reservation_id, primary)] = g
@@ -107,6 +112,9 @@ class Journal:
             tail += [g.key_id, rid, str(g.at_us), str(g.tokens), ep]
             if g.group:
                 tail += [g.group, f"{rid}@{g.key_id}", str(g.at_us), str(g.tokens), ep]
+            if g.tenant:  # (the tenant's window names it as the group's does)
+                tid = TENANT_MARK + g.tenant
+                tail += [tid, f"{rid}@{g.key_id}", str(g.at_us), str(g.tokens), ep]
         return tail
 
     def health_now(self, key_ids: set[str]) -> list[tuple[str, str, float, str]]:

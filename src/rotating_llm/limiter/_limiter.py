@@ -355,10 +355,13 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         cap = self.tenants.args(pool, tenant, self._pools.get(pool, ()))
 
         def op(store: Store) -> Reservation | Refusal:
+            tcap = self._tenant_cap(store, pool, cap, queue[1])
+            if tcap is None:
+                return self._no_share(cap)
             for _ in range(2):
                 self._ensure(store, pool)
                 args = self._acquire_args(
-                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue, cap
+                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue, tcap
                 )
                 try:
                     raw = store.call("acquire", store.pool_keys(pool), args)
@@ -381,6 +384,12 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         if ticket and isinstance(out, Reservation):
             self._wake_local(pool, out.store)
         return out
+
+    def _no_share(self, cap: str) -> Refusal:
+        """The refusal of a capped tenant (of ``cap``) this process has no share of while
+        Redis is lost: until the next look at Redis."""
+        why = "tenant tpm" if cap.startswith("0 ") else "tenant rpm"
+        return Refusal(self.settings.store_retry_interval, {schema.TENANT_REASON: why})
 
     def _call_end(self) -> float:
         """When the store calls of the running acquire must end (see ``call_deadline``)."""
@@ -411,10 +420,13 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         sent: list[tuple[Store, list[Any]]] = []
 
         async def op(store: Store) -> Reservation | Refusal:
+            tcap = self._tenant_cap(store, pool, cap, queue[1])
+            if tcap is None:
+                return self._no_share(cap)
             for _ in range(2):
                 await self._aensure(store, pool)
                 args = self._acquire_args(
-                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue, cap
+                    store, pool, estimated_tokens, strat, exclude, rid, aff, queue, tcap
                 )
                 sent.append((store, _untaken(args)))
                 try:

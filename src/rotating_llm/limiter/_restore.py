@@ -19,16 +19,17 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from rotating_llm.limiter._degraded import degraded_tail, peer_rank, share
+from rotating_llm.limiter._degraded import degraded_tail, peer_rank, share, tenant_share
 from rotating_llm.limiter._group_ops import group_name
 from rotating_llm.limiter._journal import Journal
-from rotating_llm.limiter._schema import DAY_SEED, STATUS
+from rotating_llm.limiter._schema import DAY_SEED, STATUS, TENANT_MARK
 from rotating_llm.storage._errors import translate_errors
 
 if TYPE_CHECKING:
     from rotating_llm.config import Settings
     from rotating_llm.keys.models import APIKey, QuotaGroup
     from rotating_llm.limiter._limiter import Refusal, Reservation
+    from rotating_llm.limiter._tenants import TenantCaps
     from rotating_llm.storage import FailoverStore, Store
 
 __all__ = ["Restore"]
@@ -48,6 +49,7 @@ class Restore:
     store: FailoverStore
     settings: Settings
     journal: Journal
+    tenants: TenantCaps
     _pools: dict[str, list[APIKey]]
     _groups: dict[str, QuotaGroup]
     #: pool -> (live processes, this one's rank) from the last heartbeat
@@ -111,6 +113,14 @@ class Restore:
         n, rank = self.peers.get(pool, (1, 0))
         return degraded_tail(tail, n, rank)
 
+    def _tenant_cap(self, store: Store, pool: str, cap: str, digest: str) -> str | None:
+        """The acquire's tenant cap on ``store``: on the degraded store this process's
+        share of it (``None``: none, the tenant is refused here until Redis is back)."""
+        if not cap or not self._degraded(store):
+            return cap
+        n, rank = self.peers.get(pool, (1, 0))
+        return tenant_share(cap, TENANT_MARK + digest, n, rank)
+
     def _replay_args(self, store: Store, pool: str) -> list[Any]:
         """The ``replay`` call's arguments: what this process granted in the window; into
         the degraded store also its share of what the pool held at the last heartbeat."""
@@ -142,6 +152,8 @@ class Restore:
             for j in range(mine):
                 each = tok // mine + (1 if j < tok % mine else 0)
                 tail += [kid, f"seen{at_us}.{j}", at_us, each, ""]
+            if kid.startswith(TENANT_MARK):
+                continue  # (a tenant's caps are per window: no day to seed)
             day_n = max(0, share(today, kid, n, rank) - mine)
             day_t = max(0, share(tokens_today, kid, n, rank) - tok)
             if day_n or day_t:  # the day's use before the window (schema.DAY_SEED)
@@ -150,10 +162,13 @@ class Restore:
 
     def snapshot(self, pool: str) -> None:
         """Read what Redis holds of ``pool`` now (the heartbeat does, every beat): of
-        every key and quota group, its window's reservations and its use today."""
+        every key and quota group, its window's reservations and its use today; of every
+        capped tenant this process has asked for in it, its window's."""
         keys = self._pools.get(pool, [])
         names = [k.key_id for k in keys]
         names += sorted({group_name(k.quota_group) for k in keys if k.quota_group})
+        if names:
+            names += self.tenants.capped(pool)
         if not names:
             return
         primary = self.store.primary
@@ -166,7 +181,7 @@ class Restore:
             str(raw[i]): (int(raw[i + at[0]]), int(raw[i + at[1]]), int(raw[i + at[2]]),
                           int(raw[i + at[3]]))
             for i in range(0, len(raw), w)
-            if int(raw[i + STATUS.index("in_pool")])
+            if int(raw[i + STATUS.index("in_pool")]) or str(raw[i]).startswith(TENANT_MARK)
         }  # fmt: skip
         self._seen[pool] = (now_us, usage)
 

@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from rotating_llm.limiter._queue import tenant_digest
 from rotating_llm.limiter._schema import TENANT_MARK
 
+#: The most capped tenants of a pool whose windows a heartbeat reads (the seed of the
+#: degraded share): the latest this process asked for.
+SNAPSHOT_TENANTS = 256
 if TYPE_CHECKING:
     from rotating_llm.config import Settings
     from rotating_llm.keys.models import APIKey, TenantCap
@@ -50,6 +53,10 @@ class TenantCaps:
         self._default = (settings.tenant_rpm, settings.tenant_tpm, settings.tenant_share)
         self._caps: dict[str, TenantCap] = {}
         self._limits: dict[tuple[str, str], str] = {}  # (pool, tenant) -> limits string
+        #: pool -> window ids of the capped tenants asked for (oldest first, bounded)
+        self._seen: dict[str, dict[str, None]] = {}
+        #: window ids of the tenants the file caps by name
+        self._named: list[str] = []
         self._lock = threading.Lock()
 
     @property
@@ -60,14 +67,25 @@ class TenantCaps:
     def set_caps(self, caps: Iterable[TenantCap]) -> None:
         """Replace the file's caps (checked by the loader: one entry per tenant)."""
         table = {c.tenant: c for c in caps}
+        named = [TENANT_MARK + tenant_digest(t) for t in table if t != _EVERY]
         with self._lock:
             self._caps = table
+            self._named = named[:SNAPSHOT_TENANTS]
             self._limits = {}
 
     def keys_changed(self) -> None:
         """Forget the computed caps: a pool's capacity may have changed."""
         with self._lock:
             self._limits = {}
+
+    def capped(self, pool: str) -> list[str]:
+        """The window ids (``~t:<digest>``) of the tenants the file caps by name and of
+        the capped tenants asked for in ``pool`` (at most :data:`SNAPSHOT_TENANTS`)."""
+        with self._lock:
+            seen = list(self._seen.get(pool, ()))
+            named = self._named
+        out = list(dict.fromkeys([*named, *reversed(seen)]))
+        return out[:SNAPSHOT_TENANTS]
 
     def caps(self) -> list[TenantCap]:
         """The file's caps."""
@@ -98,7 +116,18 @@ class TenantCaps:
                 if len(self._limits) > 10_000:
                     self._limits = {}
                 self._limits[(pool, tenant)] = found
+        if found:
+            self._note(pool, TENANT_MARK + tenant_digest(tenant))
         return found
+
+    def _note(self, pool: str, tid: str) -> None:
+        """Remember ``tid`` as the latest capped tenant asked for in ``pool``."""
+        with self._lock:
+            seen = self._seen.setdefault(pool, {})
+            seen.pop(tid, None)
+            seen[tid] = None
+            if len(seen) > SNAPSHOT_TENANTS:
+                del seen[next(iter(seen))]
 
 
 def tenant_status(limiter: RedisLimiter, tenant: str, pools: Sequence[str]) -> list[dict[str, Any]]:

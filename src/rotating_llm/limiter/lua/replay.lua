@@ -2,7 +2,8 @@
 -- window when Redis restarted empty or was flushed, what it granted while Redis was
 -- lost (written back after recovery), or its share of what Redis held when failing over
 -- (a seed of the in-process store). ARGV after the head: an epoch token, a hold (ms),
--- the processes to wait for, this process's tag, then quintuples id (a key id, or '@<group>'), member (without its ':<tokens>'),
+-- the processes to wait for, this process's tag, then quintuples id (a key id, '@<group>'
+-- or a capped tenant's TENANT.MARK .. <digest>), member (without its ':<tokens>'),
 -- instant (microseconds), tokens, and the epoch the member was granted under ('': the
 -- member is this process's own name, kept as is).
 -- A member granted under the pool's present epoch is skipped: that state still holds it
@@ -93,7 +94,9 @@ if expected then
     end
   end
 end
-for id, _ in pairs(touched) do
-  if string.sub(id, 1, #GROUP_MARK) ~= GROUP_MARK then rescore(id) end
+for id, _ in pairs(touched) do  -- (a group or a capped tenant is in no availability set)
+  if string.sub(id, 1, #GROUP_MARK) ~= GROUP_MARK and string.sub(id, 1, #TENANT.MARK) ~= TENANT.MARK then
+    rescore(id)
+  end
 end
 return {added, epoch, fresh}
