@@ -400,6 +400,36 @@ async def test_the_filter_narrows_to_one_reserved_deployment(redis_url: str, pre
 
 
 @pytest.mark.redis
+async def test_a_filter_of_some_model_groups_leaves_the_others_untouched(
+    redis_url: str, prefix: str
+) -> None:
+    flt = RotatingFilter(redis_url=redis_url, key_prefix=prefix, max_wait=0, model_groups=["pool"])
+    other = [{**_dep(f"o{i}", rpm=1), "model_name": "other"} for i in range(2)]
+    try:
+        for _ in range(3):  # never reserved: rpm 1 would refuse the second
+            kwargs: dict[str, Any] = {"metadata": {}}
+            kept = await flt.async_filter_deployments("other", other, None, request_kwargs=kwargs)
+            assert kept is other and TOKEN_FIELD not in kwargs["metadata"]
+        kept = await flt.async_filter_deployments("pool", [_dep("d0", rpm=1)], None, {})
+        assert [d["model_info"]["id"] for d in kept] == ["d0"]
+        assert flt.manager.models() == ["pool"]
+    finally:
+        await flt.aclose()
+    from rotating_llm import ConfigError
+
+    # LiteLLM lists a callback once per class and public scalar attributes: a second
+    # filter (only a float setting differs) must still get its own success events
+    other_flt = RotatingFilter(redis_url=redis_url, key_prefix=prefix, window_seconds=4.0)
+    listed: list[Any] = []
+    for f in (flt, other_flt):
+        litellm.logging_callback_manager._add_custom_logger_to_list(f, listed)
+    assert listed == [flt, other_flt]
+    await other_flt.aclose()
+    with pytest.raises(ConfigError, match="model_groups"):
+        RotatingFilter(redis_url=redis_url, key_prefix=prefix, model_groups="pool")
+
+
+@pytest.mark.redis
 def test_deployments_changed_at_run_time_are_picked_up(redis_url: str, prefix: str) -> None:
     class ChangingRouter:
         def __init__(self) -> None:
@@ -470,3 +500,27 @@ def test_who_never_logs_a_rejected_value(caplog: pytest.LogCaptureFixture) -> No
     assert (found.priority, found.tenant) == (0, None)
     assert len(caplog.records) == 2
     assert "s3cr3t" not in caplog.text
+
+
+def test_a_queued_refusal_carries_its_place_and_a_retry_after_no_sooner_than_its_wait() -> None:
+    from rotating_llm.errors import AllKeysExhaustedError
+
+    core = AllKeysExhaustedError("pool", 1.2, {"d0": "rpm"}, queue_position=3, expected_wait=7.25)
+    exc = PoolExhaustedError(core)
+    assert isinstance(exc, litellm.RateLimitError)
+    assert (exc.queue_position, exc.expected_wait, exc.retry_after) == (3, 7.25, 1.2)
+    assert "3 ahead in the queue, expected wait 7.250s" in str(exc)
+    headers = exc.headers or {}
+    assert headers["retry-after"] == "8"  # the later of 1.2 and 7.25, whole seconds up
+    assert headers["x-rotating-llm-queue-position"] == "3"
+    assert headers["x-rotating-llm-expected-wait"] == "7.250"
+    # the head of the queue: its wait is when capacity returns
+    head = PoolExhaustedError(AllKeysExhaustedError("pool", 2.5, {}, queue_position=0,
+                                                    expected_wait=2.5))  # fmt: skip
+    assert (head.headers or {})["retry-after"] == "3"
+    # not queued: no queue headers, Retry-After from retry_after alone (at least 1)
+    plain = PoolExhaustedError(AllKeysExhaustedError("pool", 0.2, {}))
+    assert plain.queue_position is None and plain.expected_wait is None
+    assert (plain.headers or {})["retry-after"] == "1"
+    assert "x-rotating-llm-queue-position" not in (plain.headers or {})
+    assert PoolExhaustedError(AllKeysExhaustedError("pool", None, {})).headers is None  # never

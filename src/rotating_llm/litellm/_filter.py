@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from rotating_llm.config import Settings, Strategy
-from rotating_llm.errors import AllKeysExhaustedError, RequestTooLargeError
+from rotating_llm.errors import AllKeysExhaustedError, ConfigError, RequestTooLargeError
 from rotating_llm.keys.models import APIKey
 from rotating_llm.litellm._book import LeaseBook, stamp
 from rotating_llm.litellm._callback import LeaseSettler
@@ -48,6 +49,9 @@ class RotatingFilter(LeaseSettler):
         estimator: ``(messages, input, request_kwargs) -> tokens``.
         tpm_counts: Settle with ``"total"`` or ``"input"`` tokens.
         lease_ttl: Seconds an unsettled lease is remembered for its callback.
+        model_groups: The model groups this filter picks for (``None``: every group);
+            the deployments of others pass untouched, so filters with other settings
+            (a window, a ``max_wait``) can serve them side by side.
     """
 
     def __init__(
@@ -63,8 +67,16 @@ class RotatingFilter(LeaseSettler):
         estimator: Estimator | None = None,
         tpm_counts: Literal["total", "input"] = "total",
         lease_ttl: float = 600.0,
+        model_groups: Iterable[str] | None = None,
     ) -> None:
         super().__init__(LeaseBook(lease_ttl), tpm_counts)
+        if isinstance(model_groups, str):
+            raise ConfigError("model_groups must be a list of model group names, not a string")
+        self.model_groups = None if model_groups is None else frozenset(model_groups)
+        #: Distinct per filter: LiteLLM adds a callback to its success and failure lists
+        #: once per class and public ``str``/``int``/``bool`` attributes, so a second
+        #: filter (other groups, another window) would otherwise pick but never settle.
+        self.filter_id = uuid.uuid4().hex[:12]
         self.manager = new_manager(
             settings,
             redis_url=redis_url,
@@ -113,6 +125,8 @@ class RotatingFilter(LeaseSettler):
         if not deps:
             return healthy_deployments
         pool = str(deps[0].get("model_name"))
+        if self.model_groups is not None and pool not in self.model_groups:
+            return healthy_deployments  # another filter's group
         deps = [d for d in deps if str(d.get("model_name")) == pool]
         keys: dict[str, tuple[APIKey, Mapping[str, Any]]] = {}
         for dep in deps:
