@@ -17,6 +17,7 @@ __all__ = [
     "MAX_POOL_TIERS",
     "MAX_PRIORITY",
     "MAX_TENANT_LEN",
+    "MAX_TICKET_SECONDS",
     "MAX_TIER",
     "MAX_TOKENS",
     "MAX_WEIGHT",
@@ -42,6 +43,9 @@ MAX_TOKENS = 10**12
 MAX_PRIORITY = 1000
 #: The longest tenant name (a tenant: whose request it is, for fair shares).
 MAX_TENANT_LEN = 256
+#: The longest a waiter's queue ticket lives without being renewed (seconds); the
+#: queue's keys outlive their last change by twice this.
+MAX_TICKET_SECONDS = 600
 #: A cooldown may last until the next daily reset plus this (seconds).
 DELAY_MARGIN_S = 3600.0
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from rotating_llm._bounds import MAX_TICKET_SECONDS
 from rotating_llm.errors import ConfigError
 
 __all__ = ["ENV_VARS", "Settings"]
@@ -98,7 +99,7 @@ class Settings(BaseModel):
     affinity_ttl_seconds: float = Field(3600.0, gt=0, le=7 * 86400)
     #: How long a waiter's place in the pool's queue lasts unless renewed (seconds; a
     #: waiter renews it three times as often): a dead waiter blocks the queue no longer.
-    queue_ticket_seconds: float = Field(3.0, gt=0, le=600.0)
+    queue_ticket_seconds: float = Field(3.0, gt=0, le=MAX_TICKET_SECONDS)
     probe_seconds: float = Field(300.0, ge=0, le=86400.0)
     #: How often a long-lived manager on a Redis says it is alive (0: never).
     heartbeat_seconds: float = Field(10.0, ge=0, le=3600.0)

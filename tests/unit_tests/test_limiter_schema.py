@@ -63,6 +63,9 @@ def test_header_positions_match_the_declaration() -> None:
         elif line.startswith("local TENANT = "):
             table = f"{{MARK = '{schema.TENANT_MARK}', REASON = '{schema.TENANT_REASON}'}}"
             assert line.split("=", 1)[1].strip() == table
+        elif line.startswith("local QU = "):  # the queue's keys outlive any ticket
+            assert line.split("=", 1)[1].strip() == f"{{TTL_MS = '{schema.QUEUE_KEYS_TTL_MS}'}}"
+            assert schema.QUEUE_KEYS_TTL_MS > schema.QUEUE_TICKET_MAX_MS
         elif line.startswith("local "):
             left, right = line[6:].split("=")
             for n, v in zip(left.split(","), right.split(","), strict=True):

@@ -119,6 +119,20 @@ def test_ticket_setting() -> None:
             Settings.from_env({"ROTATING_LLM_QUEUE_TICKET_SECONDS": bad})
 
 
+def test_a_tickets_life_has_one_bound() -> None:
+    """The setting's bound is the one the script gets, and the queue's keys outlive it."""
+    from rotating_llm._bounds import MAX_TICKET_SECONDS
+    from rotating_llm.limiter import _schema
+    from rotating_llm.limiter._limiter import _ticket_ms
+
+    longest = Settings(queue_ticket_seconds=MAX_TICKET_SECONDS).queue_ticket_seconds
+    assert _ticket_ms(new_ticket(), longest) == _schema.QUEUE_TICKET_MAX_MS
+    assert _ticket_ms(new_ticket(), 10.0**9) == _schema.QUEUE_TICKET_MAX_MS
+    assert _ticket_ms("", longest) == 0
+    assert f"QU = {{TTL_MS = '{_schema.QUEUE_KEYS_TTL_MS}'}}" in _schema.lua_header()
+    assert _schema.QUEUE_KEYS_TTL_MS > _schema.QUEUE_TICKET_MAX_MS
+
+
 @pytest.mark.parametrize("priority", [10**15, 2**70, -1001, 1.5, True, "9"])
 def test_the_limiter_checks_priority_itself(priority: object) -> None:
     """RedisLimiter.reserve is public: a priority that could break the queue's scores

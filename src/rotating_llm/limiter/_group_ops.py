@@ -49,6 +49,10 @@ class GroupOps:
     ) -> list[Any]:  # pragma: no cover
         raise NotImplementedError
 
+    if TYPE_CHECKING:  # (QueueOps's, after this class in RedisLimiter's bases)
+
+        def _wake_local(self, pool: str, store: Store) -> None: ...
+
     def _cap(self, seconds: float) -> float:  # pragma: no cover
         raise NotImplementedError
 
@@ -119,14 +123,15 @@ class GroupOps:
         seconds = self._cap(seconds)
         name = group_name(group_id)
 
-        def op(store: Store) -> float:
+        def op(store: Store) -> tuple[float, Store]:
             self._ensure(store, pool)
             args = self._health_args(store, pool, name, action, seconds, reason)
-            return int(store.call("health", store.pool_keys(pool), args)) / 1000
+            return int(store.call("health", store.pool_keys(pool), args)) / 1000, store
 
-        out = self.store.run(f"group health ({action})", op)
+        out, store = self.store.run(f"group health ({action})", op)
         # (replayed into a store that lost it, as a key's cooldown is)
         self.journal.health(name, "clear" if action == "clear" else "cooldown", out, reason)
+        self._wake_local(pool, store)  # (a cleared group's keys are back)
         return out
 
     def cool_group(

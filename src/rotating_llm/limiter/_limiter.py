@@ -111,7 +111,7 @@ def _ticket_ms(ticket: str, seconds: float) -> int:
     check_ticket(ticket)
     if not ticket or not seconds > 0:
         return 0
-    return max(1, min(int(seconds * 1000), _MAX_TICKET_MS))
+    return max(1, min(int(seconds * 1000), schema.QUEUE_TICKET_MAX_MS))
 
 
 def _untaken(args: list[Any]) -> list[Any]:
@@ -120,8 +120,6 @@ def _untaken(args: list[Any]) -> list[Any]:
     return [*args[:-1], 0]  # (the schema's ticket_ms is last)
 
 
-#: The longest a ticket lives without being renewed (milliseconds; the setting's bound).
-_MAX_TICKET_MS = 600_000
 #: The longest window and cooldown settings the scripts are given (seconds).
 _MAX_SETTING_S = 7 * 86400
 
@@ -629,14 +627,14 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         pool = self.pool_of(key_id)
         seconds = self._cap(seconds)
 
-        def op(store: Store) -> float:
+        def op(store: Store) -> tuple[float, Store]:
             self._ensure(store, pool)
             args = self._health_args(store, pool, key_id, action, seconds, reason)
-            return int(store.call("health", store.pool_keys(pool), args)) / 1000
+            return int(store.call("health", store.pool_keys(pool), args)) / 1000, store
 
-        out = self.store.run(f"key health ({action})", op)
+        out, store = self.store.run(f"key health ({action})", op)
         self.journal.health(key_id, action, out, reason)
-        self._wake_local(pool)
+        self._wake_local(pool, store)
         return out
 
     async def ahealth(
@@ -646,15 +644,15 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         pool = self.pool_of(key_id)
         seconds = self._cap(seconds)
 
-        async def op(store: Store) -> float:
+        async def op(store: Store) -> tuple[float, Store]:
             await self._aensure(store, pool)
             args = self._health_args(store, pool, key_id, action, seconds, reason)
             raw = await store.acall("health", store.pool_keys(pool), args)
-            return int(raw) / 1000
+            return int(raw) / 1000, store
 
-        out = await self.store.arun(f"key health ({action})", op)
+        out, store = await self.store.arun(f"key health ({action})", op)
         self.journal.health(key_id, action, out, reason)
-        self._wake_local(pool)
+        self._wake_local(pool, store)
         return out
 
     def set_cooldown(self, key_id: str, seconds: float | None, reason: str) -> float:

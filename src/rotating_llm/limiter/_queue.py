@@ -284,36 +284,38 @@ class QueueOps:
             await asyncio.to_thread(ready.wait, 0.5)
 
     def _leave_op(self, pool: str, ticket: str) -> Any:
-        def op(store: Store) -> int:
+        def op(store: Store) -> Store:
             args = [*self._head(store, pool), "leave", ticket]
-            return int(store.call("queue", store.pool_keys(pool), args))
+            store.call("queue", store.pool_keys(pool), args)
+            return store
 
         return op
 
     def leave(self, pool: str, ticket: str) -> None:
-        """Give up ``ticket``'s place in ``pool``'s queue (best effort: it expires anyway)."""
+        """Give up ``ticket``'s place in ``pool``'s queue (best effort: it expires anyway);
+        on the store it left (Redis's fallback too), the next waiter is woken."""
         self.waiters.forget(ticket)
         try:
-            self.store.run("leave queue", self._leave_op(pool, ticket))
+            self._wake_local(pool, self.store.run("leave queue", self._leave_op(pool, ticket)))
         except Exception as exc:
             logger.debug("could not leave the queue of %s: %s", pool, exc)
-        self._wake_local(pool)
 
     async def aleave(self, pool: str, ticket: str) -> None:
         """Async twin of :meth:`leave`."""
         self.waiters.forget(ticket)
 
-        async def op(store: Store) -> int:
+        async def op(store: Store) -> Store:
             args = [*self._head(store, pool), "leave", ticket]
-            return int(await store.acall("queue", store.pool_keys(pool), args))
+            await store.acall("queue", store.pool_keys(pool), args)
+            return store
 
         try:
-            await self.store.arun("leave queue", op)
+            self._wake_local(pool, await self.store.arun("leave queue", op))
         except Exception as exc:
             logger.debug("could not leave the queue of %s: %s", pool, exc)
-        self._wake_local(pool)
 
-    def _wake_local(self, pool: str, store: Store | None = None) -> None:
-        """On the embedded store (no subscriber), wake this process's waiters of ``pool``."""
-        if self.waiters.waiting and (store or self.store.primary).kind == "embedded":
+    def _wake_local(self, pool: str, store: Store) -> None:
+        """After a call on ``store`` that may have made a turn come: on the embedded store
+        (no subscriber; Redis's fallback too), wake this process's waiters of ``pool``."""
+        if self.waiters.waiting and store.kind == "embedded":
             self.waiters.wake_pool(pool)

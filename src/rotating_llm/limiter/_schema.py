@@ -36,16 +36,22 @@ Keys of one pool share its hash tag and carry the layout version::
                                             round (lowest first; equal: by arrival)
     <prefix>v3:{<pool>}:qt            hash  ticket -> "<expires_us> <member> <prio>:<tenant
                                             digest> <est> <excluded k1,k2|->" (TICKET)
+    <prefix>v3:{<pool>}:qc            zset  every ticket's "<prio>:<tenant digest>
+                                            <round:010> <ticket>" -> 0 (by lex: a tenant's
+                                            tickets in order; its last one is read)
     <prefix>v3:{<pool>}:qr            hash  <prio> -> round of the last ticket served,
-                                            "<prio>:<tenant digest>" -> the tenant's last
-                                            round, ~seq arrivals, ~last / ~gap when and how
+                                            "<prio>:<tenant digest>" -> the round of the
+                                            tenant's last turn (a ticket served, or a grant
+                                            without one while its priority had waiters),
+                                            ~seq arrivals, ~last / ~gap when and how
                                             often (EWMA, us) queued tickets were served
     channel <prefix>v3:{<pool>}:q           PUBLISH <ticket>: that ticket's turn may have
                                             come (the head after a grant, a purge, a
                                             release, a key re-enabled)
 
-The queue's keys exist only while someone waits (the last ticket out deletes them), so
-an acquire on a pool nobody waits for costs one ``EXISTS``.
+The queue's keys exist only while someone waits (the last ticket out deletes them, and
+each expires QUEUE_KEYS_TTL_MS after its last change), so an acquire on a pool nobody
+waits for costs one ``EXISTS``.
     <prefix>v3:{<pool>}:rpm:~t:<digest>  zset  a capped tenant's reservations (below)
 
 A quota group is counted like a key named ``@<group>`` (:data:`GROUP_MARK`): its summary
@@ -65,7 +71,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rotating_llm._bounds import MAX_PRIORITY
+from rotating_llm._bounds import MAX_PRIORITY, MAX_TICKET_SECONDS
 
 __all__ = [
     "ARGS",
@@ -79,7 +85,9 @@ __all__ = [
     "LEARNED_GROUP_KIND",
     "LEARN_KINDS",
     "LIMITS",
+    "QUEUE_KEYS_TTL_MS",
     "QUEUE_ROUND",
+    "QUEUE_TICKET_MAX_MS",
     "RATES",
     "RATE_BUCKET_S",
     "RATE_TTL_S",
@@ -145,6 +153,11 @@ REFUSAL = ("code", "retry_after_us", "now_us", "position", "wait_us")
 TICKET = ("expires_us", "member", "class", "estimate", "exclusions")
 #: The span of rounds of one priority in the queue's scores (exact in a double).
 QUEUE_ROUND = 2**32
+#: The longest life of a ticket an acquire's ``ticket_ms`` may ask for (the caller
+#: bounds it), and how long the queue's keys are kept past their last change: longer
+#: than any ticket lives, so a ticket never outlives its queue.
+QUEUE_TICKET_MAX_MS = MAX_TICKET_SECONDS * 1000
+QUEUE_KEYS_TTL_MS = 2 * QUEUE_TICKET_MAX_MS
 #: Per key in a status reply, in this order (``next_fit_us`` -1: never).
 STATUS = (
     "key_id",
@@ -223,6 +236,8 @@ def lua_header() -> str:
     out.append(_locals("STATUS", STATUS, 0))  # offsets within one key's entry
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
     out.append(f"local MAX_PRIORITY, QUEUE_ROUND = {MAX_PRIORITY}, {QUEUE_ROUND}\n")
+    # (the queue's functions join this table in the prelude)
+    out.append(f"local QU = {{TTL_MS = '{QUEUE_KEYS_TTL_MS}'}}\n")
     out.append(f"local GROUP_MARK, TIERS_FIELD = '{GROUP_MARK}', '{TIERS_FIELD}'\n")
     out.append(f"local DAY_SEED = '{DAY_SEED}'\n")
     # (one table: a chunk may hold 200 locals; the prelude adds TENANT.fit, TENANT.take)

@@ -526,11 +526,11 @@ end
 
 -- The pool's queue of waiters (acquire.lua, queue.lua; layout in _schema): q (zset of
 -- members "<seq:012><ticket>" scored by class and round), qt (ticket -> "<expires_us>
--- <member> <prio>:<tenant>"), qr (rounds, arrivals, pace), and the channel q (a
--- ticket whose turn may have come). Its keys are kept QU.TTL_MS past the last change
--- (longer than any ticket lives), and deleted when the last ticket leaves.
--- (one table: a chunk may hold 200 locals)
-local QU = {TTL_MS = '1200000'}
+-- <member> <prio>:<tenant> <est> <exclusions>"), qc (every ticket's entry "<class>
+-- <round:010> <ticket>", all scored 0: a tenant's tickets by round, read by lex), qr
+-- (rounds served, arrivals, pace), and the channel q (a ticket whose turn may have
+-- come). Its keys are kept QU.TTL_MS past the last change (from the header: longer than
+-- any ticket lives), and deleted when the last ticket leaves.
 
 -- A ticket's record: expiry (us), member, class ("<prio>:<tenant>"), the estimate and
 -- the exclusions ("k1,k2", '-' none) its caller last asked with.
@@ -544,15 +544,16 @@ function QU.round(sc, c)
   return sc - (MAX_PRIORITY - tonumber(string.match(c, '^(-?%d+):'))) * QUEUE_ROUND
 end
 
--- Take ticket `t` (member m, class c, score sc) out; the tenant's last round is
--- forgotten with its last ticket (its rounds only grow).
+-- Ticket `t`'s entry in qc (class c, round r).
+function QU.entry(c, r, t)
+  return c .. ' ' .. string.format('%010d', r) .. ' ' .. t
+end
+
+-- Take ticket `t` (member m, class c, score sc) out.
 function QU.remove(t, m, c, sc)
   redis.call('ZREM', BASE .. 'q', m)
   redis.call('HDEL', BASE .. 'qt', t)
-  if c and sc then
-    local qr = BASE .. 'qr'
-    if tonumber(redis.call('HGET', qr, c)) == QU.round(sc, c) then redis.call('HDEL', qr, c) end
-  end
+  if c and sc then redis.call('ZREM', BASE .. 'qc', QU.entry(c, QU.round(sc, c), t)) end
 end
 
 -- The live head of the queue after purging (at most 64) tickets that expired or lost
@@ -566,7 +567,7 @@ function QU.head()
   for _ = 1, 64 do
     h = redis.call('ZRANGE', q, 0, 0, 'WITHSCORES')
     if #h == 0 then
-      redis.call('DEL', qt, BASE .. 'qr')
+      redis.call('DEL', qt, BASE .. 'qr', BASE .. 'qc')
       return nil
     end
     local m, sc = h[1], tonumber(h[2])
@@ -587,51 +588,71 @@ function QU.head()
   return nil
 end
 
--- The class and round a new ticket of priority `prio_s` and tenant `ten` would take:
--- after the tenant's last ticket, and not before the round last served.
+-- The class, round and score a new ticket of priority `prio_s` and tenant `ten` would
+-- take: after the tenant's last ticket still queued and its last turn taken (a ticket
+-- served, or a grant without one: qr's field of the class), and not before the round
+-- last served. So a tenant's tickets keep their order whichever leave, and a tenant
+-- has one turn a round.
 function QU.place(prio_s, ten)
   local c = prio_s .. ':' .. ten
   local r = redis.call('HMGET', BASE .. 'qr', prio_s, c)
   local round = (tonumber(r[2]) or 0) + 1
+  local last = redis.call('ZREVRANGEBYLEX', BASE .. 'qc', '[' .. c .. ' ~', '[' .. c .. ' ',
+                          'LIMIT', 0, 1)
+  if #last > 0 then
+    local lr = tonumber(string.sub(last[1], #c + 2, #c + 11)) + 1
+    if lr > round then round = lr end
+  end
   local served = tonumber(r[1]) or 0
   if served > round then round = served end
   return c, round, (MAX_PRIORITY - tonumber(prio_s)) * QUEUE_ROUND + round
 end
 
 function QU.expire()
-  for _, k in ipairs({BASE .. 'q', BASE .. 'qt', BASE .. 'qr'}) do
+  for _, k in ipairs({BASE .. 'q', BASE .. 'qt', BASE .. 'qr', BASE .. 'qc'}) do
     redis.call('PEXPIRE', k, QU.TTL_MS)
   end
 end
 
--- Enqueue ticket `t` expiring at `exp` (us), its record ending with `tail` ("<est>
--- <exclusions>"): its member, class and score.
-function QU.add(t, prio_s, ten, exp, tail)
-  local c, round, sc = QU.place(prio_s, ten)
-  local qr = BASE .. 'qr'
-  local seq = redis.call('HINCRBY', qr, '~seq', 1)
+-- Enqueue ticket `t` in class `c`, round `round` (score sc, from QU.place), expiring at
+-- `exp` (us), its record ending with `tail` ("<est> <exclusions>"): its member.
+function QU.add(t, c, round, sc, exp, tail)
+  local seq = redis.call('HINCRBY', BASE .. 'qr', '~seq', 1)
   local m = string.format('%012d', seq) .. t
   redis.call('ZADD', BASE .. 'q', int_s(sc), m)
   redis.call('HSET', BASE .. 'qt', t, int_s(exp) .. ' ' .. m .. ' ' .. c .. ' ' .. tail)
-  redis.call('HSET', qr, c, int_s(round))
-  return m, c, sc
+  redis.call('ZADD', BASE .. 'qc', 0, QU.entry(c, round, t))
+  return m
 end
 
--- Ticket `t` (member m, class c, score sc) was served: the round advances, the pace is
--- measured, and the next head is signalled.
+-- Ticket `t` (member m, class c, score sc) was served: its tenant's turn and the round
+-- advance, the pace is measured, and the next head is signalled.
 function QU.served(t, m, c, sc)
   QU.remove(t, m, c, sc)
   local qr = BASE .. 'qr'
-  local r = redis.call('HMGET', qr, '~last', '~gap')
+  local r = redis.call('HMGET', qr, '~last', '~gap', c)
   local last, gap = tonumber(r[1]), tonumber(r[2])
   if last then
     local d = NOW - last
     gap = gap and math.floor(0.75 * gap + 0.25 * d) or d
     redis.call('HSET', qr, '~gap', int_s(gap))
   end
-  redis.call('HSET', qr, string.match(c, '^(-?%d+):'), int_s(QU.round(sc, c)), '~last', NOW_S)
+  local round = QU.round(sc, c)
+  local turn = tonumber(r[3])
+  if not turn or turn < round then turn = round end
+  redis.call('HSET', qr, string.match(c, '^(-?%d+):'), int_s(round), c, int_s(turn),
+             '~last', NOW_S)
   local _, _, nt = QU.head()
   if nt then redis.call('PUBLISH', BASE .. 'q', nt) end
+end
+
+-- A caller of class `c` (priority `prio_s`) granted without a ticket in round `round`
+-- (from QU.place): while tickets of its priority wait, that is its tenant's turn.
+function QU.charge(prio_s, c, round)
+  local base = (MAX_PRIORITY - tonumber(prio_s)) * QUEUE_ROUND
+  if redis.call('ZCOUNT', BASE .. 'q', '(' .. int_s(base), '(' .. int_s(base + QUEUE_ROUND)) > 0 then
+    redis.call('HSET', BASE .. 'qr', c, int_s(round))
+  end
 end
 
 -- Capacity returned early (a release, fewer tokens, a key back): signal the head.

@@ -22,11 +22,12 @@
 -- head ticket, or a caller whose ticket would come before the head, may be granted;
 -- a caller refused takes (or renews) its ticket in this call. Ticket order: priority
 -- (higher first), then round (round robin over tenants: a tenant's next ticket is one
--- round after its last, and never before the round last served), then arrival. A
--- caller behind the head is refused without looking at the keys: retry_after 0 (or
--- when the head last found capacity returns), its position, and the expected wait
--- (position times the pace at which queued tickets were served). A ticket holder
--- granted leaves the queue and the next head is signalled (PUBLISH on channel q).
+-- round after both its last ticket still queued and its last turn, never before the
+-- round last served; a grant without a ticket while tickets of its priority wait is a
+-- turn too), then arrival. A caller behind the head takes only room the head cannot
+-- use; refused, it gets its position and the expected wait (position times the pace at
+-- which queued tickets were served). A ticket holder granted leaves the queue and the
+-- next head is signalled (PUBLISH on channel q).
 -- Returns the GRANT fields as one string (the cheapest reply to send and to parse;
 -- affinity '-' none asked, '1' held, '0' not; tenant the capped tenant's digest or '-'),
 -- or the REFUSAL array followed by key id / reason pairs (TENANT.REASON alone when the
@@ -53,17 +54,19 @@ if redis.call('EXISTS', Q) == 1 then  -- (all the queue costs while nobody waits
     end
     if qs.m then
       qs.blocked = qs.m ~= hm
-    else
-      local _c, _r, sc = QU.place(ARGV[ACQUIRE_PRIORITY], ARGV[ACQUIRE_TENANT])
-      qs.sc = sc
-      qs.blocked = sc >= hs
+    else  -- a newcomer: where a ticket of it would stand (pc, pr: its class and round)
+      qs.pc, qs.pr, qs.sc = QU.place(ARGV[ACQUIRE_PRIORITY], ARGV[ACQUIRE_TENANT])
+      qs.blocked = qs.sc >= hs
     end
     if qs.blocked then  -- what the head asks for: only capacity it can use is held for it
       local _e, _m, _c, hest, hx = QU.ticket(redis.call('HGET', BASE .. 'qt', ht))
-      qs.hest, qs.hx = hest, {}
+      qs.hest, qs.hx, qs.ht = hest, {}, ht
       for k in string.gmatch(hx, '[^,]+') do qs.hx[k] = true end
-      qs.n = redis.call('ZCOUNT', Q, '-inf', '(' .. int_s(qs.sc))
-      if qs.m then qs.n = redis.call('ZRANK', Q, qs.m) end
+      if qs.m then  -- (a newcomer would arrive after every ticket of its score)
+        qs.n = redis.call('ZRANK', Q, qs.m)
+      else
+        qs.n = redis.call('ZCOUNT', Q, '-inf', int_s(qs.sc))
+      end
       qs.why = 'queued behind ' .. qs.n
     end
   end
@@ -73,9 +76,12 @@ end
 -- ticket if it may wait (its record keeps its estimate and exclusions, which only the
 -- head's are read for); the REFUSAL array with its position and expected wait. A
 -- queued caller refused while a key it could not use had room signals the ticket after
--- it: capacity the head cannot use goes to whoever behind it can.
+-- it: capacity the head cannot use goes to whoever behind it can. A caller that found
+-- room held for the head signals the head (room may come back unannounced: a learned
+-- limit expired, limits raised, a key added).
 local function refuse(retry_us)
   local pos, wait = -1, -1
+  if qs.held then redis.call('PUBLISH', Q, qs.ht) end
   local tms = tonumber(ARGV[ACQUIRE_TICKET_MS])
   if tms > 0 and qs.tk ~= '' and (retry_us >= 0 or qs.m) then
     local exp = NOW + tms * 1000
@@ -84,7 +90,10 @@ local function refuse(retry_us)
     if qs.m then
       redis.call('HSET', BASE .. 'qt', qs.tk, int_s(exp) .. ' ' .. qs.m .. ' ' .. qs.c .. ' ' .. tail)
     else
-      qs.m, qs.c, qs.sc = QU.add(qs.tk, ARGV[ACQUIRE_PRIORITY], ARGV[ACQUIRE_TENANT], exp, tail)
+      if not qs.pc then
+        qs.pc, qs.pr, qs.sc = QU.place(ARGV[ACQUIRE_PRIORITY], ARGV[ACQUIRE_TENANT])
+      end
+      qs.m, qs.c = QU.add(qs.tk, qs.pc, qs.pr, qs.sc, exp, tail), qs.pc
     end
     QU.expire()
     pos = redis.call('ZRANK', Q, qs.m)
@@ -216,7 +225,7 @@ local function consider(kid, s, tok)
   if ok and qs.blocked and not qs.hx[kid] and fits(lim, qs.hest, u)
      and not (g and GS[g][2] and not fits(GS[g][2], qs.hest, GS[g][1])) then
     ok = false  -- the head can use it: held for the head, whose turn is signalled
-    retry_at = NOW
+    retry_at, qs.held = NOW, true
     reasons = reasons or {}
     reasons[#reasons + 1] = kid
     reasons[#reasons + 1] = qs.why
@@ -413,7 +422,11 @@ if aff_key then
     redis.call('SET', aff_key, kid, 'PX', ARGV[ACQUIRE_AFFINITY_TTL_MS])
   end
 end
-if qs.m then QU.served(qs.tk, qs.m, qs.c, qs.sc) end  -- the next ticket's turn
+if qs.m then
+  QU.served(qs.tk, qs.m, qs.c, qs.sc)  -- the next ticket's turn
+elseif qs.pc then
+  QU.charge(ARGV[ACQUIRE_PRIORITY], qs.pc, qs.pr)  -- a turn without a ticket
+end
 local grant = rs .. ' ' .. DAY_S .. ' ' .. NOW_S .. ' ' .. aff .. ' ' .. (tn and ARGV[ACQUIRE_TENANT] or '-') .. ' ' .. kid
 redis.call('SET', req_key, grant, 'PX', REQ_TTL_MS)
 return grant

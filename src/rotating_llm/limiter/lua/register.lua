@@ -7,7 +7,8 @@
 -- and reservations are kept; only the pool's membership and limits change (a key whose
 -- tier changed leaves its old tier's availability set). Learned limits (learn.lua) that
 -- have not expired apply over the file's (expired ones are dropped). Returns {keys
--- registered, microseconds until the first learned limit expires (-1: none)}.
+-- registered, microseconds until the first learned limit expires (-1: none)}; the head
+-- of the pool's queue is signalled (a learned limit expired, keys added: room may grow).
 local mode = ARGV[REGISTER_MODE]
 local first = REGISTER_MODE + 1
 local seen, gseen, tiers = {}, {}, {}
@@ -101,5 +102,6 @@ end
 for kid, _ in pairs(seen) do
   rescore(kid)
 end
+QU.wake()  -- limits may have grown (a learned one expired, keys added): the head may go
 if first_exp == INF then return {nkeys, -1} end
 return {nkeys, first_exp - NOW}
