@@ -19,6 +19,7 @@ from _redis_server import RedisProcess
 from conftest import make_keys, secrets_for
 from rotating_llm import KeyManager, Settings, StoreTimeoutError
 from rotating_llm.secrets import EnvSecretStore
+from rotating_llm.storage._direct import ping_fresh
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -67,6 +68,27 @@ def _held(url: str, km: KeyManager) -> int:
 
 def _bound(km: KeyManager, max_wait: float) -> float:
     return max_wait + km.settings.store_deadline + SLACK
+
+
+def test_the_probe_waits_its_timeout_once_for_connect_and_reply(server: RedisProcess) -> None:
+    """A stalled Redis accepts the probe's connection but answers neither its handshake
+    nor its ``PING``: both share the one timeout (each waited a timeout of its own
+    before: 2 s here), and a refused connection is told apart at once."""
+    client = redis.Redis.from_url(server.url)
+    try:
+        ping_fresh(client, 1.0)  # answered
+        stall = _stall(server.url, ("DEBUG", "SLEEP", "2.5"))
+        t0 = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            ping_fresh(client, 1.0)
+        took = time.monotonic() - t0
+        stall.join()
+        assert took < 1.5, took  # one timeout (1 s), not two
+        server.stop()
+        with pytest.raises(redis.ConnectionError):
+            ping_fresh(client, 1.0)
+    finally:
+        client.close()
 
 
 def test_a_sleeping_redis_is_waited_for_not_failed_over(server: RedisProcess) -> None:

@@ -9,7 +9,15 @@ import redis.exceptions as rex
 
 from rotating_llm import ConfigError, Settings
 from rotating_llm.storage import call_deadline
-from rotating_llm.storage._timing import Liveness, Timing, deadline_of, piece_of, timing_of
+from rotating_llm.storage._timing import (
+    MIN_LEFT,
+    Liveness,
+    Timing,
+    deadline_of,
+    piece_of,
+    probe_budget,
+    timing_of,
+)
 
 
 def _probe(error: type[Exception] | None):  # type: ignore[no-untyped-def]
@@ -55,6 +63,27 @@ def test_the_probe_waits_at_most_the_budget() -> None:
     probe, calls = _probe(rex.TimeoutError)
     Liveness(probe, Timing(lost_after=30)).is_lost(budget=0.2)
     assert calls == [0.2]
+
+
+def test_no_probe_is_sent_with_almost_no_time_left() -> None:
+    """A probe never waits past what is left: under ``MIN_PROBE`` none is sent (the
+    silence so far decides)."""
+    probe, calls = _probe(rex.TimeoutError)
+    live = Liveness(probe, Timing(lost_after=30))
+    assert live.is_lost(budget=0.005) is False
+    assert live.is_lost(budget=0.0) is False
+    assert calls == []
+    live = Liveness(probe, Timing(lost_after=0.001))
+    live.is_lost(budget=0.0)  # the silence starts
+    time.sleep(0.01)
+    assert live.is_lost(budget=0.005) is True  # silent past lost_after, no probe needed
+    assert calls == []
+
+
+def test_the_probe_budget_keeps_time_for_a_failover() -> None:
+    assert probe_budget(10.0, 10.0 - MIN_LEFT / 2) is None  # only waiting is left
+    assert probe_budget(10.0, 11.0) is None
+    assert probe_budget(10.0, 9.0) == pytest.approx(1.0 - MIN_LEFT)
 
 
 def test_deadlines_come_from_the_caller_else_the_default_budget() -> None:

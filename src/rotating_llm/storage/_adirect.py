@@ -28,7 +28,7 @@ from hiredis import pack_command
 
 from rotating_llm.errors import StoreTimeoutError
 from rotating_llm.storage._direct import LostError, direct_kwargs
-from rotating_llm.storage._timing import Liveness, deadline_of
+from rotating_llm.storage._timing import MIN_LEFT, Liveness, deadline_of, probe_budget
 
 __all__ = ["LoopConnection", "connect_within"]
 
@@ -71,6 +71,7 @@ class LoopConnection:
         self._reader: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self._watch_at = 0.0  # when the watchdog runs next (monotonic)
         self._progress = 0.0  # when a reply was last read (or the queue started)
         self._probe: asyncio.Future[None] | None = None
 
@@ -96,8 +97,8 @@ class LoopConnection:
                 self._broken(conn, exc)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.ensure_future(self._read(conn))
-            if self._watch is None:
-                self._watch = loop.call_later(self._liveness.timing.piece, self._tick)
+            if self._watch is None or deadline < self._watch_at:
+                self._arm(time.monotonic())
             try:
                 return await fut
             except LostError:
@@ -123,8 +124,10 @@ class LoopConnection:
                     await connect_within(conn, left)
                     self._ready = True
                 except rex.TimeoutError:
-                    budget = deadline - time.monotonic()
-                    if await asyncio.to_thread(self._liveness.is_lost, budget):
+                    budget = probe_budget(deadline, time.monotonic())
+                    if budget is not None and await asyncio.to_thread(
+                        self._liveness.is_lost, budget
+                    ):
                         raise LostError(f"Redis lost: {self._liveness.lost_reason()}") from None
                 except rex.AuthenticationError:
                     raise
@@ -150,6 +153,15 @@ class LoopConnection:
                 else:
                     fut.set_result(reply)
 
+    def _arm(self, now: float) -> None:
+        """Run the watchdog after a piece, or at the first deadline if that is sooner."""
+        if self._watch is not None:
+            self._watch.cancel()
+        first = min((d for f, d in self._waiting if not f.done()), default=now + 1.0)
+        wait = max(0.001, min(self._liveness.timing.piece, first - now))
+        self._watch_at = now + wait
+        self._watch = asyncio.get_running_loop().call_later(wait, self._tick)
+
     def _tick(self) -> None:
         """The watchdog: fail calls past their deadline; probe when no reply came."""
         self._watch = None
@@ -158,21 +170,33 @@ class LoopConnection:
         now = time.monotonic()
         for fut, deadline in self._waiting:
             if deadline <= now and not fut.done():
-                fut.set_exception(
-                    StoreTimeoutError(
-                        f"Redis at {self._where} did not answer within the call's deadline; "
-                        "it is slow, not lost"
-                    )
-                )
+                fut.set_exception(self._too_late())
         piece = self._liveness.timing.piece
         if now - self._progress >= piece and (self._probe is None or self._probe.done()):
             self._probe = asyncio.ensure_future(self._check(self._conn))
-        self._watch = asyncio.get_running_loop().call_later(piece, self._tick)
+        self._arm(now)
+
+    def _too_late(self) -> StoreTimeoutError:
+        return StoreTimeoutError(
+            f"Redis at {self._where} did not answer within the call's deadline; "
+            "it is slow, not lost"
+        )
 
     async def _check(self, conn: Any) -> None:
-        """Probe (on a thread: it blocks); fail every waiting call if Redis is lost."""
-        if await asyncio.to_thread(self._liveness.is_lost):
-            self._broken(conn, LostError(f"Redis lost: {self._liveness.lost_reason()}"))
+        """Probe (on a thread: it blocks) within the last waiting call's deadline; if Redis
+        is lost, fail every waiting call over, but refuse those with less than
+        ``MIN_LEFT`` left (a failover takes time of its own)."""
+        last = max((d for f, d in self._waiting if not f.done()), default=0.0)
+        budget = probe_budget(last, time.monotonic())
+        if budget is None or not await asyncio.to_thread(self._liveness.is_lost, budget):
+            return
+        if conn is not self._conn:
+            return
+        now = time.monotonic()
+        for fut, deadline in self._waiting:
+            if deadline - now < MIN_LEFT and not fut.done():
+                fut.set_exception(self._too_late())
+        self._broken(conn, LostError(f"Redis lost: {self._liveness.lost_reason()}"))
 
     def _broken(self, conn: Any, exc: BaseException) -> None:
         """Fail every call waiting on ``conn`` and start over on a new connection."""

@@ -29,9 +29,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rotating_llm.errors import StoreTimeoutError
-from rotating_llm.storage._timing import Liveness, deadline_of, piece_of
+from rotating_llm.storage._timing import Liveness, deadline_of, piece_of, probe_budget
 
-__all__ = ["DirectConnections", "LostError", "direct_kwargs", "ping_fresh"]
+__all__ = ["DirectConnections", "LostError", "connect_by", "direct_kwargs", "ping_fresh"]
 
 
 class LostError(redis.ConnectionError):
@@ -55,15 +55,46 @@ def direct_kwargs(
     return kwargs
 
 
-def ping_fresh(client: Any, timeout: float) -> None:
-    """``PING`` the server of ``client`` on a fresh connection within ``timeout`` seconds
-    to connect and to answer (redis-py's ``ConnectionError`` if refused)."""
-    conn = client.connection_pool.connection_class(**direct_kwargs(client, timeout))
-    conn.socket_connect_timeout = timeout
+def _left(end: float) -> float:
+    """Seconds left before ``end``; redis-py's ``TimeoutError`` if none."""
+    left = end - time.monotonic()
+    if left <= 0:
+        raise redis.TimeoutError("no answer within the time allowed")
+    return left
+
+
+def connect_by(conn: Any, end: float, read_wait: float | None = None) -> None:
+    """Connect ``conn`` and read its handshake by ``end`` (monotonic): the socket's
+    connect and the handshake's replies share that time, not a timeout each (and each
+    handshake reply waits at most ``read_wait``, if given)."""
+
+    def handshake(c: Any) -> None:
+        sock = getattr(c, "_sock", None)
+        if sock is not None:  # its reads wait what is left, not a fresh socket timeout
+            left = _left(end)
+            sock.settimeout(left if read_wait is None else min(read_wait, left))
+        c.on_connect()  # (on an error redis-py closes the socket)
+        if sock is not None:
+            sock.settimeout(c.socket_timeout)
+
+    conn.socket_connect_timeout = _left(end)
+    before, conn.redis_connect_func = conn.redis_connect_func, handshake
     try:
         conn.connect()
-        conn.send_command("PING")
-        conn.read_response()
+    finally:
+        conn.redis_connect_func = before
+
+
+def ping_fresh(client: Any, timeout: float) -> None:
+    """``PING`` the server of ``client`` on a fresh connection within ``timeout`` seconds
+    in all, to connect and to answer (redis-py's ``ConnectionError`` if refused,
+    ``TimeoutError`` if silent)."""
+    end = time.monotonic() + timeout
+    conn = client.connection_pool.connection_class(**direct_kwargs(client, timeout))
+    try:
+        connect_by(conn, end)
+        conn.send_command("PING", check_health=False)
+        conn.read_response(timeout=_left(end))
     finally:
         conn.disconnect()
 
@@ -132,7 +163,7 @@ class DirectConnections:
                             f"Redis at {self._where} did not answer within the call's "
                             f"deadline ({now - start:.2f}s more); it is slow, not lost"
                         )
-                    if self._liveness.is_lost(deadline - now):
+                    if self._lost(deadline):
                         raise LostError(f"Redis lost: {self._liveness.lost_reason()}")
                 piece = piece_of(timing, deadline, time.monotonic())
                 reply = conn.read_response(disconnect_on_error=False, timeout=piece or 0.001)
@@ -150,6 +181,11 @@ class DirectConnections:
             self._liveness.answered()
             return reply
 
+    def _lost(self, deadline: float) -> bool:
+        """Whether Redis is lost, asked with time left for a failover (else: not yet)."""
+        budget = probe_budget(deadline, time.monotonic())
+        return budget is not None and self._liveness.is_lost(budget)
+
     def _connect(self, conn: Any, deadline: float, breaks: int, why: BaseException) -> None:
         """Connect ``conn`` again within the deadline, else :class:`LostError` (refused,
         or silent past ``store_lost_after``) or :class:`StoreTimeoutError`."""
@@ -157,17 +193,17 @@ class DirectConnections:
         if breaks > 3:
             raise LostError(f"Redis lost: the connection keeps breaking ({why})")
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 raise StoreTimeoutError(
                     f"Redis at {self._where}: no connection within the deadline"
                 )
-            conn.socket_connect_timeout = max(0.01, min(timing.connect_timeout, left))
             try:
-                conn.connect()
+                # each handshake reply waits a piece, as replies do: then the probe
+                connect_by(conn, min(deadline, now + timing.connect_timeout), timing.piece)
                 return
             except redis.TimeoutError:  # no answer to connect or handshake: slow or lost
-                if self._liveness.is_lost(deadline - time.monotonic()):
+                if self._lost(deadline):
                     raise LostError(f"Redis lost: {self._liveness.lost_reason()}") from None
             except redis.AuthenticationError:
                 raise

@@ -25,7 +25,7 @@ from rotating_llm.config import FailureMode
 from rotating_llm.errors import StoreTimeoutError, StoreUnavailableError
 from rotating_llm.storage._errors import translate_errors
 from rotating_llm.storage._store import FUNCTION_SCRIPTS, Store, embedded_store, load_script
-from rotating_llm.storage._timing import deadline_of
+from rotating_llm.storage._timing import MIN_PROBE, deadline_of, probe_budget
 
 __all__ = ["FailoverStore"]
 
@@ -121,15 +121,17 @@ class FailoverStore:
     def _probe_due(self) -> float | None:
         """``0``: use the primary; ``None``: use the fallback; else ``PING`` the lost
         primary first, waiting at most that long (every ``retry_interval``, within the
-        caller's deadline), so a caller never waits for a silent Redis past its own."""
+        caller's deadline less the time a failover takes), so a caller never waits for a
+        silent Redis past its own."""
         if self._down_since is None:
             return 0.0
         now = time.monotonic()
         if now < self._next_probe:
             return None
-        wait = min(self.primary.timing.probe_timeout, deadline_of(self.primary.timing) - now)
-        if wait < 0.01:
+        budget = probe_budget(deadline_of(self.primary.timing), now)  # (time to fail over)
+        if budget is None or budget < MIN_PROBE:
             return None
+        wait = min(self.primary.timing.probe_timeout, budget)
         with self._lock:
             self._next_probe = now + wait + self.retry_interval  # one probe at a time
         return wait

@@ -9,6 +9,12 @@ when a connection is refused (or reset and then refused), or when a probe (``PIN
 fresh connection) has not been answered for ``store_lost_after`` seconds. A Redis that
 answers the probe is slow, not lost: the call keeps waiting, and at its deadline fails
 with :class:`~rotating_llm.errors.StoreTimeoutError` (no failover).
+
+Nothing here waits past the deadline: a probe waits at most what is left of it (none
+with under ``MIN_PROBE`` left), connecting and the reply share one timeout, and a call
+with under ``MIN_LEFT`` left neither probes nor fails over (failing over takes time of
+its own): it waits for its reply until the deadline and then refuses; the next call
+finds Redis lost and fails over.
 """
 
 from __future__ import annotations
@@ -26,13 +32,27 @@ import redis.exceptions as rex
 if TYPE_CHECKING:
     from rotating_llm.config import Settings
 
-__all__ = ["Liveness", "Timing", "call_deadline", "deadline_of", "piece_of", "timing_of"]
+__all__ = [
+    "MIN_LEFT",
+    "MIN_PROBE",
+    "Liveness",
+    "Timing",
+    "call_deadline",
+    "deadline_of",
+    "piece_of",
+    "probe_budget",
+    "timing_of",
+]
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "rotating_llm_store_deadline", default=None
 )
 #: The longest single wait for a reply before the probe is asked (seconds).
 MAX_PIECE = 0.25
+#: a call with less than this left of its deadline neither probes nor fails over
+MIN_LEFT = 0.05
+#: no probe is sent with less time than this to wait for it
+MIN_PROBE = 0.01
 
 
 @dataclass(frozen=True)
@@ -83,6 +103,13 @@ def call_deadline(at: float) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
+def probe_budget(deadline: float, now: float) -> float | None:
+    """How long a probe may wait for a call due at ``deadline``, keeping ``MIN_LEFT`` for
+    a failover; ``None`` when less than ``MIN_LEFT`` is left (then the call only waits)."""
+    left = deadline - now
+    return None if left < MIN_LEFT else left - MIN_LEFT
+
+
 def deadline_of(timing: Timing) -> float:
     """The deadline of a call starting now: the caller's, else now plus the default."""
     at = _DEADLINE.get()
@@ -120,15 +147,16 @@ class Liveness:
         self._refused = True
 
     def is_lost(self, budget: float = 1.0) -> bool:
-        """After a piece without a reply: probe (unless a probe already runs; the probe
-        waits at most ``budget`` seconds) and say whether Redis is lost."""
+        """After a piece without a reply: probe (unless a probe already runs, or
+        ``budget`` is under ``MIN_PROBE``; the probe waits at most ``budget`` seconds)
+        and say whether Redis is lost."""
         now = time.monotonic()
         if self._silent_since is None:
             self._silent_since = now - self.timing.piece  # the caller waited that long
             if self.on_silence is not None:
                 self.on_silence()
-        if self._probing.acquire(blocking=False):
-            wait = max(0.05, min(self.timing.probe_timeout, budget))
+        wait = min(self.timing.probe_timeout, budget)
+        if budget >= MIN_PROBE and self._probing.acquire(blocking=False):
             try:
                 self._probe(wait)
             except rex.TimeoutError:
