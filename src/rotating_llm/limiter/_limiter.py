@@ -495,6 +495,8 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
                 out = self._parse(store, pool, est, raw)
                 if isinstance(out, Reservation):
                     await self.asettle(out, "release", 0)
+        except LostError:  # Redis lost meanwhile: released once it is back
+            self.pending_releases.append((pool, est, store, args))
         except Exception as exc:  # the reservation then expires with its window
             logger.warning("could not release an abandoned reservation: %s", exc)
 
