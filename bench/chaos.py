@@ -5,8 +5,9 @@ killed, flushed or closed to scripts mid-run; per scenario, what the callers got
 
 Every scenario but ``stress`` starts a fresh ``redis-server`` on a free loopback port
 (debug commands enabled for ``DEBUG SLEEP``), spawns ``--workers`` processes that each
-acquire in a loop (``max_wait`` 0.5 s, a pause of ``PACE`` after each grant) for
-``--seconds`` (``sleep12``: at least 17), completing every lease at once, and injects
+acquire in a loop (``max_wait`` 0.5 s, a pause of ``PACE`` after each grant; the last
+worker's callers are asyncio tasks) for ``--seconds`` (``sleep12``: at least 17),
+completing every lease at once, and injects
 its fault two seconds in (``acl``: the callers' Redis user may not run scripts or
 functions). ``stress`` is the
 stress mix of ``bench/_chaos_stress.py``: 8 processes of 20 threads and 8 of 50 asyncio
@@ -19,7 +20,8 @@ tasks on 3 keys of 7 requests per 5 s window, a healthy Redis, the default timin
 - ``errors``: what callers got instead of a lease, by type (``AllKeysExhaustedError`` is
   the pool being full, not an error of the library's making; ``StoreTimeoutError`` is
   one too, a decision Redis did not answer in time);
-- ``max call``: the longest acquire against its bound (``max_wait`` + store deadline);
+- ``max call``: the longest acquire against its bound (``max_wait`` + store deadline),
+  and ``async``: the longest of the asyncio worker's;
 - ``left behind``: reservations Redis holds that no caller was granted (0 wanted);
   ``missing``: grants callers got that Redis does not hold at the end (``stress``:
   those of the last window);
@@ -32,6 +34,7 @@ Timings are printed here only; the counts are asserted by the tests
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import multiprocessing
@@ -104,30 +107,57 @@ def _loop(km: Any, end: float, pace: float, tally: Tally) -> None:
         time.sleep(pace)
 
 
-def _worker(url: str, start_at: float, seconds: float, threads: int = 1) -> dict[str, Any]:
-    """Acquire in a loop (on ``threads`` threads) from ``start_at`` (wall clock) for
-    ``seconds``."""
+async def _aloop(km: Any, end: float, pace: float, tally: Tally) -> None:
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        try:
+            lease = await km.aacquire("m")
+        except Exception as exc:  # a refusal or the library's own store errors, by name
+            tally.call(time.monotonic() - t0, type(exc).__name__, None)
+            await asyncio.sleep(0.05)
+            continue
+        tally.call(time.monotonic() - t0, "lease", grant_of(lease))
+        await lease.acomplete(1)
+        await asyncio.sleep(pace)
+
+
+def _worker(
+    url: str, start_at: float, seconds: float, threads: int = 1, aio: bool = False
+) -> dict[str, Any]:
+    """Acquire in a loop on ``threads`` threads (``aio``: as many asyncio tasks) from
+    ``start_at`` (wall clock) for ``seconds``."""
     km = _manager(url)
     tally = Tally()
     try:
         while time.time() < start_at:
             time.sleep(0.01)
         end = time.monotonic() + seconds
-        pace = PACE * threads  # the same demand, however many threads carry it
-        runners = [
-            threading.Thread(target=_loop, args=(km, end, pace, tally)) for _ in range(threads)
-        ]
-        for t in runners:
-            t.start()
-        for t in runners:
-            t.join()
+        pace = PACE * threads  # the same demand, however many callers carry it
+        if aio:
+            asyncio.run(_tasks(km, end, pace, tally, threads))
+        else:
+            runners = [
+                threading.Thread(target=_loop, args=(km, end, pace, tally)) for _ in range(threads)
+            ]
+            for t in runners:
+                t.start()
+            for t in runners:
+                t.join()
         for _ in range(10):  # the process lives on: a recovery writes back before the end
             with contextlib.suppress(Exception):
                 km.limiter.usage("m")
             time.sleep(0.2)
     finally:
         km.close()
-    return tally.result()
+    return {**tally.result(), "aio": aio}
+
+
+async def _tasks(km: Any, end: float, pace: float, tally: Tally, n: int) -> None:
+    try:
+        await asyncio.gather(*(_aloop(km, end, pace, tally) for _ in range(n)))
+    finally:  # this loop's connections (the manager is closed by the worker)
+        await km.limiter.aflush()
+        await km.store.primary.aclose()
 
 
 def _fault(name: str, server: Any) -> None:
@@ -205,8 +235,9 @@ def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str,
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             start_at = time.time() + 4.0  # spawned and ready by then
             threads = THREADS.get(name, 1)
-            futures = [
-                pool.submit(_worker, url, start_at, seconds, threads) for _ in range(workers)
+            futures = [  # the last worker's callers are asyncio tasks
+                pool.submit(_worker, url, start_at, seconds, threads, i == workers - 1)
+                for i in range(workers)
             ]
             time.sleep(max(0.0, start_at - time.time()) + FAULT_AT)
             _fault(name, server)
@@ -234,6 +265,7 @@ def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str,
         "degraded": degraded,
         "errors": dict(errors),
         "max_call_s": round(max(r["longest"] for r in results), 3),
+        "max_async_call_s": round(max(r["longest"] for r in results if r["aio"]), 3),
         "slowest": max(results, key=lambda r: r["longest"])["slowest"],
         "bound_s": MAX_WAIT + DEADLINE,
         "left_behind": max(0, held - granted),
@@ -244,13 +276,16 @@ def run_scenario(name: str, workers: int = 3, seconds: float = 8.0) -> dict[str,
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = f"{'scenario':9} {'max/key':>8} {'limit':>5} {'grants':>6} {'degraded':>8} "
-    head += f"{'max call':>9} {'bound':>6} {'left behind':>11} {'missing':>7} {'health':>7}  errors"
+    head += f"{'max call':>9} {'async':>6} {'bound':>6} {'left behind':>11} {'missing':>7} "
+    head += f"{'health':>7}  errors"
     lines = [head]
     for r in rows:
         errs = ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items())) or "-"
+        a = r.get("max_async_call_s")  # (stress: its async callers are in max call)
+        async_s = "-" if a is None else f"{a:.2f}s"
         lines.append(
             f"{r['scenario']:9} {r['max_per_key']:>8} {r['limit']:>5} {r['grants']:>6} "
-            f"{r['degraded']:>8} {r['max_call_s']:>8.2f}s {r['bound_s']:>5.1f}s "
+            f"{r['degraded']:>8} {r['max_call_s']:>8.2f}s {async_s:>6} {r['bound_s']:>5.1f}s "
             f"{r['left_behind']:>11} {r['missing']:>7} "
             f"{'ok' if r['healthy'] else 'failing':>7}  {errs}"
         )

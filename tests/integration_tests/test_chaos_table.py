@@ -5,7 +5,8 @@ closed to scripts.
 Grants of a key never exceed its limit in any window; a slow or paused Redis is never
 failed over from; a killed one is, within the degraded share; no reservation is left
 behind; every acquire ends within its bound (``max_wait`` plus the store deadline, plus
-a generous slack: a bound, not a speed claim)."""
+a small margin for a loaded machine: a bound, not a speed claim), sync and async (the
+last worker's callers are asyncio tasks)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from bench.chaos import ACL_PASSWORD, run_scenario
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.multiprocess]
 
-SLACK = 1.0
+#: what a loaded two-core machine may add to a bound (scheduling, the GIL): no stall,
+#: probe or failover may (the probe waits at most what is left of the deadline)
+SLACK = 0.25
 #: 560 callers on a shared two-core machine: a process's threads wait for the GIL and
 #: the CPU past the library's bound; the check is that no call hangs
 STRESS_SLACK = 3.0
@@ -28,7 +31,8 @@ def test_chaos_scenario_counts(scenario: str) -> None:
     print(row)
     assert row["max_per_key"] <= row["limit"], row
     assert row["left_behind"] == 0, row
-    assert row["max_call_s"] <= row["bound_s"] + SLACK, row
+    assert row["max_call_s"] <= row["bound_s"] + SLACK, row  # sync and async callers
+    assert 0 < row["max_async_call_s"] <= row["max_call_s"], row  # the async ones ran
     errors = row["errors"]
     assert set(errors) <= {"AllKeysExhaustedError", "StoreTimeoutError"}, row
     if scenario in ("load", "flush"):  # Redis is up: a lease or the pool's own refusal
