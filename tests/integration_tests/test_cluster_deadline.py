@@ -1,15 +1,20 @@
 """A stalled Redis Cluster: no call blocks past ``max_wait`` plus one store deadline
 (sync and async), the caller gets ``StoreTimeoutError`` (slow, not lost: no failover),
-and the grant a stalled acquire made after all is released. The cluster is the local
-one ``rotating_llm.testing`` starts; every node is stalled with ``CLIENT PAUSE ALL``.
-Call times are checked against a generous bound (``max_wait + store_deadline + 1 s``),
-never as a speed claim."""
+and the grant a stalled acquire made after all is released. A master stalled past the
+cluster client's 5 s socket timeout (``DEBUG SLEEP``) is slow, not lost, for a caller
+that allows more, while its probe is answered within ``store_lost_after``; silent past
+that, it is lost and failed over from. The cluster is the local one
+``rotating_llm.testing`` starts; every node is stalled with ``CLIENT PAUSE ALL``, or
+the pool's master with ``DEBUG SLEEP``. Call times are checked against a bound
+(``max_wait + store_deadline`` plus a margin), never as a speed claim."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -28,24 +33,25 @@ PAUSE_MS = 3000
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RedisClusterProcess]:
-    c = RedisClusterProcess()
+    c = RedisClusterProcess(args=["--enable-debug-command", "yes"])
     c.start()
     yield c
     c.stop()
 
 
-def _manager(url: str, prefix: str) -> KeyManager:
+def _manager(url: str, prefix: str, **opts: Any) -> KeyManager:
     keys = make_keys(2, rpm=50)
-    settings = Settings(
-        redis_url=url,
-        redis_cluster=True,
-        key_prefix=prefix,
-        window_seconds=60,
-        max_wait=MAX_WAIT,
-        store_deadline=DEADLINE,
-        store_retry_interval=0.2,
-        heartbeat_seconds=0,
-    )
+    base: dict[str, Any] = {
+        "redis_url": url,
+        "redis_cluster": True,
+        "key_prefix": prefix,
+        "window_seconds": 60,
+        "max_wait": MAX_WAIT,
+        "store_deadline": DEADLINE,
+        "store_retry_interval": 0.2,
+        "heartbeat_seconds": 0,
+    }
+    settings = Settings(**{**base, **opts})
     return KeyManager(
         keys, settings=settings, secret_store=EnvSecretStore(secrets_for(keys)), probe=False
     )
@@ -73,9 +79,7 @@ def _eventually(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
     return cond()
 
 
-def test_a_stalled_cluster_bounds_a_sync_acquire(
-    cluster: RedisClusterProcess, prefix: str
-) -> None:
+def test_a_stalled_cluster_bounds_a_sync_acquire(cluster: RedisClusterProcess, prefix: str) -> None:
     km = _manager(cluster.url, prefix)
     try:
         km.acquire("m").complete()  # connected, pool registered
@@ -118,5 +122,94 @@ def test_a_stalled_cluster_bounds_an_async_acquire(
         assert took <= MAX_WAIT + DEADLINE + SLACK, took
         assert not km.store.primary_down
         assert _eventually(lambda: _held(km) == before), _held(km)
+    finally:
+        km.close()
+
+
+#: longer than the cluster client's socket timeout (5 s)
+SLEEP_S = 6.5
+LONG_WAIT = 8.0  # a caller that allows more than the stall
+MARGIN = 0.25
+
+
+def _sleep_pool_master(km: KeyManager) -> threading.Thread:
+    """``DEBUG SLEEP`` the master holding the pool's slot (in the background)."""
+    cluster = km.store.primary.sync
+    node = cluster.get_node_from_key(km.store.primary.pool_keys("m")[0])
+    client = redis.Redis(host=node.host, port=node.port, socket_timeout=30)
+
+    def run() -> None:
+        client.execute_command("DEBUG", "SLEEP", str(SLEEP_S))
+        client.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(0.2)  # the node is asleep from here on
+    return thread
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_master_stalled_past_the_socket_timeout_is_slow_not_lost(
+    cluster: RedisClusterProcess, prefix: str, mode: str
+) -> None:
+    """The caller allows 8 s; the pool's master sleeps 6.5 s (past the client's 5 s
+    socket timeout) and ``store_lost_after`` is 10 s: the call waits on the cluster and
+    is served there, once (no failover, nothing reserved twice)."""
+    km = _manager(cluster.url, prefix, store_lost_after=10.0)
+
+    async def aacquire() -> Any:
+        lease = await km.aacquire("m", max_wait=LONG_WAIT)
+        await km.limiter.aflush()
+        return lease
+
+    try:
+        km.acquire("m").complete()  # connected, pool registered
+        stall = _sleep_pool_master(km)
+        t0 = time.monotonic()
+        sync = mode == "sync"
+        lease = km.acquire("m", max_wait=LONG_WAIT) if sync else asyncio.run(aacquire())
+        took = time.monotonic() - t0
+        stall.join()
+        assert lease.reservation is not None and not lease.reservation.store.is_embedded
+        assert not km.store.primary_down
+        assert took <= LONG_WAIT + DEADLINE + MARGIN, took
+        assert _held(km) == 2  # the warm-up and this one: kept once
+    finally:
+        km.close()
+
+
+def test_a_master_silent_past_lost_after_is_failed_over(
+    cluster: RedisClusterProcess, prefix: str
+) -> None:
+    """The same stall with ``store_lost_after`` 2 s: the probe finds the master silent
+    for that long, so the cluster is lost and the caller is served in process within
+    its bound; after the stall the cluster serves again and holds exactly the grants
+    made (the one written back, not the stalled call's)."""
+    km = _manager(cluster.url, prefix, store_lost_after=2.0)
+    try:
+        km.acquire("m").complete()
+        stall = _sleep_pool_master(km)
+        t0 = time.monotonic()
+        lease = km.acquire("m", max_wait=LONG_WAIT)
+        took = time.monotonic() - t0
+        assert lease.reservation is not None and lease.reservation.store.is_embedded
+        assert km.store.primary_down
+        assert took <= LONG_WAIT + DEADLINE + MARGIN, took
+        stall.join()
+        lease.complete()
+
+        since: list[KeyManager] = []
+
+        def back() -> bool:
+            le = km.acquire("m", max_wait=0)
+            le.complete()
+            since.append(km)
+            return le.reservation is not None and not le.reservation.store.is_embedded
+
+        assert _eventually(back)
+        assert not km.store.primary_down
+        # the warm-up, the degraded grant (written back) and the grants since; not the
+        # stalled call's, which the cluster ran after the stall: released
+        assert _eventually(lambda: _held(km) == 2 + len(since)), (_held(km), len(since))
     finally:
         km.close()

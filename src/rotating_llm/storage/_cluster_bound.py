@@ -1,10 +1,16 @@
-"""Redis Cluster calls bounded by their caller's deadline.
+"""Redis Cluster calls bounded by their caller's deadline, slow told from lost.
 
 redis-py's cluster client has no per-call timeout: a stalled node holds a call for its
-socket timeout, and the client's retries over the topology add more. So each blocking
-call to a cluster runs on a worker thread the caller waits for until its deadline
-(``max_wait`` plus one store deadline for an acquire, see ``_timing``), and each async
-one is shielded and awaited until then. A call past its deadline raises
+socket timeout, and the client's retries over the topology (each resending the call,
+which is idempotent: acquires carry a request id) add more. So each blocking call to a
+cluster runs on a worker thread the caller waits for until its deadline (``max_wait``
+plus one store deadline for an acquire, see ``_timing``), and each async one is
+shielded and awaited until then. The caller waits in pieces and, after a piece without
+an answer, asks the cluster's :class:`~rotating_llm.storage._timing.Liveness`, as a
+single server's caller does: a cluster whose primaries answer a probe (``PING`` on a
+fresh connection to each) is slow, not lost, however long the client's socket timeout
+is, and is waited for; one silent to probes for ``store_lost_after`` is lost
+(:class:`LostError`: fail over). A call past its deadline raises
 :class:`~rotating_llm.errors.StoreTimeoutError` (slow, not lost: no failover); the call
 itself ends in the background, and an acquire given up on so is sent again with the
 same request id and its grant released, as on a single server.
@@ -19,20 +25,37 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from rotating_llm.errors import StoreTimeoutError
+import redis.exceptions as rex
 
-__all__ = ["ClusterBound"]
+from rotating_llm.errors import StoreTimeoutError
+from rotating_llm.storage._direct import LostError, ping_fresh
+from rotating_llm.storage._timing import Liveness, piece_of, probe_budget
+
+__all__ = ["ClusterBound", "ping_primaries"]
 
 T = TypeVar("T")
 #: worker threads per cluster store: callers beyond them queue, bounded all the same
 WORKERS = 32
 
 
+def ping_primaries(cluster: Any, timeout: float) -> None:
+    """``PING`` every primary of ``cluster`` on a fresh connection, all within
+    ``timeout`` seconds (redis-py's ``ConnectionError`` if one refused, ``TimeoutError``
+    if one was silent)."""
+    end = time.monotonic() + timeout
+    for node in cluster.get_primaries():
+        client = node.redis_connection
+        if client is not None:  # (a node not yet connected to is not waited for)
+            ping_fresh(client, end - time.monotonic())
+
+
 class ClusterBound:
     """Runs one cluster store's calls so that none outlasts its caller's deadline."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, liveness: Liveness) -> None:
         self._where = where
+        self._liveness = liveness
+        self._timing = liveness.timing
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -49,28 +72,62 @@ class ClusterBound:
                 )
             return self._pool
 
+    def _slow_or_lost(self, until: float) -> None:
+        """No answer yet: :class:`StoreTimeoutError` past the deadline, :class:`LostError`
+        if the cluster is lost, else return (slow: wait on)."""
+        if time.monotonic() >= until:
+            raise self._timeout()
+        budget = probe_budget(until, time.monotonic())
+        if budget is not None and self._liveness.is_lost(budget):
+            raise LostError(f"Redis Cluster lost: {self._liveness.lost_reason()}")
+
     def run(self, fn: Callable[[], T], until: float) -> T:
-        """``fn()`` on a worker thread, waited for until ``until`` (monotonic)."""
-        left = until - time.monotonic()
-        if left <= 0:
+        """``fn()`` on a worker thread, waited for until ``until`` (monotonic) unless the
+        cluster is found lost first; after the client's own socket timeout on a cluster
+        that is slow, not lost, ``fn()`` once more (calls are idempotent)."""
+        if until - time.monotonic() <= 0:
             raise self._timeout()
         future = self._workers().submit(fn)
         try:
-            return future.result(timeout=left)
-        except concurrent.futures.TimeoutError:
-            future.cancel()  # not started yet: it never runs
-            raise self._timeout() from None
-
-    async def arun(self, work: Awaitable[T], until: float) -> T:
-        """Await ``work`` until ``until`` (monotonic); past it, it goes on unawaited."""
-        task = asyncio.ensure_future(work)
-        left = until - time.monotonic()
-        try:
-            return await asyncio.wait_for(asyncio.shield(task), max(0.0, left))
-        except asyncio.TimeoutError:
-            raise self._timeout() from None
+            while True:
+                try:
+                    out = future.result(timeout=piece_of(self._timing, until, time.monotonic()))
+                except concurrent.futures.TimeoutError:
+                    self._slow_or_lost(until)
+                    continue
+                except rex.TimeoutError:
+                    self._slow_or_lost(until)
+                    future = self._workers().submit(fn)
+                    continue
+                self._liveness.answered()
+                return out
         finally:
-            if not task.done():  # timed out, or its caller was cancelled
+            future.cancel()  # not started yet: it never runs (done or running: no-op)
+
+    async def arun(self, again: Callable[[], Awaitable[T]], until: float) -> T:
+        """Async twin of :meth:`run`: ``again()`` awaited (shielded) until ``until``; past
+        it, or lost, the call goes on unawaited."""
+        task = asyncio.ensure_future(again())
+        try:
+            while True:
+                piece = piece_of(self._timing, until, time.monotonic())
+                done, _ = await asyncio.wait({task}, timeout=piece)
+                slow = False
+                if done:
+                    try:
+                        out = task.result()
+                    except rex.TimeoutError:  # the client's own socket timeout
+                        slow = True
+                    else:
+                        self._liveness.answered()
+                        return out
+                if time.monotonic() >= until:
+                    raise self._timeout()
+                await asyncio.to_thread(self._slow_or_lost, until)  # (a probe blocks)
+                if slow:
+                    task = asyncio.ensure_future(again())
+        finally:
+            if not task.done():  # timed out, lost, or its caller was cancelled
                 task.add_done_callback(_consume)
 
     def close(self) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Sequence
 from importlib import resources
@@ -17,7 +16,7 @@ from redis.exceptions import NoPermissionError, NoScriptError
 
 from rotating_llm.errors import ConfigError
 from rotating_llm.storage._adirect import LoopConnection
-from rotating_llm.storage._cluster_bound import ClusterBound
+from rotating_llm.storage._cluster_bound import ClusterBound, ping_primaries
 from rotating_llm.storage._direct import DirectConnections, ping_fresh
 from rotating_llm.storage._timing import Liveness, Timing, deadline_of
 
@@ -157,10 +156,10 @@ class Store:
         #: Pool scripts run as functions (FCALL): on a Redis server until it refuses them.
         self._functions = kind == "redis"
         self.timing = timing or Timing()
-        #: a cluster's calls: each bounded by its caller's deadline (no per-call timeout)
-        self._bound = ClusterBound(description) if kind == "cluster" else None
-        #: tells a slow Redis server from a lost one
+        #: tells a slow Redis server (or cluster) from a lost one
         self.liveness = Liveness(self.probe, self.timing)
+        #: a cluster's calls: each bounded by its caller's deadline (no per-call timeout)
+        self._bound = ClusterBound(description, self.liveness) if kind == "cluster" else None
         #: script calls on a Redis server: each thread's own connection
         self._direct = (
             DirectConnections(sync_client, self.liveness, description) if kind == "redis" else None
@@ -184,8 +183,8 @@ class Store:
         ``ConnectionError`` if refused, ``TimeoutError`` if silent)."""
         if self.kind == "redis":
             ping_fresh(self.sync, timeout)
-        elif self._bound is not None:
-            self._bound.run(self.sync.ping, time.monotonic() + timeout)
+        elif self.kind == "cluster":
+            ping_primaries(self.sync, timeout)
         else:
             self.sync.ping()
 
@@ -283,7 +282,8 @@ class Store:
         cluster connection in redis-py.
         """
         if self._bound is not None:
-            return await self._bound.arun(self._acall(name, keys, args), deadline_of(self.timing))
+            until = deadline_of(self.timing)  # (the caller's: a context variable)
+            return await self._bound.arun(lambda: self._acall(name, keys, args), until)
         return await self._acall(name, keys, args)
 
     async def _acall(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:

@@ -108,10 +108,13 @@ class RedisServer:
 
 
 class RedisCluster:
-    """``masters`` nodes with ``--cluster-enabled yes`` joined by ``redis-cli --cluster create``."""
+    """``masters`` nodes with ``--cluster-enabled yes`` joined by ``redis-cli --cluster
+    create``; ``args`` are more options of every node (``["--enable-debug-command",
+    "yes"]``)."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, args: Sequence[str] = ()) -> None:
         self.server = _binary("redis-server")
+        self.args = list(args)
         self.cli = _binary("redis-cli")
         self.ports = [_cluster_port() for _ in range(masters)]
         self.dir = Path(tempfile.mkdtemp(prefix="rllm-cluster-"))
@@ -140,7 +143,7 @@ class RedisCluster:
             self.procs.append(subprocess.Popen(
                 [self.server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled",
                  "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly",
-                 "no", "--dir", str(node_dir)],
+                 "no", "--dir", str(node_dir), *self.args],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))  # fmt: skip
         for port in self.ports:
