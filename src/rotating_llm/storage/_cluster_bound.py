@@ -106,29 +106,40 @@ class ClusterBound:
 
     async def arun(self, again: Callable[[], Awaitable[T]], until: float) -> T:
         """Async twin of :meth:`run`: ``again()`` awaited (shielded) until ``until``; past
-        it, or lost, the call goes on unawaited."""
+        it, or lost, the call goes on unawaited. The probe runs beside the call (on a
+        thread: it blocks), so a reply is never held up by it."""
         task = asyncio.ensure_future(again())
+        probe: asyncio.Future[bool] | None = None
+        next_probe = time.monotonic() + self._timing.piece  # at most one probe a piece
         try:
             while True:
                 piece = piece_of(self._timing, until, time.monotonic())
-                done, _ = await asyncio.wait({task}, timeout=piece)
-                slow = False
-                if done:
+                waiting: set[asyncio.Future[Any]] = {task} if probe is None else {task, probe}
+                await asyncio.wait(waiting, timeout=piece, return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
                     try:
                         out = task.result()
-                    except rex.TimeoutError:  # the client's own socket timeout
-                        slow = True
+                    except rex.TimeoutError:  # the client's own socket timeout: slow?
+                        task = asyncio.ensure_future(again())  # (lost: the probe says)
                     else:
                         self._liveness.answered()
                         return out
-                if time.monotonic() >= until:
+                if probe is not None and probe.done():
+                    if probe.result():
+                        raise LostError(f"Redis Cluster lost: {self._liveness.lost_reason()}")
+                    probe = None
+                now = time.monotonic()
+                if now >= until:
                     raise self._timeout()
-                await asyncio.to_thread(self._slow_or_lost, until)  # (a probe blocks)
-                if slow:
-                    task = asyncio.ensure_future(again())
+                budget = probe_budget(until, now)
+                if probe is None and budget is not None and now >= next_probe:
+                    probe = asyncio.ensure_future(asyncio.to_thread(self._liveness.is_lost, budget))
+                    next_probe = now + self._timing.piece
         finally:
             if not task.done():  # timed out, lost, or its caller was cancelled
                 task.add_done_callback(_consume)
+            if probe is not None and not probe.done():
+                probe.add_done_callback(_consume)
 
     def close(self) -> None:
         """Stop the worker threads once their calls end (queued ones are dropped)."""
