@@ -12,36 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from _redis_server import RedisProcess
+from _stalls import Unready, eventually, held, stall
 
 from conftest import make_keys, secrets_for
 from rotating_llm import KeyManager, Settings
-from rotating_llm.secrets import EnvSecretStore
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-class Unready(EnvSecretStore):
-    """An env store whose backend read raises ``interrupt`` or waits for ``gate``."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        super().__init__(environ)
-        self.interrupt: BaseException | None = None
-        self.gate: threading.Event | None = None
-        self.entered = threading.Event()
-
-    def _fetch(self, key_id: str) -> str:
-        self.entered.set()
-        if self.gate is not None:
-            self.gate.wait(10)
-        if self.interrupt is not None:
-            raise self.interrupt
-        return super()._fetch(key_id)
 
 
 @pytest.fixture
@@ -71,38 +52,16 @@ def _manager(url: str) -> tuple[KeyManager, Unready]:
 
 
 def _stall(url: str, seconds: int) -> threading.Thread:
-    client = redis.Redis.from_url(url, socket_timeout=60)
-
-    def run() -> None:
-        client.execute_command("DEBUG", "SLEEP", str(seconds))
-        client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    time.sleep(0.2)  # the server is busy from here on
-    return thread
-
-
-def _eventually(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
-def _held(km: KeyManager) -> int:
-    return sum(u.rpm_count for u in km.limiter.usage("m").values())
+    return stall(redis.Redis.from_url(url, socket_timeout=60), "DEBUG", "SLEEP", seconds)
 
 
 def _serves_as_before(km: KeyManager, store: Unready) -> None:
     store.interrupt, store.gate = None, None
     lease = km.acquire("m", 10)
     assert lease.reservation is not None and not lease.reservation.store.is_embedded
-    assert _held(km) == 1
+    assert held(km) == 1
     lease.release()
-    assert _held(km) == 0
+    assert held(km) == 0
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
@@ -112,14 +71,14 @@ def test_an_interrupt_while_failing_open_on_a_stalled_redis_leaves_nothing(
     km, store = _manager(server.url)
     try:
         store.interrupt = interrupt()
-        stall = _stall(server.url, 3)
+        stalled = _stall(server.url, 3)
         with pytest.raises(interrupt):
             km.acquire("m", 10)  # times out on Redis, fails open, interrupted reading
         assert store.entered.is_set()
-        stall.join()
+        stalled.join()
         assert not km.store.primary_down  # slow, not lost
         # the acquire Redis ran after its stall: released (same request id, resent)
-        assert _eventually(lambda: _held(km) == 0), _held(km)
+        assert eventually(lambda: held(km) == 0), held(km)
         _serves_as_before(km, store)
     finally:
         km.close()
@@ -136,7 +95,7 @@ def test_an_interrupt_while_failing_open_on_a_dead_redis_leaves_nothing(
             km.acquire("m", 10)
         assert store.entered.is_set()
         server.start()  # empty: nothing of this process's to write back either
-        assert _eventually(lambda: not _raises(lambda: _held(km)) and _held(km) == 0)
+        assert eventually(lambda: not _raises(lambda: held(km)) and held(km) == 0)
         _serves_as_before(km, store)
     finally:
         km.close()
@@ -154,7 +113,7 @@ async def test_a_task_cancelled_while_failing_open_leaves_nothing(server: RedisP
     km, store = _manager(server.url)
     gate = store.gate = threading.Event()
     try:
-        stall = _stall(server.url, 3)
+        stalled = _stall(server.url, 3)
         task = asyncio.ensure_future(km.aacquire("m", 10))
         for _ in range(1000):  # until the fail-open lease's secret read has started
             if store.entered.is_set():
@@ -165,8 +124,8 @@ async def test_a_task_cancelled_while_failing_open_leaves_nothing(server: RedisP
         with pytest.raises(asyncio.CancelledError):
             await task
         gate.set()
-        await asyncio.to_thread(stall.join)
-        assert await asyncio.to_thread(_eventually, lambda: _held(km) == 0)
+        await asyncio.to_thread(stalled.join)
+        assert await asyncio.to_thread(eventually, lambda: held(km) == 0)
         await asyncio.to_thread(_serves_as_before, km, store)
     finally:
         gate.set()

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 from _redis_cluster import RedisClusterProcess
+from _stalls import eventually, held, stall
 
 from conftest import make_keys, secrets_for
 from rotating_llm import KeyManager, Settings, StoreTimeoutError
@@ -66,24 +67,11 @@ def _pause(cluster: RedisClusterProcess) -> float:
     return time.monotonic() + PAUSE_MS / 1000
 
 
-def _held(km: KeyManager) -> int:
-    return sum(u.rpm_count for u in km.limiter.usage("m").values())
-
-
-def _eventually(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
 def test_a_stalled_cluster_bounds_a_sync_acquire(cluster: RedisClusterProcess, prefix: str) -> None:
     km = _manager(cluster.url, prefix)
     try:
         km.acquire("m").complete()  # connected, pool registered
-        before = _held(km)
+        before = held(km)
         ends = _pause(cluster)
         t0 = time.monotonic()
         with pytest.raises(StoreTimeoutError):
@@ -92,7 +80,7 @@ def test_a_stalled_cluster_bounds_a_sync_acquire(cluster: RedisClusterProcess, p
         assert took <= MAX_WAIT + DEADLINE + SLACK, took
         assert not km.store.primary_down  # slow, not lost
         time.sleep(max(0.0, ends - time.monotonic()))
-        assert _eventually(lambda: _held(km) == before), (_held(km), before)
+        assert eventually(lambda: held(km) == before), (held(km), before)
         km.acquire("m").complete()  # serves as before, on the cluster
         assert not km.store.primary_down
     finally:
@@ -121,7 +109,7 @@ def test_a_stalled_cluster_bounds_an_async_acquire(
         took = asyncio.run(run())
         assert took <= MAX_WAIT + DEADLINE + SLACK, took
         assert not km.store.primary_down
-        assert _eventually(lambda: _held(km) == before), _held(km)
+        assert eventually(lambda: held(km) == before), held(km)
     finally:
         km.close()
 
@@ -137,15 +125,7 @@ def _sleep_pool_master(km: KeyManager) -> threading.Thread:
     cluster = km.store.primary.sync
     node = cluster.get_node_from_key(km.store.primary.pool_keys("m")[0])
     client = redis.Redis(host=node.host, port=node.port, socket_timeout=30)
-
-    def run() -> None:
-        client.execute_command("DEBUG", "SLEEP", str(SLEEP_S))
-        client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    time.sleep(0.2)  # the node is asleep from here on
-    return thread
+    return stall(client, "DEBUG", "SLEEP", SLEEP_S)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -164,16 +144,16 @@ def test_a_master_stalled_past_the_socket_timeout_is_slow_not_lost(
 
     try:
         km.acquire("m").complete()  # connected, pool registered
-        stall = _sleep_pool_master(km)
+        stalled = _sleep_pool_master(km)
         t0 = time.monotonic()
         sync = mode == "sync"
         lease = km.acquire("m", max_wait=LONG_WAIT) if sync else asyncio.run(aacquire())
         took = time.monotonic() - t0
-        stall.join()
+        stalled.join()
         assert lease.reservation is not None and not lease.reservation.store.is_embedded
         assert not km.store.primary_down
         assert took <= LONG_WAIT + DEADLINE + MARGIN, took
-        assert _held(km) == 2  # the warm-up and this one: kept once
+        assert held(km) == 2  # the warm-up and this one: kept once
     finally:
         km.close()
 
@@ -188,14 +168,14 @@ def test_a_master_silent_past_lost_after_is_failed_over(
     km = _manager(cluster.url, prefix, store_lost_after=2.0)
     try:
         km.acquire("m").complete()
-        stall = _sleep_pool_master(km)
+        stalled = _sleep_pool_master(km)
         t0 = time.monotonic()
         lease = km.acquire("m", max_wait=LONG_WAIT)
         took = time.monotonic() - t0
         assert lease.reservation is not None and lease.reservation.store.is_embedded
         assert km.store.primary_down
         assert took <= LONG_WAIT + DEADLINE + MARGIN, took
-        stall.join()
+        stalled.join()
         lease.complete()
 
         since: list[KeyManager] = []
@@ -206,10 +186,10 @@ def test_a_master_silent_past_lost_after_is_failed_over(
             since.append(km)
             return le.reservation is not None and not le.reservation.store.is_embedded
 
-        assert _eventually(back)
+        assert eventually(back)
         assert not km.store.primary_down
         # the warm-up, the degraded grant (written back) and the grants since; not the
         # stalled call's, which the cluster ran after the stall: released
-        assert _eventually(lambda: _held(km) == 2 + len(since)), (_held(km), len(since))
+        assert eventually(lambda: held(km) == 2 + len(since)), (held(km), len(since))
     finally:
         km.close()

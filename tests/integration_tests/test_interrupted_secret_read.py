@@ -11,33 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
 
 import pytest
+from _stalls import Unready
 
 from conftest import make_keys, secrets_for
 from rotating_llm import KeyManager, Settings
-from rotating_llm.secrets import EnvSecretStore
 
 pytestmark = pytest.mark.redis
-
-
-class Unready(EnvSecretStore):
-    """An env store whose backend read raises ``interrupt`` or waits for ``gate``."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        super().__init__(environ)
-        self.interrupt: BaseException | None = None
-        self.gate: threading.Event | None = None
-        self.entered = threading.Event()
-
-    def _fetch(self, key_id: str) -> str:
-        self.entered.set()
-        if self.gate is not None:
-            self.gate.wait(10)
-        if self.interrupt is not None:
-            raise self.interrupt
-        return super()._fetch(key_id)
 
 
 def _manager(redis_url: str, prefix: str) -> tuple[KeyManager, Unready]:

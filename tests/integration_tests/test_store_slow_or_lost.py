@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from _redis_server import RedisProcess
+from _stalls import held, stall
 
 from conftest import make_keys, secrets_for
 from rotating_llm import KeyManager, Settings, StoreTimeoutError
@@ -48,22 +49,7 @@ def _manager(url: str, **opts: Any) -> KeyManager:
 
 
 def _stall(url: str, command: tuple[Any, ...]) -> threading.Thread:
-    """Run ``command`` (``DEBUG SLEEP n``, ...) on its own connection, in the background."""
-    client = redis.Redis.from_url(url, socket_timeout=60)
-
-    def run() -> None:
-        client.execute_command(*command)
-        client.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    time.sleep(0.2)  # the server is busy from here on
-    return thread
-
-
-def _held(url: str, km: KeyManager) -> int:
-    """Reservations held on the real Redis (read with a fresh manager-independent call)."""
-    return sum(u.rpm_count for u in km.limiter.usage("m").values())
+    return stall(redis.Redis.from_url(url, socket_timeout=60), *command)
 
 
 def _bound(km: KeyManager, max_wait: float) -> float:
@@ -77,12 +63,12 @@ def test_the_probe_waits_its_timeout_once_for_connect_and_reply(server: RedisPro
     client = redis.Redis.from_url(server.url)
     try:
         ping_fresh(client, 1.0)  # answered
-        stall = _stall(server.url, ("DEBUG", "SLEEP", "2.5"))
+        stalled = _stall(server.url, ("DEBUG", "SLEEP", "2.5"))
         t0 = time.monotonic()
         with pytest.raises(redis.TimeoutError):
             ping_fresh(client, 1.0)
         took = time.monotonic() - t0
-        stall.join()
+        stalled.join()
         assert took < 1.5, took  # one timeout (1 s), not two
         server.stop()
         with pytest.raises(redis.ConnectionError):
@@ -95,15 +81,15 @@ def test_a_sleeping_redis_is_waited_for_not_failed_over(server: RedisProcess) ->
     km = _manager(server.url, store_deadline=1.0, store_lost_after=8.0)
     try:
         km.acquire("m", max_wait=0).complete()  # connections open, pool registered
-        stall = _stall(server.url, ("DEBUG", "SLEEP", "2"))
+        stalled = _stall(server.url, ("DEBUG", "SLEEP", "2"))
         t0 = time.monotonic()
         lease = km.acquire("m", max_wait=4)  # the caller allows more than the stall
         took = time.monotonic() - t0
-        stall.join()
+        stalled.join()
         assert lease.reservation is not None and not lease.reservation.store.is_embedded
         assert not km.store.primary_down
         assert took <= _bound(km, 4)
-        assert _held(server.url, km) == 2  # the warm-up and this one: sent once, kept once
+        assert held(km) == 2  # the warm-up and this one: sent once, kept once
     finally:
         km.close()
 
@@ -114,20 +100,20 @@ def test_a_stall_past_the_deadline_raises_store_timeout_and_leaves_nothing(
     km = _manager(server.url, store_deadline=0.5, store_lost_after=8.0)
     try:
         km.acquire("m").complete()
-        stall = _stall(server.url, ("DEBUG", "SLEEP", "2.5"))
+        stalled = _stall(server.url, ("DEBUG", "SLEEP", "2.5"))
         t0 = time.monotonic()
         with pytest.raises(StoreTimeoutError, match="slow, not lost"):
             km.acquire("m", max_wait=0)
         took = time.monotonic() - t0
-        stall.join()
+        stalled.join()
         assert took <= _bound(km, 0)
         assert not km.store.primary_down  # slow is not lost: no failover
         # the script still ran once the stall ended: what it granted is released
         for _ in range(100):
-            if _held(server.url, km) == 1:
+            if held(km) == 1:
                 break
             time.sleep(0.05)
-        assert _held(server.url, km) == 1  # only the warm-up's (completed) reservation
+        assert held(km) == 1  # only the warm-up's (completed) reservation
         assert not km.acquire("m").reservation.store.is_embedded  # type: ignore[union-attr]
     finally:
         km.close()
@@ -147,7 +133,7 @@ def test_client_pause_of_writes_answers_probes_so_no_failover(server: RedisProce
         assert lease.reservation is not None and not lease.reservation.store.is_embedded
         assert not km.store.primary_down
         assert took <= _bound(km, 7)
-        assert _held(server.url, km) == 2
+        assert held(km) == 2
     finally:
         km.close()
 
@@ -156,20 +142,20 @@ def test_a_redis_silent_past_lost_after_is_failed_over(server: RedisProcess) -> 
     km = _manager(server.url, store_deadline=1.0, store_lost_after=0.5)
     try:
         km.acquire("m").complete()
-        stall = _stall(server.url, ("DEBUG", "SLEEP", "3"))
+        stalled = _stall(server.url, ("DEBUG", "SLEEP", "3"))
         t0 = time.monotonic()
         lease = km.acquire("m", max_wait=4)
         took = time.monotonic() - t0
         assert lease.reservation is not None and lease.reservation.store.is_embedded
         assert km.store.primary_down
         assert took <= _bound(km, 4)
-        stall.join()
+        stalled.join()
         time.sleep(0.3)
         back = km.acquire("m")
         assert back.reservation is not None and not back.reservation.store.is_embedded
         # the warm-up, the degraded grant (written back) and this one; the acquire that
         # Redis ran after the stall, for a caller already served elsewhere, is released
-        assert _held(server.url, km) == 3
+        assert held(km) == 3
     finally:
         km.close()
 
@@ -203,13 +189,13 @@ def test_async_callers_wait_for_a_slow_redis_and_time_out_past_it(
 
     async def main() -> tuple[Any, float, BaseException | None, float]:
         (await km.aacquire("m")).complete()
-        stall = _stall(server.url, ("DEBUG", "SLEEP", "2"))
+        stalled = _stall(server.url, ("DEBUG", "SLEEP", "2"))
         t0 = time.monotonic()
         patient, impatient = await asyncio.gather(
             km.aacquire("m", max_wait=4), km.aacquire("m", max_wait=0), return_exceptions=True
         )
         took = time.monotonic() - t0
-        stall.join()
+        stalled.join()
         await km.limiter.aflush()
         return patient, took, impatient if isinstance(impatient, BaseException) else None, t0
 
@@ -219,7 +205,7 @@ def test_async_callers_wait_for_a_slow_redis_and_time_out_past_it(
         assert isinstance(impatient, StoreTimeoutError)
         assert not km.store.primary_down
         assert took <= _bound(km, 4)
-        assert _held(server.url, km) == 2  # warm-up and the patient one; the other released
+        assert held(km) == 2  # warm-up and the patient one; the other released
     finally:
         km.close()
 
