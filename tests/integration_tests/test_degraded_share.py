@@ -187,6 +187,22 @@ def test_a_tenant_never_gets_more_than_its_cap_across_a_flush_or_a_lost_redis(
         assert all(not r["embedded"] for r in records)
 
 
+def test_a_process_with_no_share_of_a_tenant_cap_refuses_the_tenant_while_lost(
+    prefix: str, tmp_path: Path
+) -> None:
+    """A cap of 2 over 3 processes: shares 1, 1 and 0. With Redis killed before any
+    grant, the pool grants the tenant 2, never 3 (a share of 0 is a refusal, not "no
+    cap"), though every process has key capacity left."""
+    server = RedisProcess()
+    server.start()
+    try:
+        records = _run(server, prefix, tmp_path, 0, [("lost", 2.0)], {"lost": server.stop}, 2)
+    finally:
+        server.stop()
+    print("tenant grants while lost:", dict(_per_key(records, "lost")))
+    assert len(records) == 2 and all(r["embedded"] for r in records)
+
+
 # -- one process: what it set on its keys survives a flush, and async writes back too ----
 
 
