@@ -18,7 +18,7 @@ from _redis_server import RedisProcess
 from _stalls import held, stall
 
 from conftest import make_keys, secrets_for
-from rotating_llm import KeyManager, Settings, StoreTimeoutError
+from rotating_llm import AllKeysExhaustedError, KeyManager, Settings, StoreTimeoutError
 from rotating_llm.secrets import EnvSecretStore
 from rotating_llm.storage._direct import ping_fresh
 
@@ -75,6 +75,29 @@ def test_the_probe_waits_its_timeout_once_for_connect_and_reply(server: RedisPro
             ping_fresh(client, 1.0)
     finally:
         client.close()
+
+
+def test_a_refusal_does_not_wait_for_another_threads_completions(server: RedisProcess) -> None:
+    """A refused acquire applies this process's outstanding completions first, within
+    its own deadline: while another thread holds them (reading a slow Redis's replies
+    without a deadline of its own, say) it reports the refusal at its bound instead of
+    waiting for that thread (it waited until the thread let go: 5 s here)."""
+    km = _manager(server.url, store_deadline=0.5, store_lost_after=8.0)
+    settler = km.limiter._settler
+    try:
+        leases = [km.acquire("m") for _ in range(10)]  # the pool (2 keys x 5) is full
+        leases[0].complete(1)  # written, its reply not read yet
+        assert settler.pending > 0
+        settler._lock.acquire()  # another thread's read
+        threading.Timer(5.0, settler._lock.release).start()
+        t0 = time.monotonic()
+        with pytest.raises(AllKeysExhaustedError):
+            km.acquire("m", max_wait=0)
+        took = time.monotonic() - t0
+        assert took <= 0.5 + 0.25, took  # max_wait 0 + the store deadline + a margin
+    finally:
+        time.sleep(max(0.0, 5.2 - (time.monotonic() - t0)))  # the timer let go
+        km.close()
 
 
 def test_a_sleeping_redis_is_waited_for_not_failed_over(server: RedisProcess) -> None:

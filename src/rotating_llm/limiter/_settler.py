@@ -143,9 +143,14 @@ class Settler:
         """Read every outstanding reply, so every completion is applied.
 
         Bounded by the client's socket timeout, or by ``until`` (monotonic): replies not
-        there by then stay outstanding (a slow Redis must not hold an acquire up).
+        there by then stay outstanding (a slow Redis must not hold an acquire up), and
+        so does all of it while another thread reads them past ``until``.
         """
-        with self._lock:
+        if until is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(timeout=max(0.0, until - time.monotonic())):
+            return
+        try:
             if self._pid != os.getpid():  # a forked child: the parent's replies are not ours
                 self._pid, self._channels = os.getpid(), {}
                 return
@@ -158,6 +163,8 @@ class Settler:
                                 break
                 except StoreError as exc:
                     self._resend(ch, exc)
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Apply what is outstanding and close the connections."""
