@@ -119,6 +119,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     del session
     gc.collect()
     gc.freeze()
+    _FROZEN_AT[0] = len(sys.modules)
+
+
+#: how many modules a test must load (moto, boto3, hvac: hundreds) before its survivors are
+#: frozen too; a few such freezes in a run, so little that dies later stays uncollected
+REFREEZE_AFTER_MODULES = 50
+_FROZEN_AT = [0]
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +141,9 @@ def _collect_garbage_here() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+    if len(sys.modules) >= _FROZEN_AT[0] + REFREEZE_AFTER_MODULES:  # a library loaded lazily
+        gc.freeze()
+        _FROZEN_AT[0] = len(sys.modules)
 
 
 def make_keys(
