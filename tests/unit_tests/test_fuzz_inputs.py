@@ -103,6 +103,7 @@ def _loads_or_key_file_error(path: Path) -> None:
 
 @FUZZ
 @given(doc=documents)
+@pytest.mark.slow
 def test_parse_keys_random_documents(doc: Any) -> None:
     try:
         keys = parse_keys(doc, "fuzz.json")
@@ -115,6 +116,7 @@ def test_parse_keys_random_documents(doc: Any) -> None:
 
 @FUZZ
 @given(doc=documents)
+@pytest.mark.slow
 def test_load_keys_file_random_json(tmp_path: Path, doc: Any) -> None:
     path = tmp_path / "keys.json"
     path.write_text(json.dumps(doc), encoding="utf-8")
@@ -344,6 +346,7 @@ conv_ids = conv_ids | st.none() | st.integers()
     messages=st.lists(message_like, max_size=4) | json_values,
     tokens=st.integers() | st.floats() | st.booleans() | st.none(),
 )
+@pytest.mark.slow
 def test_append_turn_odd_messages(
     conversations: ConversationStore, conv: Any, messages: Any, tokens: Any
 ) -> None:

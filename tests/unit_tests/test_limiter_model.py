@@ -29,6 +29,7 @@ step = st.tuples(
     steps=st.lists(step, min_size=1, max_size=40),
     strategy=st.sampled_from(["most_headroom", "round_robin", "weighted"]),
 )
+@pytest.mark.slow
 def test_limiter_matches_the_model(monkeypatch: pytest.MonkeyPatch, limits, steps, strategy) -> None:
     clock = fake_clock(monkeypatch)
     keys = [

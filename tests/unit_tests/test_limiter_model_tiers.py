@@ -44,6 +44,7 @@ key_spec = st.tuples(
     steps=st.lists(step, min_size=1, max_size=40),
     strategy=st.sampled_from(["most_headroom", "round_robin", "weighted"]),
 )
+@pytest.mark.slow
 def test_tiers_groups_and_affinity_match_the_model(
     monkeypatch: pytest.MonkeyPatch, specs, group, steps, strategy
 ) -> None:

@@ -187,6 +187,7 @@ _DETECTOR_CONTEXTS = ("{}", "calling {} now", "({})", "{} at myres.openai.azure.
 
 
 @pytest.mark.parametrize("seed", range(10))
+@pytest.mark.slow
 def test_every_detector_regex_sample_passes_the_quick_test(seed: int) -> None:
     rng = random.Random(seed)
     found: set[int] = set()

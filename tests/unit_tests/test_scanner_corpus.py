@@ -215,6 +215,7 @@ ADVERSARIAL = {
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("shape", sorted(ADVERSARIAL))
+@pytest.mark.slow
 def test_one_megabyte_adversarial_lines(shape: str) -> None:
     """Every rule finishes on 1 MB of each shape; the work measure is the number of regex
     search calls the scanner makes, which must stay proportional to the input."""
