@@ -71,6 +71,18 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture
+def own_redis() -> Iterator[Any]:
+    """A ``redis-server`` of the test's own (``RedisProcess``, DEBUG commands enabled),
+    for tests that stall, stop or restart it; stopped after the test."""
+    from _redis_server import RedisProcess
+
+    srv = RedisProcess(args=["--enable-debug-command", "yes"])
+    srv.start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """A real 3-master Redis Cluster: ``REDIS_CLUSTER_URL`` if set, else one started here."""

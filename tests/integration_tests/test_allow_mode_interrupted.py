@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -26,11 +26,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture
-def server() -> Iterator[RedisProcess]:
-    srv = RedisProcess(args=["--enable-debug-command", "yes"])
-    srv.start()
-    yield srv
-    srv.stop()
+def server(own_redis: RedisProcess) -> RedisProcess:
+    """The test's own redis-server (the shared ``own_redis`` fixture)."""
+    return own_redis
 
 
 def _manager(url: str) -> tuple[KeyManager, Unready]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from _redis_server import RedisProcess
@@ -17,11 +16,9 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def server() -> Iterator[RedisProcess]:
-    srv = RedisProcess()
-    srv.start()
-    yield srv
-    srv.stop()
+def server(own_redis: RedisProcess) -> RedisProcess:
+    """The test's own redis-server (the shared ``own_redis`` fixture)."""
+    return own_redis
 
 
 def manager(url: str, mode: str) -> KeyManager:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,11 +27,9 @@ SLACK = 1.0  # the generous part of every bound on a call's time
 
 
 @pytest.fixture
-def server() -> Iterator[RedisProcess]:
-    srv = RedisProcess(args=["--enable-debug-command", "yes"])
-    srv.start()
-    yield srv
-    srv.stop()
+def server(own_redis: RedisProcess) -> RedisProcess:
+    """The test's own redis-server (the shared ``own_redis`` fixture)."""
+    return own_redis
 
 
 def _manager(url: str, **opts: Any) -> KeyManager:
