@@ -13,8 +13,8 @@ with :class:`~rotating_llm.errors.StoreTimeoutError` (no failover).
 Nothing here waits past the deadline: a probe waits at most what is left of it (none
 with under ``MIN_PROBE`` left), connecting and the reply share one timeout, and a call
 with under ``MIN_LEFT`` left neither probes nor fails over (failing over takes time of
-its own): it waits for its reply until the deadline and then refuses; the next call
-finds Redis lost and fails over.
+its own): it refuses by its deadline (a reply that comes first is taken); the next
+call finds Redis lost and fails over.
 """
 
 from __future__ import annotations
