@@ -79,21 +79,27 @@ def test_a_refusal_does_not_wait_for_another_threads_completions(server: RedisPr
     its own deadline: while another thread holds them (reading a slow Redis's replies
     without a deadline of its own, say) it reports the refusal at its bound instead of
     waiting for that thread (it waited until the thread let go: 5 s here)."""
+    other: threading.Timer | None = None
     km = _manager(server.url, store_deadline=0.5, store_lost_after=8.0)
     settler = km.limiter._settler
     try:
         leases = [km.acquire("m") for _ in range(10)]  # the pool (2 keys x 5) is full
         leases[0].complete(1)  # written, its reply not read yet
         assert settler.pending > 0
-        settler._lock.acquire()  # another thread's read
-        threading.Timer(5.0, settler._lock.release).start()
+        settler._lock.acquire()  # another thread's read, let go of after 5 s at most
+        other = threading.Timer(5.0, settler._lock.release)
+        other.start()
         t0 = time.monotonic()
         with pytest.raises(AllKeysExhaustedError):
             km.acquire("m", max_wait=0)
         took = time.monotonic() - t0
         assert took <= 0.5 + 0.25, took  # max_wait 0 + the store deadline + a margin
     finally:
-        time.sleep(max(0.0, 5.2 - (time.monotonic() - t0)))  # the timer let go
+        if other is not None:
+            other.cancel()
+            other.join()
+            if settler._lock.locked():  # (the timer did not run)
+                settler._lock.release()
         km.close()
 
 
