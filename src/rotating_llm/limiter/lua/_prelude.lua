@@ -58,17 +58,34 @@ local KEY_TTL_S = '259200'
 -- than a resend takes (socket timeout 5 s, then redis-py's retries), short on memory.
 local REQ_TTL_MS = '30000'
 
+-- What a library keeps between calls to spare work (one table: a chunk may hold 200
+-- locals). A tonumber of a string costs two strtod calls here, a table lookup much less;
+-- so the numbers that repeat between calls (the window, day instants, a TIME's seconds)
+-- are looked up (MEMO.num: at most 64 kept), and a summary this library wrote is not
+-- parsed again when read back (MEMO.parsed: summary string -> its fields, at most
+-- MEMO.MAX kept). MEMO.avail: the pool of the last call (its key names are made once).
+local MEMO = {nums = {}, n_nums = 0, parsed = {}, n_parsed = 0, MAX = 4096, avail = nil}
+function MEMO.num(s)
+  local v = MEMO.nums[s]
+  if v then return v end
+  v = tonumber(s)
+  if MEMO.n_nums >= 64 then MEMO.nums, MEMO.n_nums = {}, 0 end
+  if v then MEMO.nums[s], MEMO.n_nums = v, MEMO.n_nums + 1 end
+  return v
+end
+
 local function begin(keys, args)
   if not unpack then unpack = table.unpack or _G.unpack end
   KEYS, ARGV = keys, args
-  AVAIL, CFG = keys[1], keys[2]
-  BASE = string.sub(AVAIL, 1, #AVAIL - 5)
-  K_USE = BASE .. 'use'
-  K_DISABLED = BASE .. 'disabled'
-  K_GROUPS = BASE .. 'groups'
-  WINDOW = tonumber(args[HEAD_WINDOW_US])
+  CFG = keys[2]
+  if keys[1] ~= MEMO.avail then
+    AVAIL, MEMO.avail = keys[1], keys[1]
+    BASE = string.sub(AVAIL, 1, #AVAIL - 5)
+    K_USE, K_DISABLED, K_GROUPS = BASE .. 'use', BASE .. 'disabled', BASE .. 'groups'
+  end
+  WINDOW = MEMO.num(args[HEAD_WINDOW_US])
   local t = redis.call('TIME')
-  NOW = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  NOW = MEMO.num(t[1]) * 1000000 + tonumber(t[2])
   NOW_S = t[1] .. string.sub('00000' .. t[2], -6)  -- (string.format costs more)
   CUTOFF = NOW - WINDOW
   STALE = CUTOFF - WINDOW
@@ -78,23 +95,21 @@ end
 -- Today's start as passed (DAY_S, a string stored as is) and the next reset after now
 -- (NEXT_RESET, INF if none), by Redis's clock.
 local function days()
-  local d1, d2 = tonumber(ARGV[HEAD_DAY_1]), tonumber(ARGV[HEAD_DAY_2])
+  local d1, d2 = MEMO.num(ARGV[HEAD_DAY_1]), MEMO.num(ARGV[HEAD_DAY_2])
   if d1 <= NOW and NOW < d2 then  -- the usual case: the client's today is Redis's
     DAY_S, NEXT_RESET = ARGV[HEAD_DAY_1], d2
     return
   end
   DAY_S, NEXT_RESET = '0', INF
   for i = HEAD_DAY_0, HEAD_DAY_3 do
-    local v = tonumber(ARGV[i])
+    local v = MEMO.num(ARGV[i])
     if v <= NOW then DAY_S = ARGV[i] elseif v < NEXT_RESET then NEXT_RESET = v end
   end
 end
 
--- An integer as a string: tostring is exact below 1e14 (and cheaper than a format).
-local function int_s(x)
-  if x < 1e14 and x > -1e14 then return tostring(x) end
-  return string.format('%d', x)
-end
+-- An integer as a string (exact: a format costs less than tostring, which is exact only
+-- below 1e14).
+local function int_s(x) return string.format('%d', x) end
 
 local function k_rpm(kid) return BASE .. 'rpm:' .. kid end
 local function k_cool(kid) return BASE .. 'cooldown:' .. kid end
@@ -186,10 +201,14 @@ local function current(kid, s, tok, slot)
     u = {}
   end
   if s then
-    local c, d, n, t, o, q, l = string.match(s, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)|(.*)$')
-    u.cnt, u.sum, u.day, u.n, u.dt = tonumber(c), tonumber(tok) or 0, d, tonumber(n), tonumber(t)
-    u.old, u.seq = tonumber(o), tonumber(q)
-    if l ~= '' then u.lim = l else u.lim = nil end
+    local p = MEMO.parsed[s]
+    if not p then
+      local c, d, n, t, o, q, l = string.match(s, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)|(.*)$')
+      p = {tonumber(c), d, tonumber(n), tonumber(t), tonumber(o), tonumber(q), l}
+    end
+    u.cnt, u.sum, u.day, u.n, u.dt = p[1], tonumber(tok) or 0, p[2], p[3], p[4]
+    u.old, u.seq = p[5], p[6]
+    if p[7] ~= '' then u.lim = p[7] else u.lim = nil end
   else
     redis.call('DEL', k_rpm(kid))
     u.cnt, u.sum, u.day, u.n, u.dt, u.old, u.seq, u.lim = 0, 0, '0', 0, 0, 0, 0, nil
@@ -210,8 +229,11 @@ end
 
 -- The summary string of u.
 local function summary_s(u)
-  return int_s(u.cnt) .. ' ' .. u.day .. ' ' .. int_s(u.n) .. ' ' .. int_s(u.dt) .. ' '
-         .. int_s(u.old) .. ' ' .. int_s(u.seq) .. '|' .. (u.lim or '')
+  local l = u.lim or ''
+  local s = string.format('%d %s %d %d %d %d|%s', u.cnt, u.day, u.n, u.dt, u.old, u.seq, l)
+  if MEMO.n_parsed >= MEMO.MAX then MEMO.parsed, MEMO.n_parsed = {}, 0 end
+  MEMO.parsed[s], MEMO.n_parsed = {u.cnt, u.day, u.n, u.dt, u.old, u.seq, l}, MEMO.n_parsed + 1
+  return s
 end
 
 -- HSET arguments that store u, written into `args` after its first `k`; returns the
