@@ -516,6 +516,7 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
             *self._settle_tail(res.key_id),
             schema.RATES[outcome] if outcome else "",
             res.tenant,
+            res.granted_at_us,
         ]
 
     def complete_later(self, res: Reservation, tokens: int) -> bool:

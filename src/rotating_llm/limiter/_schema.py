@@ -129,6 +129,7 @@ ARGS: dict[str, tuple[str, ...]] = {
         *("key_id", "reservation_id", "reserved", "action", "value", "day", "daily", "group"),
         "outcome",
         "tenant",
+        "granted_us",
     ),
     "count": (*HEAD, "code", "key_id"),
     "health": (*HEAD, "key_id", "action", "seconds", "reason", "backoff_base_s", "backoff_max_s"),

@@ -265,10 +265,10 @@ local function trim(u, kid)
   if n > 0 then
     local freed = 0
     for i = 1, n do freed = freed + tokens_of(gone[i]) end
-    redis.call('ZREMRANGEBYRANK', zk, 0, n - 1)
+    redis.call('ZREMRANGEBYRANK', zk, '0', int_s(n - 1))
     u.cnt, u.sum = u.cnt - n, u.sum - freed
   end
-  local first = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', zk, '0', '0', 'WITHSCORES')
   if #first == 0 then  -- nothing held (or expired with the key): nothing counts
     u.cnt, u.sum, u.old = 0, 0, 0
   else
@@ -503,7 +503,7 @@ local function count_rate(code, kid)
   local k = BASE .. 'rates:' .. string.format('%d', math.floor(NOW / RATE_BUCKET_US))
   local f = code
   if kid ~= '' then f = code .. ':' .. kid end
-  if redis.call('HINCRBY', k, f, 1) == 1 then redis.call('EXPIRE', k, RATE_TTL_S) end
+  if redis.call('HINCRBY', k, f, '1') == 1 then redis.call('EXPIRE', k, RATE_TTL_S) end
 end
 
 -- Learned limits (learn.lua): hash learned, field '<kind>:<id>' (kind rpm|tpm|rpd|tpd, id
@@ -680,7 +680,7 @@ end
 -- Capacity returned early (a release, fewer tokens, a key back): signal the head.
 function QU.wake()
   local q = BASE .. 'q'
-  local h = redis.call('ZRANGE', q, 0, 0)
+  local h = redis.call('ZRANGE', q, '0', '0')
   if #h > 0 then
     redis.call('PUBLISH', q, string.sub(h[1], 13))
   end

@@ -34,14 +34,18 @@
 -- tenant's cap refused); code -1 when the pool's config is missing (store flushed): register and
 -- call again.
 local req_key = BASE .. 'req:' .. ARGV[ACQUIRE_REQUEST_ID]
-local granted = redis.call('GET', req_key)
-if granted then return granted end
 local Q = BASE .. 'q'
+-- one EXISTS for both (most often neither exists)
+local seen = redis.call('EXISTS', req_key, Q) > 0
+if seen then
+  local granted = redis.call('GET', req_key)
+  if granted then return granted end
+end
 -- the caller's ticket: id, member, class, score; whether it stands behind the head (hx:
 -- the head's exclusions, hest its estimate, n the tickets ahead of the caller, room
 -- whether a key this caller could not use had room for someone else)
 local qs = {tk = ARGV[ACQUIRE_TICKET], m = nil, c = nil, sc = nil, blocked = false}
-if redis.call('EXISTS', Q) == 1 then  -- (all the queue costs while nobody waits)
+if seen and redis.call('EXISTS', Q) == 1 then  -- (all the queue costs while nobody waits)
   local hm, hs, ht = QU.head()
   if hm then
     if qs.tk ~= '' then
@@ -381,7 +385,7 @@ if deferred then for _, d in ipairs(deferred) do rescore(d) end end
 if not pick then
   local waiting = false
   for _, set in ipairs(tier_sets(tiers_s)) do  -- (at most MAX_POOL_TIERS)
-    local nxt = redis.call('ZRANGEBYSCORE', set, '(' .. NOW_S, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    local nxt = redis.call('ZRANGEBYSCORE', set, '(' .. NOW_S, '+inf', 'WITHSCORES', 'LIMIT', '0', '1')
     if #nxt > 0 then
       waiting = true
       if tonumber(nxt[2]) < retry_at then retry_at = tonumber(nxt[2]) end

@@ -21,8 +21,9 @@
 local kid, resid = ARGV[SETTLE_KEY_ID], ARGV[SETTLE_RESERVATION_ID]
 local reserved, action = ARGV[SETTLE_RESERVED], ARGV[SETTLE_ACTION]
 local day, daily, g = ARGV[SETTLE_DAY], ARGV[SETTLE_DAILY], ARGV[SETTLE_GROUP]
+local lim = nil  -- the key's limits, once read
 if g == '' then  -- a key of no group in the file may be in the learned group (learn.lua)
-  local lim = limits(kid)
+  lim = limits(kid)
   g = lim and lim.group == LEARNED_GROUP and LEARNED_GROUP or nil
 end
 local gm = g and (resid .. '@' .. kid)  -- the reservation's member id in the group's
@@ -36,7 +37,7 @@ local function correct(id, m, actual, delta, fix_day)
   local zk = k_rpm(id)
   if redis.call('ZREM', zk, m .. ':' .. reserved) == 0 then return false end
   redis.call('ZADD', zk, NOW_S, m .. ':' .. actual)
-  redis.call('HINCRBY', K_USE, skey(id), delta)
+  redis.call('HINCRBY', K_USE, skey(id), int_s(delta))
   if fix_day then
     local s = redis.call('HGET', K_USE, id)
     if s then
@@ -51,9 +52,16 @@ local function correct(id, m, actual, delta, fix_day)
   return true
 end
 
+-- ARGV[SETTLE_GRANTED_US]: the instant the grant was made (0: unknown), its members'
+-- score then. A re-dating only moves a member later, so one granted within the window is
+-- in it if it is held at all: its score need not be read (1 is returned; whether it is
+-- held, the ZREM or ZADD that settles it says).
+local granted = tonumber(ARGV[SETTLE_GRANTED_US]) or 0
+
 -- Where the reservation `m` of `id` is: 1 in the window, 0 out of it but not trimmed yet,
 -- nil gone (trimmed, released or never made). One out of the window is never re-dated.
 local function where(id, m)
+  if granted > CUTOFF then return 1 end
   local sc = redis.call('ZSCORE', k_rpm(id), m .. ':' .. reserved)
   if not sc then return nil end
   return tonumber(sc) > CUTOFF and 1 or 0
@@ -92,7 +100,9 @@ if action == 'complete' then
     if tn then take_out(tn, tm, 0, 0) end
     if outcome ~= '' then count_rate(outcome, kid) end
   elseif at == 1 and d == 0 then
-    redis.call('ZADD', k_rpm(kid), 'XX', 'GT', NOW_S, resid .. ':' .. reserved)
+    if redis.call('ZADD', k_rpm(kid), 'XX', 'GT', 'CH', NOW_S, resid .. ':' .. reserved) == 0 then
+      return 0  -- not held (settled before, or released)
+    end
     if g then redis.call('ZADD', k_rpm(g), 'XX', 'GT', NOW_S, gm .. ':' .. reserved) end
     if tn then redis.call('ZADD', k_rpm(tn), 'XX', 'GT', NOW_S, tm .. ':' .. reserved) end
     if outcome ~= '' then count_rate(outcome, kid) end
@@ -114,9 +124,9 @@ else
   return redis.error_reply('unknown settle action ' .. tostring(action))
 end
 -- only freed capacity can make a waiting key available earlier
-if freed then
-  local sc = avail_score(kid)
-  if sc and sc > NOW then rescore(kid) end
+if freed then  -- a waiting key (score > now) is rescored (ZADD LT: an integer reply)
+  lim = lim or limits(kid)
+  if redis.call('ZADD', k_avail(lim), 'XX', 'LT', 'CH', NOW_S, kid) == 1 then rescore(kid) end
 end
 if gfreed then group_freed(g) end
 if freed or gfreed then QU.wake() end  -- capacity back early: the queue's head may go
