@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import string
 import sys
 
@@ -245,3 +246,91 @@ def test_only_the_head_is_looked_at() -> None:
     text = "a" * 100 + " " + key
     assert may_hold_secret(text, len(text))
     assert not may_hold_secret(text, 100)
+
+
+#: The separator rule in its plain form (one branch per separator: blanks, an escaped or
+#: plain quote, then the value), with every blank ending a value, and the prefix rules.
+_PLAIN_VALUE = r"[^\s\"'`<>,;(){}\[\]\\]"
+_PLAIN_AFTER = (
+    r"[ \t]*\\?[\"'`]?(?:[^\s\"'`<>,;(){}\[\]\\/]" + _PLAIN_VALUE + "{15}|/[A-Za-z0-9/+]{39})"
+)
+_PLAIN = re.compile(
+    "|".join(
+        (
+            "=(?!={15})" + _PLAIN_AFTER,
+            ":(?!:{15})" + _PLAIN_AFTER,
+            ">" + _PLAIN_AFTER,
+            "," + _PLAIN_AFTER,
+            r"A(?:Iza|KIA|SIA|BIA|CCA|3T|BSK)",
+            r"V(?<=PRIV)ATE KEY",
+            r"J(?<=eyJ)",
+            r"k(?:-(?<=sk-)|_(?:(?:live|test|prod)_|(?<=gsk_))|s\.slack(?<=hooks\.slack))",
+            r"g(?:h[pousr]_|ithub_pat_|_(?<=api_org_))",
+            r"x(?:ox|app-|ai-|-(?<=pplx-))",
+            r"f(?:_(?<=hf_)|w_)",
+            r"z(?i:(?<=\.az)ure\.com)",
+            r"Z(?i:(?<=\.az)ure\.com)",
+        )
+    )
+)
+_PIECES = (
+    *"=:>,",
+    "::=",
+    ":=",
+    "=>",
+    " ",
+    "\t",
+    "  ",
+    "\\",
+    '"',
+    "'",
+    "`",
+    "/",
+    "//",
+    "\n",
+    "\u00a0",
+    "\u2003",
+    "=" * 15,
+    ":" * 15,
+    "sk-",
+    "ghp_",
+    "AIza",
+    ".azure.com",
+)
+
+
+def _fuzz_text(rng: random.Random) -> str:
+    """Random pieces, or assignments: separator, blanks, backslash, quote, value."""
+    out = []
+    for _ in range(rng.randint(1, 6)):
+        alphabet = rng.choice((_AWS_SECRET_ALPHABET, _AWS_SECRET_ALPHABET + "._-"))
+        if rng.random() < 0.5:
+            out.append(rng.choice(_PIECES))
+            out.append(_body(rng, rng.randint(0, 45), alphabet))
+            continue
+        out.append(rng.choice(("=", ":", ">", ",", "::=", ":=", "=>", "=" * 15, ":" * 16)))
+        out.append(rng.choice(("", "", " ", "\t", "  ", "\u00a0")))
+        out.append(rng.choice(("", "", "\\")))
+        out.append(rng.choice(("", "", '"', "'", "`")))
+        out.append(rng.choice(("", "", "/", "//")))
+        length = rng.choice((15, 16, 17, 38, 39, 40, rng.randint(1, 45)))  # edges too
+        out.append(_body(rng, length, alphabet))
+    return "".join(out)
+
+
+def test_the_quick_test_accepts_all_the_plain_rule_accepts() -> None:
+    """The branch-per-first-character form matches wherever the plain form does, and
+    exactly where it does on ASCII text (it ends values at ASCII blanks only)."""
+    from rotating_llm._prefilter import MAY_HOLD_SECRET
+
+    rng = random.Random(7)
+    seen = {True: 0, False: 0}
+    for _ in range(20_000):
+        text = _fuzz_text(rng)
+        plain = _PLAIN.search(text) is not None
+        quick = MAY_HOLD_SECRET.search(text) is not None
+        assert quick or not plain, repr(text)
+        if text.isascii():
+            assert quick == plain, repr(text)
+        seen[plain] += 1
+    assert min(seen.values()) > 2_000, seen
