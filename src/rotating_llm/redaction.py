@@ -10,22 +10,30 @@ or google-genai carrying a key never reaches a handler unmasked.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
-from pydantic import SecretStr
-
-from rotating_llm._prefilter import MAY_HOLD_SECRET, may_hold_secret
-from rotating_llm.scanner.detectors import find_secrets
+from rotating_llm import _secret_registry as _registry
+from rotating_llm._secret_registry import (
+    MASK,
+    MAX_SCAN_CHARS,
+    MIN_SECRET_LENGTH,
+    clear_registered_secrets,
+    redact,
+    register_secret,
+    registered_count,
+    unregister_secret,
+)
+from rotating_llm._secret_registry import needs_redaction as _needs_redaction
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
 __all__ = [
     "MASK",
+    "MAX_SCAN_CHARS",
+    "MIN_SECRET_LENGTH",
     "RedactingFilter",
     "clear_registered_secrets",
     "install_redaction",
@@ -37,149 +45,17 @@ __all__ = [
     "unregister_secret",
 ]
 
-#: What a registered secret is replaced with.
-MASK = "[REDACTED]"
-#: Values shorter than this are not registered (masking "abc" everywhere helps nobody).
-MIN_SECRET_LENGTH = 8
-
-_lock = threading.RLock()  # re-entrant: a finalizer may log while it is held
-_secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
-_version = 0
-_PRIVATE_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
-
-
-def _variants(value: str) -> Iterable[str]:
-    yield value
-    quoted = quote(value, safe="")
-    if quoted != value:
-        yield quoted
-
-
-def register_secret(value: str | SecretStr | None) -> None:
-    """Mask ``value`` (and its URL-encoded form) in every later :func:`redact` call."""
-    global _pattern, _version
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    if not value:
-        return
-    value = value.strip()
-    if len(value) < MIN_SECRET_LENGTH:
-        return
-    with _lock:
-        new = [v for v in _variants(value) if v not in _secrets]
-        if new:
-            _secrets.update(new)
-            _pattern = None
-            _version += 1
-
-
-def unregister_secret(value: str | SecretStr) -> None:
-    """Stop masking ``value`` specifically (detector matches are still masked)."""
-    global _pattern, _version
-    if isinstance(value, SecretStr):
-        value = value.get_secret_value()
-    with _lock:
-        for v in _variants(value.strip()):
-            _secrets.discard(v)
-        _pattern = None
-        _version += 1
-
-
-def clear_registered_secrets() -> None:
-    """Forget every registered value (for tests)."""
-    global _pattern, _version
-    with _lock:
-        _secrets.clear()
-        _pattern = None
-        _version += 1
-
-
-def registered_count() -> int:
-    """How many values (with their encoded variants) are registered."""
-    with _lock:
-        return len(_secrets)
-
-
-def _registered_pattern() -> re.Pattern[str] | None:
-    """The compiled pattern of registered values, built outside the lock.
-
-    Compiling can run a garbage collection whose finalizers log (langchain-google-genai's
-    client cleanup does), and that log record comes straight back here: holding the lock
-    while compiling deadlocked the thread.
-    """
-    global _pattern
-    pattern = _pattern
-    if pattern is not None or not _secrets:
-        return pattern
-    with _lock:
-        version = _version
-        alternatives = sorted(_secrets, key=len, reverse=True)  # longest first
-    compiled = re.compile("|".join(re.escape(v) for v in alternatives))
-    with _lock:
-        if _version == version:
-            _pattern = compiled
-    return compiled
-
-
-#: Detectors look at no more than this many leading characters of one text (a bound on
-#: the work per log record); registered secrets are masked in the whole text.
-MAX_SCAN_CHARS = 64 * 1024
-
-
-def _detect(text: str) -> str:
-    if not may_hold_secret(text, MAX_SCAN_CHARS):
-        return text
-    head = text[:MAX_SCAN_CHARS]
-    matches = find_secrets(head, honor_allow=False)
-    if not matches:
-        return text
-    out: list[str] = []
-    pos = 0
-    for m in matches:
-        if m.start < pos:
-            continue
-        end = m.end
-        if m.detector == "private-key":
-            tail = _PRIVATE_KEY_END.search(text, m.end)
-            end = tail.end() if tail is not None else len(text)
-        out.append(text[pos : m.start])
-        out.append(f"{m.value[: m.prefix_len]}…{MASK}" if m.prefix_len else MASK)
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def redact(text: str) -> str:
-    """``text`` with registered secrets and detector matches masked."""
-    if not text:
-        return text
-    pattern = _registered_pattern()
-    if pattern is not None:
-        text = pattern.sub(MASK, text)
-    return _detect(text)
-
-
-_quick_search = MAY_HOLD_SECRET.search  # bound once: this runs for every log record
-
-
-def _needs_redaction(text: str) -> bool:
-    """Whether :func:`redact` would change ``text`` (cheap when it holds no candidate)."""
-    pattern = _pattern if _pattern is not None or not _secrets else _registered_pattern()
-    if pattern is not None and pattern.search(text) is not None:
-        return True
-    head = text if len(text) <= MAX_SCAN_CHARS else text[:MAX_SCAN_CHARS]
-    if _quick_search(head) is None:
-        return False
-    return _detect(text) is not text
-
-
+_lock = _registry.lock  # the registry's lock (a test holds it as a finalizer would)
+_quick_search = _registry.quick_search
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "taskName", "_rotating_llm_redacted"}
 )
 _STAMP = "_rotating_llm_redacted"
 _BASE_ATTR_COUNT = len(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+_STAMPED_ATTR_COUNT = _BASE_ATTR_COUNT + 1
+_LogRecord = logging.LogRecord
+_GET_MESSAGE = logging.LogRecord.getMessage
 
 
 class _Masked:
@@ -233,6 +109,7 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     exception text and stack text are masked too; the work per record is bounded by
     :data:`MAX_SCAN_CHARS`. A record already redacted and unchanged since costs a lookup.
     """
+    version = _registry.version  # read first: a registration meanwhile makes it stale
     attrs = record.__dict__
     if len(attrs) > _BASE_ATTR_COUNT:  # a stamp, extras (set after creation), or both
         stamp = attrs.get(_STAMP)
@@ -240,7 +117,7 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
             _redact_extras(attrs)
         if (
             stamp is not None
-            and stamp[0] == _version
+            and stamp[0] == version
             and stamp[1] is record.msg
             and stamp[2] is record.args
         ):
@@ -253,8 +130,41 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         _redact_message(record, message)
     if record.exc_info or record.exc_text or record.stack_info:
         _redact_traces(record)
-    attrs[_STAMP] = (_version, record.msg, record.args)
+    attrs[_STAMP] = (version, record.msg, record.args)
     return record
+
+
+def _new_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """The record factory over the stdlib's: a ``LogRecord``, redacted, its clean case inline.
+
+    With a ``str`` message and no exception or stack, the message is formatted as the
+    stdlib's ``getMessage`` does, searched for registered values and put to the quick test,
+    and the record is stamped; anything else, or a candidate, takes :func:`redact_record`.
+    """
+    record = _LogRecord(*args, **kwargs)
+    version = _registry.version  # first: a registration after this makes the stamp stale
+    registered = _registry.pattern
+    msg = record.msg
+    if (
+        type(msg) is str
+        and not record.exc_info
+        and not record.stack_info
+        and (registered is not None or not _registry.values)
+        and _LogRecord.getMessage is _GET_MESSAGE
+    ):
+        margs = record.args
+        try:
+            message = msg % margs if margs else msg
+        except Exception:  # bad args: redact_record masks what is there
+            return redact_record(record)
+        if (
+            len(message) <= MAX_SCAN_CHARS
+            and (registered is None or registered.search(message) is None)
+            and _quick_search(message) is None
+        ):
+            record.__dict__[_STAMP] = (version, msg, margs)
+            return record
+    return redact_record(record)
 
 
 def _redact_extras(attrs: dict[str, Any]) -> None:
@@ -306,8 +216,8 @@ class RedactingFilter(logging.Filter):
         stamp = attrs.get(_STAMP)
         if (  # the common case, redacted at creation: checked here without a call
             stamp is None
-            or len(attrs) != _BASE_ATTR_COUNT + 1
-            or stamp[0] != _version
+            or len(attrs) != _STAMPED_ATTR_COUNT
+            or stamp[0] != _registry.version
             or stamp[1] is not record.msg
             or stamp[2] is not record.args
         ):
@@ -376,7 +286,9 @@ def install_redaction(
             def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
                 return redact_record(original_factory(*args, **kwargs))
 
-            logging.setLogRecordFactory(factory)
+            # over the stdlib's own factory, the clean case needs no call
+            plain = original_factory is _LogRecord
+            logging.setLogRecordFactory(_new_record if plain else factory)
     return _FILTER
 
 
