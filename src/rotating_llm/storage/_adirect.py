@@ -28,7 +28,13 @@ from hiredis import pack_command
 
 from rotating_llm.errors import StoreTimeoutError
 from rotating_llm.storage._direct import LostError, direct_kwargs
-from rotating_llm.storage._timing import MIN_LEFT, Liveness, deadline_of, probe_budget
+from rotating_llm.storage._timing import (
+    MIN_LEFT,
+    Liveness,
+    connect_end,
+    deadline_of,
+    probe_budget,
+)
 
 __all__ = ["LoopConnection", "connect_within"]
 
@@ -117,17 +123,19 @@ class LoopConnection:
                         f"Redis at {self._where}: no connection within the call's deadline"
                     )
                 conn = self._conn
+                # an attempt ends early enough for a probe and a failover to fit
+                attempt = connect_end(deadline, time.monotonic()) - time.monotonic()
                 conn.socket_connect_timeout = max(
-                    0.01, min(self._liveness.timing.connect_timeout, left)
+                    0.01, min(self._liveness.timing.connect_timeout, attempt)
                 )
                 try:
-                    await connect_within(conn, left)
+                    await connect_within(conn, max(0.001, attempt))
                     self._ready = True
                 except rex.TimeoutError:
                     budget = probe_budget(deadline, time.monotonic())
-                    if budget is not None and await asyncio.to_thread(
-                        self._liveness.is_lost, budget
-                    ):
+                    if budget is None:  # no time to probe or fail over: count the silence
+                        self._liveness.is_lost(0.0)
+                    elif await asyncio.to_thread(self._liveness.is_lost, budget):
                         raise LostError(f"Redis lost: {self._liveness.lost_reason()}") from None
                 except rex.AuthenticationError:
                     raise

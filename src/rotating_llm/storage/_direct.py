@@ -29,7 +29,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rotating_llm.errors import StoreTimeoutError
-from rotating_llm.storage._timing import Liveness, deadline_of, piece_of, probe_budget
+from rotating_llm.storage._timing import (
+    Liveness,
+    connect_end,
+    deadline_of,
+    piece_of,
+    probe_budget,
+)
 
 __all__ = ["DirectConnections", "LostError", "connect_by", "direct_kwargs", "ping_fresh"]
 
@@ -123,6 +129,12 @@ class DirectConnections:
         """Send ``command`` on this thread's own connection and read its reply."""
         packed = [pack_command(command)]
         conn = self._conn()
+        if conn._sock is None:  # first use (or after a break): connect within the deadline
+            try:
+                self._connect(conn, deadline_of(self._liveness.timing), 0, None)
+            except BaseException:
+                conn.disconnect()
+                raise
         try:
             conn.send_packed_command(packed, check_health=False)
         except redis.AuthenticationError:
@@ -182,11 +194,15 @@ class DirectConnections:
             return reply
 
     def _lost(self, deadline: float) -> bool:
-        """Whether Redis is lost, asked with time left for a failover (else: not yet)."""
+        """Whether Redis is lost, asked with time left for a failover (else: not yet,
+        but the silence still counts, so that a later call with time left fails over)."""
         budget = probe_budget(deadline, time.monotonic())
-        return budget is not None and self._liveness.is_lost(budget)
+        if budget is None:
+            self._liveness.is_lost(0.0)  # no probe, no failover: the silence is counted
+            return False
+        return self._liveness.is_lost(budget)
 
-    def _connect(self, conn: Any, deadline: float, breaks: int, why: BaseException) -> None:
+    def _connect(self, conn: Any, deadline: float, breaks: int, why: BaseException | None) -> None:
         """Connect ``conn`` again within the deadline, else :class:`LostError` (refused,
         or silent past ``store_lost_after``) or :class:`StoreTimeoutError`."""
         timing = self._liveness.timing
@@ -199,8 +215,10 @@ class DirectConnections:
                     f"Redis at {self._where}: no connection within the deadline"
                 )
             try:
-                # each handshake reply waits a piece, as replies do: then the probe
-                connect_by(conn, min(deadline, now + timing.connect_timeout), timing.piece)
+                # each handshake reply waits a piece, as replies do: then the probe; the
+                # connect ends early enough for a probe and a failover to fit the deadline
+                end = min(connect_end(deadline, now), now + timing.connect_timeout)
+                connect_by(conn, end, timing.piece)
                 return
             except redis.TimeoutError:  # no answer to connect or handshake: slow or lost
                 if self._lost(deadline):

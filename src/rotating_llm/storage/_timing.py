@@ -38,6 +38,7 @@ __all__ = [
     "Liveness",
     "Timing",
     "call_deadline",
+    "connect_end",
     "deadline_of",
     "piece_of",
     "probe_budget",
@@ -108,6 +109,13 @@ def probe_budget(deadline: float, now: float) -> float | None:
     a failover; ``None`` when less than ``MIN_LEFT`` is left (then the call only waits)."""
     left = deadline - now
     return None if left < MIN_LEFT else left - MIN_LEFT
+
+
+def connect_end(deadline: float, now: float) -> float:
+    """When a connect attempt for a call due at ``deadline`` must give up: early enough
+    to leave ``MIN_LEFT`` for the verdict (the attempt was the probe) and as much again
+    for a failover, when there is room."""
+    return deadline - 2 * MIN_LEFT if deadline - now > 3 * MIN_LEFT else deadline
 
 
 def deadline_of(timing: Timing) -> float:
