@@ -88,3 +88,17 @@ def test_the_heartbeat_reads_the_named_and_the_latest_capped_tenants() -> None:
     assert len(seen) == SNAPSHOT_TENANTS and seen[0] == "~t:" + tenant_digest("alice")
     assert seen[1] == "~t:" + tenant_digest(f"t{SNAPSHOT_TENANTS + 9}")  # the latest first
     assert caps.capped("other") == ["~t:" + tenant_digest("alice")]
+
+
+def test_a_refusal_for_want_of_a_share_names_the_limit_left_without_one() -> None:
+    """rpm 10 and tpm 2 over 3 processes: every process has a share of the rpm, one has
+    none of the tpm, and that is the limit its refusal names (review finding: it named
+    rpm whenever the rpm was set)."""
+    from rotating_llm.limiter._degraded import tenant_share, unshared
+
+    name, n = "~t:abc", 3
+    cap = "10 2 0 0 1 -"
+    without = [rank for rank in range(n) if tenant_share(cap, name, n, rank) is None]
+    assert len(without) == 1
+    assert unshared(cap, name, n, without[0]) == "tpm"
+    assert [unshared("2 0 0 0 1 -", name, n, r) for r in range(n)].count("rpm") == n

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from rotating_llm.limiter._schema import GROUP_MARK
 
-__all__ = ["degraded_tail", "peer_rank", "share", "tenant_share"]
+__all__ = ["degraded_tail", "peer_rank", "share", "tenant_share", "unshared"]
 
 
 def share(limit: int, name: str, n: int, rank: int) -> int:
@@ -37,6 +37,9 @@ def peer_rank(members: Iterable[str], mine: str) -> tuple[int, int]:
     return len(ordered), ordered.index(mine)
 
 
+_LIMITS = ("rpm", "tpm", "rpd", "tpd")
+
+
 def _scaled(limits: str, name: str, n: int, rank: int) -> str | None:
     """``limits`` ("rpm tpm rpd tpd ...") with each limit this process's share; ``None``
     if a limit leaves it nothing."""
@@ -48,6 +51,16 @@ def _scaled(limits: str, name: str, n: int, rank: int) -> str | None:
             return None
         parts[i] = str(part)
     return " ".join(parts)
+
+
+def unshared(limits: str, name: str, n: int, rank: int) -> str:
+    """The first limit of ``limits`` this process has no share of ("rpm", "tpm", ...)."""
+    parts = limits.split(" ")
+    for i, what in enumerate(_LIMITS):
+        whole = int(parts[i])
+        if whole > 0 and share(whole, name, n, rank) <= 0:
+            return what
+    return _LIMITS[0]
 
 
 def tenant_share(cap: str, name: str, n: int, rank: int) -> str | None:

@@ -355,7 +355,7 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         def op(store: Store) -> Reservation | Refusal:
             tcap = self._tenant_cap(store, pool, cap, queue[1])
             if tcap is None:
-                return self._no_share(cap)
+                return self._no_share(pool, cap, queue[1])
             for _ in range(2):
                 self._ensure(store, pool)
                 args = self._acquire_args(
@@ -383,10 +383,10 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
             self._wake_local(pool, out.store)
         return out
 
-    def _no_share(self, cap: str) -> Refusal:
+    def _no_share(self, pool: str, cap: str, digest: str) -> Refusal:
         """The refusal of a capped tenant (of ``cap``) this process has no share of while
-        Redis is lost: until the next look at Redis."""
-        why = "tenant tpm" if cap.startswith("0 ") else "tenant rpm"
+        Redis is lost, naming that limit: until the next look at Redis."""
+        why = f"tenant {self._unshared(pool, cap, digest)}"
         return Refusal(self.settings.store_retry_interval, {schema.TENANT_REASON: why})
 
     def _call_end(self) -> float:
@@ -420,7 +420,7 @@ class RedisLimiter(GroupOps, LearnOps, QueueOps, Restore):
         async def op(store: Store) -> Reservation | Refusal:
             tcap = self._tenant_cap(store, pool, cap, queue[1])
             if tcap is None:
-                return self._no_share(cap)
+                return self._no_share(pool, cap, queue[1])
             for _ in range(2):
                 await self._aensure(store, pool)
                 args = self._acquire_args(

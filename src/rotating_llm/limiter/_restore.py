@@ -19,7 +19,13 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from rotating_llm.limiter._degraded import degraded_tail, peer_rank, share, tenant_share
+from rotating_llm.limiter._degraded import (
+    degraded_tail,
+    peer_rank,
+    share,
+    tenant_share,
+    unshared,
+)
 from rotating_llm.limiter._group_ops import group_name
 from rotating_llm.limiter._journal import Journal
 from rotating_llm.limiter._schema import DAY_SEED, STATUS, TENANT_MARK
@@ -120,6 +126,11 @@ class Restore:
             return cap
         n, rank = self.peers.get(pool, (1, 0))
         return tenant_share(cap, TENANT_MARK + digest, n, rank)
+
+    def _unshared(self, pool: str, cap: str, digest: str) -> str:
+        """Which limit of a tenant's cap this process has no share of ("rpm", "tpm")."""
+        n, rank = self.peers.get(pool, (1, 0))
+        return unshared(cap, TENANT_MARK + digest, n, rank)
 
     def _replay_args(self, store: Store, pool: str) -> list[Any]:
         """The ``replay`` call's arguments: what this process granted in the window; into
