@@ -237,3 +237,28 @@ def test_a_head_waiting_on_a_group_cooldown_is_told_when_it_ends(make) -> None:
     # the head sleeps until the cooldown ends (Redis's clock), not a window
     assert isinstance(out, Refusal) and out.position == 0
     assert out.retry_after is not None and 0 < out.retry_after <= 2.0
+
+
+def test_a_large_head_passed_often_enough_gets_the_room_held(manager_factory) -> None:
+    from rotating_llm.limiter._schema import QUEUE_PASSES
+
+    km = manager_factory(make_keys(1, rpm=100, tpm=100), window_seconds=30.0)
+    held = km.limiter.reserve("m", 50)
+    assert isinstance(held, Reservation)
+    head = new_ticket()  # 100 tokens: it fits only once the 50 held come back
+    out = km.limiter.reserve("m", 100, ticket=head, ticket_seconds=30.0)
+    assert isinstance(out, Refusal) and out.position == 0
+    small = []
+    for _ in range(QUEUE_PASSES):  # small requests pass it on room it cannot use...
+        got = km.limiter.reserve("m", 1)
+        assert isinstance(got, Reservation)
+        small.append(got)
+    out = km.limiter.reserve("m", 1)  # ...until it has been passed enough
+    assert isinstance(out, Refusal) and out.reasons == {"k0": "queued behind 1"}
+    for res in [held, *small]:
+        km.limiter.settle(res, "release", 0)
+    served = km.limiter.reserve("m", 100, ticket=head, ticket_seconds=30.0)
+    assert isinstance(served, Reservation)
+    km.limiter.settle(served, "release", 0)
+    got = km.limiter.reserve("m", 1)  # the next head (none) is not held for
+    assert isinstance(got, Reservation)

@@ -64,7 +64,9 @@ def test_header_positions_match_the_declaration() -> None:
             table = f"{{MARK = '{schema.TENANT_MARK}', REASON = '{schema.TENANT_REASON}'}}"
             assert line.split("=", 1)[1].strip() == table
         elif line.startswith("local QU = "):  # the queue's keys outlive any ticket
-            assert line.split("=", 1)[1].strip() == f"{{TTL_MS = '{schema.QUEUE_KEYS_TTL_MS}'}}"
+            assert line.split("=", 1)[1].strip() == (
+                f"{{TTL_MS = '{schema.QUEUE_KEYS_TTL_MS}', PASSES = {schema.QUEUE_PASSES}}}"
+            )
             assert schema.QUEUE_KEYS_TTL_MS > schema.QUEUE_TICKET_MAX_MS
         elif line.startswith("local "):
             left, right = line[6:].split("=")

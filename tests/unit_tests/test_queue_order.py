@@ -129,7 +129,7 @@ def test_a_tickets_life_has_one_bound() -> None:
     assert _ticket_ms(new_ticket(), longest) == _schema.QUEUE_TICKET_MAX_MS
     assert _ticket_ms(new_ticket(), 10.0**9) == _schema.QUEUE_TICKET_MAX_MS
     assert _ticket_ms("", longest) == 0
-    assert f"QU = {{TTL_MS = '{_schema.QUEUE_KEYS_TTL_MS}'}}" in _schema.lua_header()
+    assert f"QU = {{TTL_MS = '{_schema.QUEUE_KEYS_TTL_MS}', PASSES" in _schema.lua_header()
     assert _schema.QUEUE_KEYS_TTL_MS > _schema.QUEUE_TICKET_MAX_MS
 
 

@@ -44,7 +44,9 @@ Keys of one pool share its hash tag and carry the layout version::
                                             tenant's last turn (a ticket served, or a grant
                                             without one while its priority had waiters),
                                             ~seq arrivals, ~last / ~gap when and how
-                                            often (EWMA, us) queued tickets were served
+                                            often (EWMA, us) queued tickets were served,
+                                            ~pass "<head ticket> <n>": grants that passed
+                                            that head on keys too small for it
     channel <prefix>v3:{<pool>}:q           PUBLISH <ticket>: that ticket's turn may have
                                             come (the head after a grant, a purge, a
                                             release, a key re-enabled)
@@ -86,6 +88,7 @@ __all__ = [
     "LEARN_KINDS",
     "LIMITS",
     "QUEUE_KEYS_TTL_MS",
+    "QUEUE_PASSES",
     "QUEUE_ROUND",
     "QUEUE_TICKET_MAX_MS",
     "RATES",
@@ -159,6 +162,9 @@ QUEUE_ROUND = 2**32
 #: than any ticket lives, so a ticket never outlives its queue.
 QUEUE_TICKET_MAX_MS = MAX_TICKET_SECONDS * 1000
 QUEUE_KEYS_TTL_MS = 2 * QUEUE_TICKET_MAX_MS
+#: How many grants may pass the head of the queue on keys too small for its request;
+#: after that every key it did not exclude is held for it (a large request still goes).
+QUEUE_PASSES = 8
 #: Per key in a status reply, in this order (``next_fit_us`` -1: never).
 STATUS = (
     "key_id",
@@ -238,7 +244,7 @@ def lua_header() -> str:
     out.append(f"local STATUS_WIDTH, HEAD_LEN = {len(STATUS)}, {len(HEAD)}\n")
     out.append(f"local MAX_PRIORITY, QUEUE_ROUND = {MAX_PRIORITY}, {QUEUE_ROUND}\n")
     # (the queue's functions join this table in the prelude)
-    out.append(f"local QU = {{TTL_MS = '{QUEUE_KEYS_TTL_MS}'}}\n")
+    out.append(f"local QU = {{TTL_MS = '{QUEUE_KEYS_TTL_MS}', PASSES = {QUEUE_PASSES}}}\n")
     out.append(f"local GROUP_MARK, TIERS_FIELD = '{GROUP_MARK}', '{TIERS_FIELD}'\n")
     out.append(f"local DAY_SEED = '{DAY_SEED}'\n")
     # (one table: a chunk may hold 200 locals; the prelude adds TENANT.fit, TENANT.take)

@@ -66,6 +66,11 @@ if seen and redis.call('EXISTS', Q) == 1 then  -- (all the queue costs while nob
       local _e, _m, _c, hest, hx = QU.ticket(redis.call('HGET', BASE .. 'qt', ht))
       qs.hest, qs.hx, qs.ht = hest, {}, ht
       for k in string.gmatch(hx, '[^,]+') do qs.hx[k] = true end
+      -- times callers passed this head on a key it did not fit; from QU.PASSES on, every
+      -- key it did not exclude is held for it (a large request is not starved)
+      local pt, pn = string.match(redis.call('HGET', BASE .. 'qr', '~pass') or '', '^(%S+) (%d+)$')
+      qs.pn = pt == ht and tonumber(pn) or 0
+      qs.starved = qs.pn >= QU.PASSES
       if qs.m then  -- (a newcomer would arrive after every ticket of its score)
         qs.n = redis.call('ZRANK', Q, qs.m)
       else
@@ -226,13 +231,17 @@ local function consider(kid, s, tok)
       qs.room = true  -- room for a smaller request
     end
   end
-  if ok and qs.blocked and not qs.hx[kid] and fits(lim, qs.hest, u)
-     and not (g and GS[g][2] and not fits(GS[g][2], qs.hest, GS[g][1])) then
-    ok = false  -- the head can use it: held for the head, whose turn is signalled
-    retry_at, qs.held = NOW, true
-    reasons = reasons or {}
-    reasons[#reasons + 1] = kid
-    reasons[#reasons + 1] = qs.why
+  if ok and qs.blocked and not qs.hx[kid] then
+    local hfit = fits(lim, qs.hest, u)
+                 and not (g and GS[g][2] and not fits(GS[g][2], qs.hest, GS[g][1]))
+    if hfit or qs.starved then
+      ok = false  -- held for the head (signalled if it can use it now)
+      retry_at = NOW
+      if hfit then qs.held = true end
+      reasons = reasons or {}
+      reasons[#reasons + 1] = kid
+      reasons[#reasons + 1] = qs.why
+    end
   end
   return ok, lim, u
 end
@@ -425,6 +434,9 @@ if aff_key then
     aff = '0'
     redis.call('SET', aff_key, kid, 'PX', ARGV[ACQUIRE_AFFINITY_TTL_MS])
   end
+end
+if qs.blocked and not qs.hx[kid] then  -- passed the head on a key it did not fit
+  redis.call('HSET', BASE .. 'qr', '~pass', qs.ht .. ' ' .. (qs.pn + 1))
 end
 if qs.m then
   QU.served(qs.tk, qs.m, qs.c, qs.sc)  -- the next ticket's turn
