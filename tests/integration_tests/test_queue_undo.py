@@ -78,7 +78,7 @@ def test_close_stops_the_subscriber_and_starts_none_after(manager_factory) -> No
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(km.acquire("m", 1, max_wait=60)))
     waiter.start()
-    while _queue_size(km) < 1:
+    while _queue_size(km) < 1 or not km.limiter.waiters._subs:  # (queued, then listens)
         time.sleep(0.005)
     subs = list(km.limiter.waiters._subs.values())
     assert len(subs) == 1 and subs[0].alive()

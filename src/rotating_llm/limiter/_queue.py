@@ -109,8 +109,9 @@ class Waiters:
                 return None
             sub = self._subs.get(id(store))
             if sub is None or not sub.alive():  # (an idle one leaves _subs under the lock)
-                sub = self._subs[id(store)] = _Subscriber(self, store)
-                sub.start()
+                sub = _Subscriber(self, store)
+                sub.start()  # (before it is listed: a listed subscriber is alive or ended)
+                self._subs[id(store)] = sub
             return sub.ready
 
     def wait(self, ticket: str, seconds: float) -> bool:
