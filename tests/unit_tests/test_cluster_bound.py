@@ -106,3 +106,44 @@ def test_async_twin_sends_again_and_fails_over_alike() -> None:
         slow.close()
         silent.close()
     assert len(calls) == 3
+
+
+class _Node:
+    def __init__(self, client: object) -> None:
+        self.redis_connection = client
+
+
+class _Cluster:
+    def __init__(self, clients: list[object]) -> None:
+        self._nodes = [_Node(c) for c in clients]
+
+    def get_primaries(self) -> list[_Node]:
+        return self._nodes
+
+
+def test_every_primary_is_probed_with_the_whole_timeout(monkeypatch) -> None:
+    """Three primaries that each take 40 ms to answer, a probe of 60 ms: all answer (review
+    finding: asked one after another, the third got what the others left, nothing, and
+    counted as silent); one that refuses is named refused, one that is silent, silent."""
+    import rotating_llm.storage._cluster_bound as cb
+
+    asked: list[float] = []
+
+    def ping(client: str, timeout: float) -> None:
+        asked.append(timeout)
+        if client == "refuses":
+            raise rex.ConnectionError("refused")
+        if timeout < 0.04:
+            time.sleep(max(0.0, timeout))
+            raise rex.TimeoutError("silent")
+        time.sleep(0.04)
+        if client == "silent":
+            raise rex.TimeoutError("silent")
+
+    monkeypatch.setattr(cb, "ping_fresh", ping)
+    cb.ping_primaries(_Cluster(["a", "b", "c"]), 0.06)
+    assert asked == [0.06, 0.06, 0.06]
+    with pytest.raises(rex.TimeoutError):
+        cb.ping_primaries(_Cluster(["a", "silent", "c"]), 0.06)
+    with pytest.raises(rex.ConnectionError):
+        cb.ping_primaries(_Cluster(["silent", "refuses", "c"]), 0.06)

@@ -39,14 +39,24 @@ WORKERS = 32
 
 
 def ping_primaries(cluster: Any, timeout: float) -> None:
-    """``PING`` every primary of ``cluster`` on a fresh connection, all within
-    ``timeout`` seconds (redis-py's ``ConnectionError`` if one refused, ``TimeoutError``
-    if one was silent)."""
-    end = time.monotonic() + timeout
-    for node in cluster.get_primaries():
-        client = node.redis_connection
-        if client is not None:  # (a node not yet connected to is not waited for)
-            ping_fresh(client, end - time.monotonic())
+    """``PING`` every primary of ``cluster`` on a fresh connection, side by side, each
+    within ``timeout`` seconds (redis-py's ``ConnectionError`` if one refused,
+    ``TimeoutError`` if one was silent). Side by side, so that a primary late in the
+    list is asked with the whole timeout too, not with what the others left."""
+    # (a node not yet connected to is not waited for)
+    clients = [n.redis_connection for n in cluster.get_primaries() if n.redis_connection]
+    if len(clients) <= 1:
+        for client in clients:
+            ping_fresh(client, timeout)
+        return
+    with concurrent.futures.ThreadPoolExecutor(
+        len(clients), thread_name_prefix="rotating-llm-probe"
+    ) as pool:
+        futures = [pool.submit(ping_fresh, client, timeout) for client in clients]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    refused = [e for e in errors if not isinstance(e, rex.TimeoutError)]
+    if refused or errors:
+        raise (refused or errors)[0]  # type: ignore[misc]
 
 
 class ClusterBound:
