@@ -259,6 +259,7 @@ def test_unknown_revoked_and_suspended_keys(fake_provider_factory: Factory) -> N
         ("overloaded", genai_errors.ServerError, 503, "UNAVAILABLE"),
     ],
 )
+@pytest.mark.slow
 def test_error_faults_use_the_real_status(
     fake_provider: FakeProvider, fault: str, error: type[Exception], code: int, status: str
 ) -> None:
@@ -307,6 +308,7 @@ def test_stream_cut_after_n_chunks(fake_provider: FakeProvider) -> None:
     assert received == ["You", " said:"]
 
 
+@pytest.mark.slow
 def test_seeded_probability_faults_on_one_key_only(fake_provider: FakeProvider) -> None:
     fake_provider.inject("overloaded", key=KEY, probability=0.5, seed=3)
     outcomes = []

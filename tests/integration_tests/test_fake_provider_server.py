@@ -152,6 +152,7 @@ def test_hanging_requests_do_not_block_stop(fake_provider_factory: Factory) -> N
     assert not fp.running
 
 
+@pytest.mark.slow
 async def test_two_hundred_concurrent_connections(fake_provider_factory: Factory) -> None:
     fp = fake_provider_factory(rpm=150, window=60.0)
     fp.inject("latency", delay=2.0)  # every request waits, so all 200 overlap

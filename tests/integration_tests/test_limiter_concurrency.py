@@ -102,6 +102,7 @@ def test_four_processes_keep_every_sliding_window(redis_url, prefix) -> None:
     assert len(grants) >= 10 * int(span / 1e6 / window)
 
 
+@pytest.mark.slow
 async def test_many_waiters_on_a_small_pool_never_fail_over(redis_url, prefix) -> None:
     """More waiting callers than connections: they wait for one; Redis is not 'lost'.
 

@@ -35,6 +35,7 @@ def test_burst_across_a_clock_boundary_is_refused(manager_factory, redis_url) ->
     assert 0.2 < info.value.retry_after <= 1.0
 
 
+@pytest.mark.slow
 def test_sequential_demand_never_exceeds_any_window(manager_factory) -> None:
     km = manager_factory(make_keys(2, rpm=4), window_seconds=0.5)
     grants = []
@@ -68,6 +69,7 @@ def test_request_larger_than_every_tpm_fails_at_once(manager_factory) -> None:
     assert info.value.max_tpm == 1000 and "1001" in str(info.value)
 
 
+@pytest.mark.slow
 def test_capacity_return_time_comes_from_redis(manager_factory, redis_url) -> None:
     km = manager_factory(make_keys(2, rpm=1), window_seconds=3)
     a = km.acquire("m", 1)

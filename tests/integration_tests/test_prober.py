@@ -70,6 +70,7 @@ def test_probe_key_verdicts(provider: FakeProvider) -> None:
     assert provider.key_stats("sim-g0-secret").metadata == 2
 
 
+@pytest.mark.slow
 def test_revoked_then_restored_key_is_back_within_two_intervals(
     redis_url: str, prefix: str, provider: FakeProvider
 ) -> None:

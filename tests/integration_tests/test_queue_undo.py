@@ -54,6 +54,7 @@ async def test_an_async_listen_that_fails_leaves_no_ticket(manager_factory, monk
     await held.arelease()
 
 
+@pytest.mark.slow
 def test_a_reserve_that_fails_while_queued_leaves_no_ticket(manager_factory, monkeypatch) -> None:
     km, held = _full(manager_factory)
     reserve, calls = km.limiter.reserve, [0]

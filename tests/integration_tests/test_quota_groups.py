@@ -50,6 +50,7 @@ def test_a_release_frees_the_group_at_once(make) -> None:
         km.acquire("m", 1)
 
 
+@pytest.mark.slow
 def test_group_tokens_are_settled_like_a_key_s(make) -> None:
     km = make(_grouped(2), [QuotaGroup(group_id="proj-a", tpm=100, tpd=150)], window_seconds=2)
     now = store_now_us(km)

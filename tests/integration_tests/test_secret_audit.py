@@ -252,6 +252,7 @@ def simulator() -> Iterator[FakeProvider]:
         yield fp
 
 
+@pytest.mark.slow
 def test_whole_workload_leaks_no_secret(
     openbao_server: BaoServer,
     aws_env: MotoServer,

@@ -222,6 +222,7 @@ def check_after(run: Run, before: dict[str, int], max_auth_errors: int) -> None:
     assert run.km.secret_store.get_secret(rotated).get_secret_value() == run.new
 
 
+@pytest.mark.slow
 def test_rotation_mid_run_no_failed_request(run: Run) -> None:
     llm = run.model()
     replies = [llm.invoke(f"before {i}") for i in range(2 * N_KEYS)]

@@ -111,6 +111,7 @@ CONTEXTS = {
 
 @pytest.mark.parametrize("context", sorted(CONTEXTS))
 @pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.slow
 def test_every_family_in_every_context(family: str, context: str) -> None:
     _RNG.seed(f"{family}/{context}")
     make, detector, name = FAMILIES[family]
