@@ -33,7 +33,6 @@ from rotating_llm.storage._timing import (
     Liveness,
     connect_end,
     deadline_of,
-    probe_budget,
 )
 
 __all__ = ["LoopConnection", "connect_within"]
@@ -132,10 +131,10 @@ class LoopConnection:
                     await connect_within(conn, max(0.001, attempt))
                     self._ready = True
                 except rex.TimeoutError:
-                    budget = probe_budget(deadline, time.monotonic())
-                    if budget is None:  # no time to probe or fail over: count the silence
-                        self._liveness.is_lost(0.0)
-                    elif await asyncio.to_thread(self._liveness.is_lost, budget):
+                    budget = self._liveness.budget_for(deadline)
+                    if budget is not None and await asyncio.to_thread(
+                        self._liveness.is_lost, budget
+                    ):
                         raise LostError(f"Redis lost: {self._liveness.lost_reason()}") from None
                 except rex.AuthenticationError:
                     raise
@@ -195,7 +194,7 @@ class LoopConnection:
         is lost, fail every waiting call over, but refuse those with less than
         ``MIN_LEFT`` left (a failover takes time of its own)."""
         last = max((d for f, d in self._waiting if not f.done()), default=0.0)
-        budget = probe_budget(last, time.monotonic())
+        budget = self._liveness.budget_for(last)
         if budget is None or not await asyncio.to_thread(self._liveness.is_lost, budget):
             return
         if conn is not self._conn:

@@ -87,7 +87,7 @@ class ClusterBound:
         if the cluster is lost, else return (slow: wait on)."""
         if time.monotonic() >= until:
             raise self._timeout()
-        budget = probe_budget(until, time.monotonic())
+        budget = self._liveness.budget_for(until)
         if budget is not None and self._liveness.is_lost(budget):
             raise LostError(f"Redis Cluster lost: {self._liveness.lost_reason()}")
 

@@ -34,7 +34,6 @@ from rotating_llm.storage._timing import (
     connect_end,
     deadline_of,
     piece_of,
-    probe_budget,
 )
 
 __all__ = ["DirectConnections", "LostError", "connect_by", "direct_kwargs", "ping_fresh"]
@@ -196,11 +195,8 @@ class DirectConnections:
     def _lost(self, deadline: float) -> bool:
         """Whether Redis is lost, asked with time left for a failover (else: not yet,
         but the silence still counts, so that a later call with time left fails over)."""
-        budget = probe_budget(deadline, time.monotonic())
-        if budget is None:
-            self._liveness.is_lost(0.0)  # no probe, no failover: the silence is counted
-            return False
-        return self._liveness.is_lost(budget)
+        budget = self._liveness.budget_for(deadline)
+        return budget is not None and self._liveness.is_lost(budget)
 
     def _connect(self, conn: Any, deadline: float, breaks: int, why: BaseException | None) -> None:
         """Connect ``conn`` again within the deadline, else :class:`LostError` (refused,

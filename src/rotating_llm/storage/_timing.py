@@ -181,6 +181,15 @@ class Liveness:
         lost_after = self.timing.lost_after
         return self._refused or (since is not None and time.monotonic() - since >= lost_after)
 
+    def budget_for(self, deadline: float) -> float | None:
+        """:func:`probe_budget` for a call due at ``deadline`` that got no answer for a
+        piece; with no time left for a probe the silence is still counted, so that a
+        later call with time left finds Redis lost and fails over."""
+        budget = probe_budget(deadline, time.monotonic())
+        if budget is None:
+            self.is_lost(0.0)  # (no probe: only the silence's start is noted)
+        return budget
+
     def lost_reason(self) -> str:
         """Why Redis is considered lost, for the error message."""
         if self._refused:
